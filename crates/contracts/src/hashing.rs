@@ -1,0 +1,68 @@
+//! SHA-256 hashing of canonical JSON (`stable_hash`) and the hash newtype.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::canonical::{canonical_json, canonical_json_value};
+use crate::errors::{CanonicalError, ContractError};
+use crate::value::Value;
+
+/// A SHA-256 digest as 64 lower-case hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    /// Parses a hash read from outside; anything but 64 lower-case hex is an error.
+    pub fn parse(text: impl Into<String>) -> Result<Self, ContractError> {
+        let text = text.into();
+        if text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(ContentHash(text))
+        } else {
+            Err(ContractError::InvalidHash(text))
+        }
+    }
+
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        ContentHash(sha256_hex(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ContentHash {
+    type Error = ContractError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        ContentHash::parse(text)
+    }
+}
+
+impl From<ContentHash> for String {
+    fn from(hash: ContentHash) -> String {
+        hash.0
+    }
+}
+
+/// Lower-case hex SHA-256 of raw bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// SHA-256 of the canonical JSON of a row value.
+pub fn stable_hash(value: &Value) -> Result<ContentHash, CanonicalError> {
+    Ok(ContentHash::of_bytes(canonical_json_value(value)?.as_bytes()))
+}
+
+/// SHA-256 of the canonical JSON of any serialisable value.
+pub fn stable_hash_json(value: &serde_json::Value) -> Result<ContentHash, CanonicalError> {
+    Ok(ContentHash::of_bytes(canonical_json(value)?.as_bytes()))
+}

@@ -1,0 +1,193 @@
+//! Plugin traits (sources, transforms, batch transforms, sinks), the context
+//! they receive and the results they return.
+//!
+//! Architecture invariant: plugins never see a database handle. Whatever a
+//! plugin wants on the audit record (external calls, a success reason, an
+//! error reason) it returns or hands to its [`PluginContext`]; the engine
+//! records it.
+
+use std::time::Duration;
+
+use crate::enums::{CallStatus, CallType, Determinism};
+use crate::hashing::ContentHash;
+use crate::ids::{NodeId, RunId};
+use crate::value::{Row, Value};
+
+/// What every plugin says about itself; recorded on its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub determinism: Determinism,
+}
+
+/// An external call a plugin made, to be recorded against the current node
+/// state (or operation) by the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub call_type: CallType,
+    pub status: CallStatus,
+    pub request: serde_json::Value,
+    pub response: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
+    pub latency_ms: Option<f64>,
+}
+
+/// Passed to every plugin call: who is calling, and a place to put calls.
+#[derive(Debug)]
+pub struct PluginContext {
+    pub run_id: RunId,
+    pub node_id: NodeId,
+    calls: Vec<CallRecord>,
+}
+
+impl PluginContext {
+    pub fn new(run_id: RunId, node_id: NodeId) -> PluginContext {
+        PluginContext { run_id, node_id, calls: Vec::new() }
+    }
+
+    /// Records an external call made while handling the current item.
+    pub fn record_call(&mut self, call: CallRecord) {
+        self.calls.push(call);
+    }
+
+    /// Hands the recorded calls to the engine, emptying the list.
+    pub fn take_calls(&mut self) -> Vec<CallRecord> {
+        std::mem::take(&mut self.calls)
+    }
+}
+
+/// Details of a schema violation, for the `validation_errors` columns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Violation {
+    /// `type_mismatch`, `missing_field` or `extra_field`.
+    pub violation_type: Option<String>,
+    pub original_field_name: Option<String>,
+    pub normalized_field_name: Option<String>,
+    pub expected_type: Option<String>,
+    pub actual_type: Option<String>,
+}
+
+/// A source record that could not become a valid row (Tier 3 data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidRecord {
+    /// The raw record as well as it could be read (`{"_raw": text}` when it
+    /// is not even an object).
+    pub raw: Value,
+    pub error: String,
+    /// What kind of check failed (`parse`, `validation`, ...).
+    pub schema_mode: String,
+    pub violation: Violation,
+}
+
+/// One item produced by a source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceItem {
+    Valid(Row),
+    Invalid(InvalidRecord),
+}
+
+/// Where a source is in its input, so a resumed run can continue there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourcePosition {
+    /// Items produced so far.
+    pub items: u64,
+    /// Byte offset of the next record, for seekable file sources.
+    pub byte_offset: Option<u64>,
+}
+
+/// An error raised by plugin code. Errors about *data* are results
+/// (`TransformResult::Error`, `SourceItem::Invalid`), not this.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    #[error("invalid options: {0}")]
+    Config(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    /// A failure worth retrying (per the `retry` settings).
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// The plugin broke its own contract: a bug, which stops the run.
+    #[error("plugin contract violated: {0}")]
+    Contract(String),
+}
+
+/// A source of rows.
+pub trait Source: Send {
+    fn info(&self) -> PluginInfo;
+    /// The next item, `None` at end of input. An `Err` is fatal (file missing,
+    /// unreadable); a bad record is `Ok(Some(SourceItem::Invalid))`.
+    fn next_item(&mut self, ctx: &mut PluginContext) -> Result<Option<SourceItem>, PluginError>;
+    fn position(&self) -> SourcePosition;
+}
+
+/// What a row transform produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransformResult {
+    Row {
+        row: Row,
+        success_reason: Option<serde_json::Value>,
+    },
+    /// One input row became several (an expansion).
+    Rows {
+        rows: Vec<Row>,
+        success_reason: Option<serde_json::Value>,
+    },
+    /// The row could not be processed; `reason` must hold a `"reason"` key.
+    Error {
+        reason: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// A row-at-a-time transform.
+pub trait Transform: Send {
+    fn info(&self) -> PluginInfo;
+    /// Whether an `Ok(Rows)` result creates new tokens (an expansion).
+    fn creates_tokens(&self) -> bool {
+        false
+    }
+    fn process(&mut self, row: Row, ctx: &mut PluginContext) -> Result<TransformResult, PluginError>;
+}
+
+/// What a batch transform produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchResult {
+    Rows(Vec<Row>),
+    Error {
+        reason: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Work submitted; ask again (`BatchTransform::poll`) after `check_after`.
+    /// `job` is what the plugin needs to find the work again, also after a
+    /// resume in a new process.
+    Pending {
+        check_after: Duration,
+        job: serde_json::Value,
+    },
+}
+
+/// A transform over a whole aggregation batch.
+pub trait BatchTransform: Send {
+    fn info(&self) -> PluginInfo;
+    fn process_batch(&mut self, rows: &[Row], ctx: &mut PluginContext) -> Result<BatchResult, PluginError>;
+    /// Asks again about pending work.
+    fn poll(&mut self, job: &serde_json::Value, ctx: &mut PluginContext) -> Result<BatchResult, PluginError>;
+}
+
+/// What a sink wrote, registered as an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactDescriptor {
+    pub artifact_type: String,
+    pub path_or_uri: String,
+    pub content_hash: ContentHash,
+    pub size_bytes: u64,
+}
+
+/// A destination for rows.
+pub trait Sink: Send {
+    fn info(&self) -> PluginInfo;
+    /// Appends rows; they need not be durable until `flush` returns.
+    fn write(&mut self, rows: &[Row], ctx: &mut PluginContext) -> Result<(), PluginError>;
+    /// Makes everything written so far durable and describes the artifact.
+    fn flush(&mut self, ctx: &mut PluginContext) -> Result<ArtifactDescriptor, PluginError>;
+}

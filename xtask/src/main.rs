@@ -1,0 +1,58 @@
+//! `cargo xtask`: the project's only automation.
+//!
+//! - `ci`: format check, clippy with warnings denied, the whole test suite.
+//! - `test`: the whole test suite (what `.ci/run` and the README call).
+#![forbid(unsafe_code)]
+
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str);
+    match task {
+        Some("ci") => ci(),
+        Some("test") => test(),
+        Some("tidy") => tidy::check(&workspace_root()),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|test|tidy>");
+            eprintln!();
+            eprintln!("  ci    format check, clippy -D warnings, tidy, all tests");
+            eprintln!("  test  all tests of the workspace");
+            eprintln!("  tidy  layering and source hygiene checks");
+            std::process::exit(2);
+        }
+    }
+}
+
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn run(step: &str, command: &mut Command) -> anyhow::Result<()> {
+    eprintln!("==> {step}");
+    let status = command.status()?;
+    if !status.success() {
+        anyhow::bail!("{step} failed ({status})");
+    }
+    Ok(())
+}
+
+fn ci() -> anyhow::Result<()> {
+    run("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run("cargo clippy -D warnings", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    tidy::check(&workspace_root())?;
+    test()
+}
+
+fn test() -> anyhow::Result<()> {
+    run("cargo test", cargo().args(["test", "--workspace", "--no-fail-fast"]))
+}
