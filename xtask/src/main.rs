@@ -1,9 +1,12 @@
 //! `cargo xtask`: the project's only automation.
 //!
 //! - `ci`: format check, clippy with warnings denied, the whole test suite.
-//! - `test`: the whole test suite (what `.ci/run` and the README call).
+//! - `test`: the whole test suite.
+//! - `tidy`: layering law and source hygiene.
+//! - `schema`: the diesel `schema.rs` against the migrations on both backends.
 #![forbid(unsafe_code)]
 
+mod schema;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -16,12 +19,15 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci(),
         Some("test") => test(),
         Some("tidy") => tidy::check(&workspace_root()),
+        Some("schema") => schema::check(args.iter().any(|a| a == "--write")),
         _ => {
-            eprintln!("usage: cargo xtask <ci|test|tidy>");
+            eprintln!("usage: cargo xtask <ci|test|tidy|schema [--write]>");
             eprintln!();
             eprintln!("  ci    format check, clippy -D warnings, tidy, all tests");
             eprintln!("  test  all tests of the workspace");
             eprintln!("  tidy  layering and source hygiene checks");
+            eprintln!("  schema  check landscape/src/schema.rs against the migrations on SQLite and PostgreSQL");
+            eprintln!("          (--write regenerates it)");
             std::process::exit(2);
         }
     }
@@ -50,6 +56,7 @@ fn ci() -> anyhow::Result<()> {
     run("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run("cargo clippy -D warnings", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     tidy::check(&workspace_root())?;
+    schema::check(false)?;
     test()
 }
 

@@ -10,12 +10,13 @@ use std::process::Command;
 /// everything; `tests` drives the binary and reads the Landscape.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("contracts", &[]),
-    ("landscape", &["contracts"]),
-    ("engine", &["contracts", "landscape"]),
+    ("landscape", &["contracts", "test-support"]),
+    ("engine", &["contracts", "landscape", "test-support"]),
     ("plugins", &["contracts"]),
     ("cli", &["contracts", "landscape", "engine", "plugins"]),
-    ("tests", &["contracts", "landscape"]),
-    ("xtask", &[]),
+    ("tests", &["contracts", "landscape", "test-support"]),
+    ("test-support", &[]),
+    ("xtask", &["contracts", "landscape", "test-support"]),
 ];
 
 /// Internal dependency edges of the workspace, from `cargo metadata`.

@@ -1,0 +1,190 @@
+//! Opening the Landscape: URL parsing, backend selection, SQLite pragmas,
+//! schema compatibility check and embedded migrations.
+
+use std::path::PathBuf;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::{LandscapeError, Result};
+
+/// The embedded schema migrations (one DDL for both backends).
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Tables every Landscape has; used to recognise a database holding them.
+pub const LANDSCAPE_TABLES: &[&str] = &[
+    "runs",
+    "nodes",
+    "edges",
+    "rows",
+    "tokens",
+    "token_parents",
+    "node_states",
+    "operations",
+    "calls",
+    "routing_events",
+    "batches",
+    "batch_members",
+    "batch_outputs",
+    "artifacts",
+    "token_outcomes",
+    "validation_errors",
+    "transform_errors",
+    "checkpoints",
+    "secret_resolutions",
+    "preflight_results",
+];
+
+/// One connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(SqliteConnection),
+    Postgresql(PgConnection),
+}
+
+/// Where the Landscape lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    SqliteFile(PathBuf),
+    SqliteMemory,
+    Postgresql(String),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite:///relative.db`, `sqlite:////absolute.db`,
+    /// `sqlite:///:memory:`, `postgresql://…` (also `postgres://` and
+    /// `postgresql+driver://`), or a bare file path.
+    pub fn parse(url: &str) -> Result<DatabaseUrl> {
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            let path = rest.strip_prefix('/').unwrap_or(rest);
+            return Ok(match path {
+                "" | ":memory:" => DatabaseUrl::SqliteMemory,
+                path => DatabaseUrl::SqliteFile(PathBuf::from(path)),
+            });
+        }
+        if let Some((scheme, rest)) = url.split_once("://") {
+            let base = scheme.split('+').next().unwrap_or(scheme);
+            return match base {
+                "postgresql" | "postgres" => Ok(DatabaseUrl::Postgresql(format!("postgresql://{rest}"))),
+                other => Err(LandscapeError::Open {
+                    url: url.to_owned(),
+                    reason: format!("unsupported scheme {other:?}; expected sqlite:// or postgresql://"),
+                }),
+            };
+        }
+        if url.is_empty() {
+            return Err(LandscapeError::Open { url: String::new(), reason: "empty database URL".to_owned() });
+        }
+        Ok(DatabaseUrl::SqliteFile(PathBuf::from(url)))
+    }
+}
+
+/// Opens (creating if needed) a Landscape and brings its schema up to date.
+///
+/// A database that holds Landscape tables not created by this implementation
+/// (for example one written by the Python reference), or a schema newer than
+/// this build knows, is refused with [`LandscapeError::IncompatibleSchema`].
+pub fn open(url: &str) -> Result<DbConnection> {
+    let parsed = DatabaseUrl::parse(url)?;
+    let open_error = |error: diesel::ConnectionError| LandscapeError::Open { url: url.to_owned(), reason: error.to_string() };
+    let mut connection = match &parsed {
+        DatabaseUrl::SqliteFile(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|error| LandscapeError::Open { url: url.to_owned(), reason: error.to_string() })?;
+            }
+            let path_text = path.to_str().ok_or_else(|| LandscapeError::Open {
+                url: url.to_owned(),
+                reason: "database path is not valid UTF-8".to_owned(),
+            })?;
+            DbConnection::Sqlite(SqliteConnection::establish(path_text).map_err(open_error)?)
+        }
+        DatabaseUrl::SqliteMemory => DbConnection::Sqlite(SqliteConnection::establish(":memory:").map_err(open_error)?),
+        DatabaseUrl::Postgresql(pg_url) => DbConnection::Postgresql(PgConnection::establish(pg_url).map_err(open_error)?),
+    };
+    configure(&mut connection, &parsed)?;
+    migrate(&mut connection)?;
+    Ok(connection)
+}
+
+fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
+    match connection {
+        DbConnection::Sqlite(sqlite) => {
+            let journal = match url {
+                DatabaseUrl::SqliteMemory => "",
+                DatabaseUrl::SqliteFile(_) | DatabaseUrl::Postgresql(_) => "PRAGMA journal_mode = WAL;",
+            };
+            sqlite.batch_execute(&format!(
+                "{journal} PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;"
+            ))?;
+        }
+        DbConnection::Postgresql(pg) => {
+            pg.batch_execute("SET client_min_messages = WARNING;")?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(diesel::QueryableByName)]
+struct NameRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+fn table_names(connection: &mut DbConnection) -> Result<Vec<String>> {
+    let rows: Vec<NameRow> = match connection {
+        DbConnection::Sqlite(sqlite) => {
+            diesel::sql_query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").load(sqlite)?
+        }
+        DbConnection::Postgresql(pg) => diesel::sql_query(
+            "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name",
+        )
+        .load(pg)?,
+    };
+    Ok(rows.into_iter().map(|row| row.name).collect())
+}
+
+fn migrate(connection: &mut DbConnection) -> Result<()> {
+    let tables = table_names(connection)?;
+    let has_versions = tables.iter().any(|t| t == "__diesel_schema_migrations");
+    let landscape_tables: Vec<&String> = tables.iter().filter(|t| LANDSCAPE_TABLES.contains(&t.as_str())).collect();
+    if !has_versions && !landscape_tables.is_empty() {
+        return Err(LandscapeError::IncompatibleSchema(format!(
+            "the database already holds Landscape tables ({}) but no schema version of this implementation; \
+             it was probably written by another ELSPETH implementation and will not be upgraded in place",
+            landscape_tables.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let known: Vec<String> = diesel::migration::MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
+        .map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?
+        .iter()
+        .map(|migration| migration.name().version().to_string())
+        .collect();
+    let applied = match connection {
+        DbConnection::Sqlite(sqlite) => sqlite.applied_migrations(),
+        DbConnection::Postgresql(pg) => pg.applied_migrations(),
+    }
+    .map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?;
+    for version in &applied {
+        let version = version.to_string();
+        if !known.contains(&version) {
+            return Err(LandscapeError::IncompatibleSchema(format!(
+                "the database has schema migration {version}, which this build does not know; \
+                 it was written by a newer ELSPETH"
+            )));
+        }
+    }
+    let result = match connection {
+        DbConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(MIGRATIONS).map(|_| ()),
+        DbConnection::Postgresql(pg) => pg.run_pending_migrations(MIGRATIONS).map(|_| ()),
+    };
+    result.map_err(|e| LandscapeError::IncompatibleSchema(format!("applying migrations failed: {e}")))
+}
+
+/// Runs raw SQL; for tests and tools that must bypass the recorder.
+pub fn execute_raw(connection: &mut DbConnection, sql: &str) -> Result<usize> {
+    Ok(diesel::sql_query(sql).execute(connection)?)
+}

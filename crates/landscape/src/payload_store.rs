@@ -1,0 +1,3 @@
+//! Content-addressed payload store.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadStoreError {}

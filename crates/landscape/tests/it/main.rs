@@ -1,0 +1,3 @@
+//! Integration tests of the Landscape, on SQLite and on a real PostgreSQL server.
+
+mod schema;
