@@ -66,3 +66,11 @@ pub fn stable_hash(value: &Value) -> Result<ContentHash, CanonicalError> {
 pub fn stable_hash_json(value: &serde_json::Value) -> Result<ContentHash, CanonicalError> {
     Ok(ContentHash::of_bytes(canonical_json(value)?.as_bytes()))
 }
+
+/// The error hash recorded on failed, quarantined and diverted outcomes: the
+/// first 16 hex characters of the SHA-256 of the error message.
+pub fn error_hash(message: &str) -> String {
+    let mut hash = sha256_hex(message.as_bytes());
+    hash.truncate(16);
+    hash
+}

@@ -13,8 +13,13 @@
 pub mod connection;
 pub mod error;
 pub mod introspect;
+mod loaders;
+mod models;
 pub mod payload_store;
+pub mod recorder;
 pub mod schema;
 
 pub use connection::{open, DatabaseUrl, DbConnection};
 pub use error::{LandscapeError, Result};
+pub use payload_store::PayloadStore;
+pub use recorder::Recorder;

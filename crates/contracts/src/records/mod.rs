@@ -22,7 +22,7 @@ pub use error_tables::{TransformError, ValidationError};
 pub use graph::{Edge, Node};
 pub use node_state::{NodeState, NodeStateCommon};
 pub use outcome::{OutcomeDetail, TokenOutcome};
-pub use run::{Run, RunExport, RunState};
+pub use run::{Run, RunExport, RunOwner, RunState};
 pub use token::{RoutingEvent, Row, Token, TokenLineage, TokenParent};
 
 #[cfg(test)]

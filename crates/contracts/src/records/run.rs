@@ -55,6 +55,14 @@ pub struct RunExport {
     pub sink: Option<String>,
 }
 
+/// The process that executes (or executed) a run, for stale-run detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOwner {
+    pub host: String,
+    pub pid: u32,
+    pub heartbeat_at: Timestamp,
+}
+
 /// One execution of a pipeline configuration (`runs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
@@ -72,4 +80,5 @@ pub struct Run {
     pub export: Option<RunExport>,
     pub schema_contract_json: Option<String>,
     pub schema_contract_hash: Option<String>,
+    pub owner: Option<RunOwner>,
 }

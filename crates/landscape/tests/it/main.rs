@@ -1,3 +1,7 @@
 //! Integration tests of the Landscape, on SQLite and on a real PostgreSQL server.
 
+mod fixtures;
+mod integrity;
+mod invariants;
+mod recorder;
 mod schema;

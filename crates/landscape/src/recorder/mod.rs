@@ -1,0 +1,179 @@
+//! The recorder: the only way audit records get written.
+//!
+//! Every method is atomic: multi-row operations (fork, expand, coalesce, batch
+//! retry, guarded transitions) run in a transaction, or in a savepoint when a
+//! unit of work is open. A unit of work ([`Recorder::begin_unit`] /
+//! [`Recorder::commit_unit`]) groups many calls into one database transaction
+//! so the engine chooses where commits fall.
+//!
+//! Guards: every single-row write checks it affected exactly one row; every
+//! terminal transition is a conditional update on the allowed source statuses
+//! and, when it matches nothing, reports not-found or illegal-transition and
+//! writes nothing.
+
+mod batches;
+mod calls;
+mod checkpoints;
+mod graph;
+mod outcomes;
+mod queries;
+mod runs;
+mod states;
+mod tokens;
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::connection::TransactionManager;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::Connection;
+
+use crate::connection::DbConnection;
+use crate::error::{LandscapeError, Result};
+use crate::payload_store::PayloadStore;
+
+pub use batches::BatchCompletion;
+pub use calls::{NewCall, OperationCompletion};
+pub use checkpoints::{NewCheckpoint, NewSecretResolution, CHECKPOINT_FORMAT_VERSION};
+pub use graph::NewNode;
+pub use outcomes::{NewArtifact, NewTransformError, NewValidationError};
+pub use states::{NewNodeState, StateCompletion};
+pub use tokens::fallback_hash;
+
+/// Writes (and reads back) audit records.
+pub struct Recorder {
+    conn: DbConnection,
+    payloads: Option<PayloadStore>,
+    in_unit: bool,
+    /// Next call index per call parent, seeded from the database.
+    call_indices: HashMap<String, u32>,
+}
+
+type Tm = <DbConnection as Connection>::TransactionManager;
+
+impl Recorder {
+    /// Opens the Landscape at `url` (migrating it if needed).
+    pub fn open(url: &str, payloads: Option<PayloadStore>) -> Result<Recorder> {
+        Ok(Recorder::new(crate::connection::open(url)?, payloads))
+    }
+
+    pub fn new(conn: DbConnection, payloads: Option<PayloadStore>) -> Recorder {
+        Recorder { conn, payloads, in_unit: false, call_indices: HashMap::new() }
+    }
+
+    pub fn payload_store(&self) -> Option<&PayloadStore> {
+        self.payloads.as_ref()
+    }
+
+    /// The underlying connection, for raw SQL in tests and tools.
+    pub fn connection(&mut self) -> &mut DbConnection {
+        &mut self.conn
+    }
+
+    /// Starts a unit of work: everything recorded until [`Recorder::commit_unit`]
+    /// is one transaction.
+    pub fn begin_unit(&mut self) -> Result<()> {
+        if self.in_unit {
+            return Err(LandscapeError::InvalidWrite("a unit of work is already open".into()));
+        }
+        Tm::begin_transaction(&mut self.conn)?;
+        self.in_unit = true;
+        Ok(())
+    }
+
+    /// Commits the open unit of work.
+    pub fn commit_unit(&mut self) -> Result<()> {
+        if !self.in_unit {
+            return Err(LandscapeError::InvalidWrite("no unit of work is open".into()));
+        }
+        self.in_unit = false;
+        Tm::commit_transaction(&mut self.conn)?;
+        Ok(())
+    }
+
+    /// Abandons the open unit of work; nothing of it reaches the database.
+    pub fn rollback_unit(&mut self) -> Result<()> {
+        if !self.in_unit {
+            return Err(LandscapeError::InvalidWrite("no unit of work is open".into()));
+        }
+        self.in_unit = false;
+        self.call_indices.clear();
+        Tm::rollback_transaction(&mut self.conn)?;
+        Ok(())
+    }
+
+    pub fn in_unit(&self) -> bool {
+        self.in_unit
+    }
+
+    /// Runs `f` atomically (a transaction, or a savepoint inside a unit).
+    fn atomic<T>(&mut self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        self.conn.transaction(f)
+    }
+
+    fn begin_savepoint(&mut self) -> Result<()> {
+        Tm::begin_transaction(&mut self.conn)?;
+        Ok(())
+    }
+
+    fn end_savepoint(&mut self, commit: bool) -> Result<()> {
+        if commit {
+            Tm::commit_transaction(&mut self.conn)?;
+        } else {
+            Tm::rollback_transaction(&mut self.conn)?;
+        }
+        Ok(())
+    }
+
+    fn store_payload(&self, bytes: &[u8]) -> Result<Option<String>> {
+        match &self.payloads {
+            Some(store) => Ok(Some(store.store(bytes)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+pub(crate) fn now() -> (contracts::Timestamp, NaiveDateTime) {
+    let at = contracts::time::now();
+    (at, at.naive_utc())
+}
+
+/// A single-row write must affect exactly one row.
+pub(crate) fn ensure_one(affected: usize, what: impl FnOnce() -> String) -> Result<()> {
+    if affected == 1 {
+        Ok(())
+    } else {
+        Err(LandscapeError::integrity(format!("{} affected {affected} rows instead of 1", what())))
+    }
+}
+
+pub(crate) fn check_duration(duration_ms: f64) -> Result<f64> {
+    if duration_ms.is_finite() && duration_ms >= 0.0 {
+        Ok(duration_ms)
+    } else {
+        Err(LandscapeError::InvalidWrite(format!("duration_ms {duration_ms} is not a finite non-negative number")))
+    }
+}
+
+pub(crate) fn is_unique_violation(error: &DieselError) -> bool {
+    matches!(error, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+}
+
+pub(crate) fn non_empty(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        Err(LandscapeError::InvalidWrite(format!("{what} must not be empty")))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn i32_of(what: &str, value: u32) -> Result<i32> {
+    i32::try_from(value).map_err(|_| LandscapeError::InvalidWrite(format!("{what} {value} is too large")))
+}
+
+pub(crate) fn i64_of(what: &str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| LandscapeError::InvalidWrite(format!("{what} {value} is too large")))
+}
+
+#[cfg(test)]
+mod tests;
