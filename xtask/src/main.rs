@@ -3,9 +3,11 @@
 //! - `ci`: format check, clippy with warnings denied, the whole test suite.
 //! - `test`: the whole test suite.
 //! - `tidy`: layering law and source hygiene.
+//! - `bench`: performance figures as ratios against same-run baselines.
 //! - `schema`: the diesel `schema.rs` against the migrations on both backends.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod schema;
 mod tidy;
 
@@ -19,6 +21,8 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci(),
         Some("test") => test(),
         Some("tidy") => tidy::check(&workspace_root()),
+        Some("bench") => bench::run(&args[1..]),
+        Some("bench-inner") => bench::inner(&args[1..]),
         Some("schema") => schema::check(args.iter().any(|a| a == "--write")),
         _ => {
             eprintln!("usage: cargo xtask <ci|test|tidy|schema [--write]>");
@@ -26,6 +30,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!("  ci    format check, clippy -D warnings, tidy, all tests");
             eprintln!("  test  all tests of the workspace");
             eprintln!("  tidy  layering and source hygiene checks");
+            eprintln!("  bench [--quick]  throughput, memory and size figures as ratios against same-run baselines");
             eprintln!("  schema  check landscape/src/schema.rs against the migrations on SQLite and PostgreSQL");
             eprintln!("          (--write regenerates it)");
             std::process::exit(2);
@@ -37,7 +42,7 @@ pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     command.current_dir(workspace_root());
     command

@@ -118,7 +118,8 @@ fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
                 DatabaseUrl::SqliteFile(_) | DatabaseUrl::Postgresql(_) => "PRAGMA journal_mode = WAL;",
             };
             sqlite.batch_execute(&format!(
-                "{journal} PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;"
+                "{journal} PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; \
+                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
             ))?;
         }
         DbConnection::Postgresql(pg) => {
