@@ -4,3 +4,4 @@
 //! Architecture invariant: the engine writes audit rows only through the
 //! `landscape` recorder API; it never issues SQL itself.
 #![forbid(unsafe_code)]
+pub mod expression;
