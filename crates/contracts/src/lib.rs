@@ -17,6 +17,7 @@ pub mod hashing;
 pub mod ids;
 pub mod plugin;
 pub mod records;
+pub mod schema;
 pub mod time;
 pub mod value;
 

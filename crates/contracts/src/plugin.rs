@@ -191,3 +191,18 @@ pub trait Sink: Send {
     /// Makes everything written so far durable and describes the artifact.
     fn flush(&mut self, ctx: &mut PluginContext) -> Result<ArtifactDescriptor, PluginError>;
 }
+
+/// Plugin options as written in `settings.yaml`.
+pub type Options = serde_json::Map<String, serde_json::Value>;
+
+/// Builds plugin instances by name. Constructors validate their options and
+/// must not touch files or the network: the engine builds plugins both to
+/// validate a pipeline and to run it (the same code path).
+pub trait PluginRegistry {
+    fn source(&self, plugin: &str, options: &Options) -> Result<Box<dyn Source>, PluginError>;
+    fn transform(&self, plugin: &str, options: &Options) -> Result<Box<dyn Transform>, PluginError>;
+    fn batch_transform(&self, plugin: &str, options: &Options) -> Result<Box<dyn BatchTransform>, PluginError>;
+    fn sink(&self, plugin: &str, options: &Options) -> Result<Box<dyn Sink>, PluginError>;
+    /// Whether `plugin` is a batch transform (usable under `aggregations`).
+    fn is_batch_aware(&self, plugin: &str) -> bool;
+}

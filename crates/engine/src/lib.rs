@@ -5,3 +5,6 @@
 //! `landscape` recorder API; it never issues SQL itself.
 #![forbid(unsafe_code)]
 pub mod expression;
+pub mod settings;
+pub mod dag;
+pub mod pipeline;

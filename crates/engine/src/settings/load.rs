@@ -1,0 +1,139 @@
+//! Loading a settings file: strict YAML parse with located errors, then
+//! `${NAME}` / `${NAME:-default}` interpolation in every string value.
+
+use std::path::{Path, PathBuf};
+
+use super::error::{ConfigError, ConfigProblem};
+use super::model::Settings;
+
+/// A parsed settings file, with its text kept for locating later problems.
+#[derive(Debug, Clone)]
+pub struct LoadedSettings {
+    pub file: PathBuf,
+    pub text: String,
+    pub settings: Settings,
+}
+
+impl LoadedSettings {
+    /// A problem at a key path, located in the file when possible.
+    pub fn problem(&self, path: &str, message: impl Into<String>) -> ConfigProblem {
+        ConfigProblem { location: super::locate::locate(&self.text, path), path: path.to_owned(), message: message.into() }
+    }
+
+    pub fn invalid(&self, problems: Vec<ConfigProblem>) -> ConfigError {
+        ConfigError::Invalid { file: self.file.clone(), problems }
+    }
+}
+
+/// Reads and parses a settings file.
+pub fn load(file: &Path) -> Result<LoadedSettings, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io { file: file.to_path_buf(), source })?;
+    parse(file, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses settings text; `env` resolves variables for interpolation.
+pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<LoadedSettings, ConfigError> {
+    let invalid = |problem: ConfigProblem| ConfigError::Invalid { file: file.to_path_buf(), problems: vec![problem] };
+    let deserializer = serde_norway::Deserializer::from_str(text);
+    let settings: Settings = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = error.into_inner();
+        let location = inner.location().map(|l| (l.line(), l.column()));
+        let message = explain_serde_message(&inner.to_string());
+        let location = location.or_else(|| super::locate::locate(text, &path));
+        invalid(ConfigProblem { location, path, message })
+    })?;
+    let mut json = serde_json::to_value(&settings).map_err(|e| invalid(ConfigProblem::new("", e.to_string())))?;
+    let mut problems = Vec::new();
+    interpolate(&mut json, "", env, &mut problems);
+    if !problems.is_empty() {
+        for problem in &mut problems {
+            problem.location = super::locate::locate(text, &problem.path);
+        }
+        return Err(ConfigError::Invalid { file: file.to_path_buf(), problems });
+    }
+    let settings: Settings = serde_json::from_value(json)
+        .map_err(|e| invalid(ConfigProblem::new("", format!("after environment interpolation: {e}"))))?;
+    Ok(LoadedSettings { file: file.to_path_buf(), text: text.to_owned(), settings })
+}
+
+/// Drops serde_norway's own location suffix (we print it in front) and
+/// rewords the messages users meet most.
+fn explain_serde_message(message: &str) -> String {
+    let message = match message.find(" at line ") {
+        Some(idx) => &message[..idx],
+        None => message,
+    };
+    let message = message.trim_start_matches(|c: char| c == '.' || c == ':' || c.is_whitespace());
+    if message.contains("did not match any variant of untagged enum Branches") {
+        return "branches must be a list of branch names or a map of branch name to input connection".to_owned();
+    }
+    message.replace("invalid type: boolean `true`, expected a string", "expected a string; quote YAML booleans ('true')")
+        .replace("invalid type: boolean `false`, expected a string", "expected a string; quote YAML booleans ('false')")
+}
+
+fn interpolate(value: &mut serde_json::Value, path: &str, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<ConfigProblem>) {
+    match value {
+        serde_json::Value::String(text) => {
+            if text.contains("${") {
+                match interpolate_str(text, env) {
+                    Ok(replaced) => *text = replaced,
+                    Err(message) => problems.push(ConfigProblem::new(path, message)),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (idx, item) in items.iter_mut().enumerate() {
+                interpolate(item, &format!("{path}[{idx}]"), env, problems);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                interpolate(item, &child, env, problems);
+            }
+        }
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {}
+    }
+}
+
+fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}`.
+pub(crate) fn interpolate_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        if !is_name(name) {
+            out.push_str(&rest[start..start + 2 + end + 1]);
+        } else {
+            match (env(name), default) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set; set it or give a default with ${{{name}:-default}}"
+                    ));
+                }
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
