@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use contracts::schema::SchemaConfig;
 use contracts::{NodeId, NodeType, RoutingMode};
 
-pub use build::build;
+pub use build::{build, PipelinePlugins};
 
 /// Index of a node in [`Graph::nodes`].
 pub type NodeIdx = usize;
