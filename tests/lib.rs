@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
+
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -28,4 +29,9 @@ pub fn elspeth_binary() -> PathBuf {
 /// Runs `elspeth` with arguments, returning its output.
 pub fn elspeth(args: &[&str]) -> Output {
     Command::new(elspeth_binary()).args(args).output().expect("elspeth can be started")
+}
+
+/// Runs `elspeth` in a working directory.
+pub fn elspeth_in(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(elspeth_binary()).current_dir(dir).args(args).output().expect("elspeth can be started")
 }

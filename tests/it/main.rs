@@ -1,3 +1,4 @@
 //! End-to-end tests of the `elspeth` binary.
 
 mod cli;
+mod validate;

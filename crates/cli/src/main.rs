@@ -1,17 +1,68 @@
 //! `elspeth`: run, validate, explain and export auditable pipelines.
+//!
+//! A thin wrapper over engine operations: every command parses its
+//! arguments, calls into `engine` / `landscape`, and renders the result for a
+//! human or, with `--format json`, for a script.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Auditable Sense/Decide/Act pipelines.
 ///
-/// ELSPETH runs a pipeline described by a settings.yaml and records every row,
-/// token, node visit, routing decision and outcome in the Landscape audit
-/// database.
+/// ELSPETH runs a pipeline described by a settings.yaml (one source,
+/// transforms, gates, aggregations, forks/coalesces and sinks) and records
+/// every row, token, node visit, routing decision and outcome in the
+/// Landscape audit database, so any output can be explained back to its
+/// source row.
+///
+/// Start with `elspeth validate --settings examples/threshold_gate/settings.yaml`.
 #[derive(Debug, Parser)]
-#[command(name = "elspeth", version)]
-struct Cli {}
+#[command(name = "elspeth", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+/// Output style for commands that report results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Readable text.
+    Text,
+    /// One JSON document on stdout, for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a settings file: parse it, build and validate the pipeline graph
+    /// exactly as `run` would, and print the graph (nodes, edges, steps).
+    ///
+    /// Exits 0 when the pipeline is valid, 1 when it is not (every problem is
+    /// listed with file, line, key and what was expected).
+    Validate {
+        /// The pipeline's settings.yaml.
+        #[arg(long, short)]
+        settings: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate { settings, format } => validate::run(&settings, format),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
 }

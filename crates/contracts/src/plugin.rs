@@ -105,6 +105,10 @@ pub enum PluginError {
     Config(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// The input as a whole cannot be read (not one bad record: those are
+    /// quarantined). Stops the run.
+    #[error("{0}")]
+    Input(String),
     /// A failure worth retrying (per the `retry` settings).
     #[error("transient failure: {0}")]
     Transient(String),
@@ -120,6 +124,11 @@ pub trait Source: Send {
     /// unreadable); a bad record is `Ok(Some(SourceItem::Invalid))`.
     fn next_item(&mut self, ctx: &mut PluginContext) -> Result<Option<SourceItem>, PluginError>;
     fn position(&self) -> SourcePosition;
+    /// Original header → final field name, when the source renamed fields
+    /// (recorded in `runs.source_field_resolution_json`).
+    fn field_resolution(&self) -> Option<Vec<(String, String)>> {
+        None
+    }
 }
 
 /// What a row transform produced.
@@ -188,8 +197,17 @@ pub trait Sink: Send {
     fn info(&self) -> PluginInfo;
     /// Appends rows; they need not be durable until `flush` returns.
     fn write(&mut self, rows: &[Row], ctx: &mut PluginContext) -> Result<(), PluginError>;
-    /// Makes everything written so far durable and describes the artifact.
-    fn flush(&mut self, ctx: &mut PluginContext) -> Result<ArtifactDescriptor, PluginError>;
+    /// Makes everything written so far durable and describes the artifact
+    /// (`None` when nothing was ever written).
+    fn flush(&mut self, ctx: &mut PluginContext) -> Result<Option<ArtifactDescriptor>, PluginError>;
+    /// Completes the output at the end of a run (closing a JSON array, for
+    /// example), durably, and describes the final artifact.
+    fn finish(&mut self, ctx: &mut PluginContext) -> Result<Option<ArtifactDescriptor>, PluginError> {
+        self.flush(ctx)
+    }
+    /// Tells the sink the source's original headers (final name → original),
+    /// for `headers: original`.
+    fn bind_field_resolution(&mut self, _resolution: &[(String, String)]) {}
 }
 
 /// Plugin options as written in `settings.yaml`.

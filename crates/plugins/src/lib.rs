@@ -1,5 +1,75 @@
-//! Built-in plugins: sources, transforms, batch transforms and sinks.
+//! Built-in plugins: sources (`csv`, `json`, `null`), transforms
+//! (`passthrough`, `field_mapper`, `truncate`, `keyword_filter`,
+//! `json_explode`), batch transforms (`batch_stats`, `batch_replicate`) and
+//! sinks (`csv`, `json`).
 //!
 //! Architecture invariant: plugins depend on `contracts` only and never see a
 //! database handle; what they want recorded they return to the engine.
+//! Constructors validate options and touch no files: files are opened on
+//! first use.
 #![forbid(unsafe_code)]
+
+mod options;
+mod row_schema;
+mod sinks;
+mod sources;
+mod transforms;
+
+use contracts::plugin::{BatchTransform, Options, PluginError, PluginRegistry, Sink, Source, Transform};
+
+pub use sources::normalize_header;
+
+/// The registry of built-in plugins.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BuiltinPlugins;
+
+const SOURCES: &[&str] = &["csv", "json", "null"];
+const TRANSFORMS: &[&str] = &["passthrough", "field_mapper", "truncate", "keyword_filter", "json_explode"];
+const BATCH_TRANSFORMS: &[&str] = &["batch_stats", "batch_replicate"];
+const SINKS: &[&str] = &["csv", "json"];
+
+fn unknown(kind: &str, name: &str, known: &[&str]) -> PluginError {
+    PluginError::Config(format!("unknown {kind} plugin {name:?} (available: {})", known.join(", ")))
+}
+
+impl PluginRegistry for BuiltinPlugins {
+    fn source(&self, plugin: &str, options: &Options) -> Result<Box<dyn Source>, PluginError> {
+        match plugin {
+            "csv" => Ok(Box::new(sources::CsvSource::new(options)?)),
+            "json" => Ok(Box::new(sources::JsonSource::new(options)?)),
+            "null" => Ok(Box::new(sources::NullSource::new(options)?)),
+            other => Err(unknown("source", other, SOURCES)),
+        }
+    }
+
+    fn transform(&self, plugin: &str, options: &Options) -> Result<Box<dyn Transform>, PluginError> {
+        match plugin {
+            "passthrough" => Ok(Box::new(transforms::Passthrough::new(options)?)),
+            "field_mapper" => Ok(Box::new(transforms::FieldMapper::new(options)?)),
+            "truncate" => Ok(Box::new(transforms::Truncate::new(options)?)),
+            "keyword_filter" => Ok(Box::new(transforms::KeywordFilter::new(options)?)),
+            "json_explode" => Ok(Box::new(transforms::JsonExplode::new(options)?)),
+            other => Err(unknown("transform", other, TRANSFORMS)),
+        }
+    }
+
+    fn batch_transform(&self, plugin: &str, options: &Options) -> Result<Box<dyn BatchTransform>, PluginError> {
+        match plugin {
+            "batch_stats" => Ok(Box::new(transforms::BatchStats::new(options)?)),
+            "batch_replicate" => Ok(Box::new(transforms::BatchReplicate::new(options)?)),
+            other => Err(unknown("batch transform", other, BATCH_TRANSFORMS)),
+        }
+    }
+
+    fn sink(&self, plugin: &str, options: &Options) -> Result<Box<dyn Sink>, PluginError> {
+        match plugin {
+            "csv" => Ok(Box::new(sinks::CsvSink::new(options)?)),
+            "json" => Ok(Box::new(sinks::JsonSink::new(options)?)),
+            other => Err(unknown("sink", other, SINKS)),
+        }
+    }
+
+    fn is_batch_aware(&self, plugin: &str) -> bool {
+        BATCH_TRANSFORMS.contains(&plugin)
+    }
+}

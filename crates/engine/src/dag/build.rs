@@ -387,7 +387,8 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
         }
     }
     let seen = reachable(n_nodes, &b.edges, source);
-    for (idx, node) in b.nodes.clone().iter().enumerate() {
+    let wiring_ok = b.problems.is_empty();
+    for (idx, node) in b.nodes.clone().iter().enumerate().filter(|_| wiring_ok) {
         let is_export_sink = matches!(&node.kind, NodeKind::Sink(name) if Some(name) == export_sink.as_ref());
         if !seen[idx] && !is_export_sink {
             b.problem("", format!("{} {:?} is not reachable from the source", node.node_type, node.name));
@@ -448,8 +449,14 @@ fn check_contracts(b: &mut Builder<'_>) {
         let missing: Vec<&String> = required.iter().filter(|f| !guaranteed.contains(f)).collect();
         if !missing.is_empty() {
             let observed = if producer_node.schema.mode == SchemaMode::Observed { " (an observed schema guarantees nothing unless it lists guaranteed_fields)" } else { "" };
-            problems.push(ConfigProblem::new(
-                "",
+            let path = match &consumer.kind {
+                NodeKind::Transform(i) => format!("transforms[{i}]"),
+                NodeKind::Aggregation(i) => format!("aggregations[{i}]"),
+                NodeKind::Sink(name) => format!("sinks.{name}"),
+                NodeKind::Source | NodeKind::Gate(_) | NodeKind::Coalesce(_) => String::new(),
+            };
+            problems.push(b.loaded.problem(
+                &path,
                 format!(
                     "schema contract violation: {} {:?} requires {:?}, which {} {:?} does not guarantee{observed}",
                     consumer.node_type, consumer.name, missing, producer_node.node_type, producer_node.name
@@ -476,34 +483,48 @@ fn explicit_requirements(settings: &Settings, node: &GraphNode) -> Vec<String> {
 }
 
 fn instantiate(b: &mut Builder<'_>, registry: &dyn PluginRegistry) -> Option<PipelinePlugins> {
+    let reported: Vec<String> = b.problems.iter().map(|p| p.message.clone()).collect();
+    let mut problems = Vec::new();
+    let plugins = instantiate_all(b, registry, &mut problems);
+    // A schema problem is reported once, not again by the plugin that parses the same schema.
+    for problem in problems {
+        if !reported.iter().any(|message| problem.message.ends_with(message.as_str())) {
+            b.problems.push(problem);
+        }
+    }
+    plugins
+}
+
+fn instantiate_all(b: &mut Builder<'_>, registry: &dyn PluginRegistry, problems: &mut Vec<ConfigProblem>) -> Option<PipelinePlugins> {
+    let mut report = |path: &str, message: String| problems.push(b.loaded.problem(path, message));
     let settings = b.settings;
     let source = match registry.source(&settings.source.plugin, &settings.source.options) {
         Ok(source) => Some(source),
         Err(error) => {
-            b.problem("source.plugin", format!("source {:?}: {error}", settings.source.plugin));
+            report("source.plugin", format!("source {:?}: {error}", settings.source.plugin));
             None
         }
     };
     let mut transforms = Vec::new();
     for (i, t) in settings.transforms.iter().enumerate() {
         if registry.is_batch_aware(&t.plugin) {
-            b.problem(&format!("transforms[{i}].plugin"), format!("{:?} is a batch plugin; declare it under aggregations", t.plugin));
+            report(&format!("transforms[{i}].plugin"), format!("{:?} is a batch plugin; declare it under aggregations", t.plugin));
             continue;
         }
         match registry.transform(&t.plugin, &t.options) {
             Ok(plugin) => transforms.push(plugin),
-            Err(error) => b.problem(&format!("transforms[{i}].options"), format!("transform {:?} ({}): {error}", t.name, t.plugin)),
+            Err(error) => report(&format!("transforms[{i}].options"), format!("transform {:?} ({}): {error}", t.name, t.plugin)),
         }
     }
     let mut aggregations = Vec::new();
     for (i, a) in settings.aggregations.iter().enumerate() {
         if !registry.is_batch_aware(&a.plugin) {
-            b.problem(&format!("aggregations[{i}].plugin"), format!("{:?} is not a batch-aware plugin, so it cannot aggregate", a.plugin));
+            report(&format!("aggregations[{i}].plugin"), format!("{:?} is not a batch-aware plugin, so it cannot aggregate", a.plugin));
             continue;
         }
         match registry.batch_transform(&a.plugin, &a.options) {
             Ok(plugin) => aggregations.push(plugin),
-            Err(error) => b.problem(&format!("aggregations[{i}].options"), format!("aggregation {:?} ({}): {error}", a.name, a.plugin)),
+            Err(error) => report(&format!("aggregations[{i}].options"), format!("aggregation {:?} ({}): {error}", a.name, a.plugin)),
         }
     }
     let mut sinks = IndexMap::new();
@@ -512,7 +533,7 @@ fn instantiate(b: &mut Builder<'_>, registry: &dyn PluginRegistry) -> Option<Pip
             Ok(plugin) => {
                 sinks.insert(name.clone(), plugin);
             }
-            Err(error) => b.problem(&format!("sinks.{name}.options"), format!("sink {name:?} ({}): {error}", sink.plugin)),
+            Err(error) => report(&format!("sinks.{name}.options"), format!("sink {name:?} ({}): {error}", sink.plugin)),
         }
     }
     Some(PipelinePlugins { source: source?, transforms, aggregations, sinks })

@@ -40,7 +40,13 @@ pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
         let path = if path == "." { String::new() } else { path };
         let inner = error.into_inner();
         let location = inner.location().map(|l| (l.line(), l.column()));
-        let message = explain_serde_message(&inner.to_string());
+        let mut message = explain_serde_message(&inner.to_string());
+        // serde_norway prefixes the enclosing path itself; keep ours only.
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if !prefix.contains(' ') && path.starts_with(prefix) {
+                message = rest.to_owned();
+            }
+        }
         let location = location.or_else(|| super::locate::locate(text, &path));
         invalid(ConfigProblem { location, path, message })
     })?;

@@ -81,11 +81,15 @@ pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
         let Some((line_idx, column)) = hit else { break };
         found = Some((line_idx + 1, column + 1));
         let own_indent = indent(lines[line_idx]);
+        let is_key = matches!(segment, Segment::Key(_));
         start = line_idx + 1;
         end = (start..lines.len())
             .find(|idx| {
                 let content = lines[*idx].trim_start();
-                !content.is_empty() && !content.starts_with('#') && indent(lines[*idx]) <= own_indent
+                let line_indent = indent(lines[*idx]);
+                // A block sequence may sit at its key's own indentation.
+                let same_level_item = is_key && line_indent == own_indent && content.starts_with('-');
+                !content.is_empty() && !content.starts_with('#') && line_indent <= own_indent && !same_level_item
             })
             .unwrap_or(lines.len());
         parent_column = match segment {

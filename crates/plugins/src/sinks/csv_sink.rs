@@ -1,0 +1,133 @@
+//! The `csv` sink. Columns: fixed → declared fields in order; flexible →
+//! declared then the first row's extras; observed → the first row's keys. A
+//! later row with a field outside the columns, or without a required declared
+//! field, breaks the pipeline's contract and stops the run.
+
+use contracts::plugin::{ArtifactDescriptor, Options, PluginContext, PluginError, PluginInfo, Sink};
+use contracts::schema::{SchemaConfig, SchemaMode};
+use contracts::{Determinism, Row};
+use serde::Deserialize;
+
+use super::durable_file::DurableFile;
+use super::{cell_text, HeaderNames, Headers};
+
+fn default_delimiter() -> String {
+    ",".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvSinkOptions {
+    path: String,
+    schema: serde_json::Value,
+    #[serde(default = "default_delimiter")]
+    delimiter: String,
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    headers: Headers,
+    #[serde(default)]
+    validate_input: bool,
+    #[serde(default)]
+    required_input_fields: Option<Vec<String>>,
+}
+
+pub(crate) struct CsvSink {
+    schema: SchemaConfig,
+    delimiter: u8,
+    headers: HeaderNames,
+    file: DurableFile,
+    columns: Option<Vec<String>>,
+    buffer: Vec<u8>,
+}
+
+impl CsvSink {
+    pub(crate) fn new(options: &Options) -> Result<CsvSink, PluginError> {
+        let options: CsvSinkOptions = crate::options::parse(options)?;
+        let schema = crate::options::schema(&options.schema)?;
+        let delimiter = match options.delimiter.as_bytes() {
+            [byte] => *byte,
+            _ => return Err(PluginError::Config("delimiter must be a single character".into())),
+        };
+        if let Some(mode) = &options.mode {
+            if mode != "write" {
+                return Err(PluginError::Config(format!("mode {mode:?} is not supported (write)")));
+            }
+        }
+        if let Some(encoding) = &options.encoding {
+            if !["utf-8", "utf8"].contains(&encoding.to_ascii_lowercase().as_str()) {
+                return Err(PluginError::Config(format!("encoding {encoding:?} is not supported (utf-8 only)")));
+            }
+        }
+        let headers = HeaderNames::from_option(&options.headers).map_err(PluginError::Config)?;
+        let _ = (options.validate_input, options.required_input_fields);
+        Ok(CsvSink { schema, delimiter, headers, file: DurableFile::new(&options.path, "csv"), columns: None, buffer: Vec::new() })
+    }
+
+    fn columns_for(&self, first: &Row) -> Vec<String> {
+        let declared: Vec<String> = self.schema.fields.iter().map(|f| f.name.clone()).collect();
+        match self.schema.mode {
+            SchemaMode::Fixed => declared,
+            SchemaMode::Flexible => {
+                let mut columns = declared;
+                columns.extend(first.keys().filter(|k| !columns.contains(k)).cloned().collect::<Vec<_>>());
+                columns
+            }
+            SchemaMode::Observed => first.keys().cloned().collect(),
+        }
+    }
+
+    fn encode(&mut self, fields: &[String]) -> Result<(), PluginError> {
+        let mut writer = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(&mut self.buffer);
+        writer.write_record(fields).map_err(|e| PluginError::Contract(format!("csv encoding failed: {e}")))?;
+        writer.flush().map_err(|source| PluginError::Io { context: "csv buffer".into(), source })?;
+        Ok(())
+    }
+}
+
+impl Sink for CsvSink {
+    fn info(&self) -> PluginInfo {
+        PluginInfo { name: "csv", version: "1.0.0", determinism: Determinism::IoWrite }
+    }
+
+    fn write(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<(), PluginError> {
+        let Some(first) = rows.first() else { return Ok(()) };
+        if self.columns.is_none() {
+            let columns = self.columns_for(first);
+            let header: Vec<String> = columns.iter().map(|c| self.headers.display(c).to_owned()).collect();
+            self.encode(&header)?;
+            self.columns = Some(columns);
+        }
+        let columns = self.columns.clone().unwrap_or_default();
+        for row in rows {
+            for field in self.schema.fields.iter().filter(|f| f.required) {
+                if !row.contains_key(&field.name) {
+                    return Err(PluginError::Contract(format!("row lacks the sink's required field {:?}", field.name)));
+                }
+            }
+            if self.schema.mode != SchemaMode::Fixed {
+                if let Some(extra) = row.keys().find(|k| !columns.contains(k)) {
+                    return Err(PluginError::Contract(format!(
+                        "row has field {extra:?}, which is not one of the sink's columns ({})",
+                        columns.join(", ")
+                    )));
+                }
+            }
+            let cells: Vec<String> = columns.iter().map(|c| row.get(c).map_or(String::new(), cell_text)).collect();
+            self.encode(&cells)?;
+        }
+        let bytes = std::mem::take(&mut self.buffer);
+        self.file.write(&bytes)
+    }
+
+    fn flush(&mut self, _ctx: &mut PluginContext) -> Result<Option<ArtifactDescriptor>, PluginError> {
+        self.file.sync()
+    }
+
+    fn bind_field_resolution(&mut self, resolution: &[(String, String)]) {
+        self.headers.bind(resolution);
+    }
+}
+

@@ -1,0 +1,70 @@
+//! An output file written append-only, with a running SHA-256 and byte
+//! count, made durable with flush + fsync.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use contracts::plugin::{ArtifactDescriptor, PluginError};
+use contracts::ContentHash;
+use sha2::{Digest, Sha256};
+
+pub(crate) struct DurableFile {
+    path: PathBuf,
+    display_path: String,
+    artifact_type: &'static str,
+    writer: Option<BufWriter<File>>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl DurableFile {
+    pub(crate) fn new(path: &str, artifact_type: &'static str) -> DurableFile {
+        DurableFile { path: PathBuf::from(path), display_path: path.to_owned(), artifact_type, writer: None, hasher: Sha256::new(), bytes: 0 }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    fn io(&self, what: &str) -> impl FnOnce(std::io::Error) -> PluginError + '_ {
+        let context = format!("{what} {}", self.display_path);
+        move |source| PluginError::Io { context, source }
+    }
+
+    /// Creates (truncating) the file; parent directories are created.
+    pub(crate) fn open(&mut self) -> Result<(), PluginError> {
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(self.io("cannot create the directory of"))?;
+        }
+        let file = OpenOptions::new().create(true).write(true).truncate(true).open(&self.path).map_err(self.io("cannot create"))?;
+        self.writer = Some(BufWriter::with_capacity(1 << 16, file));
+        Ok(())
+    }
+
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), PluginError> {
+        if self.writer.is_none() {
+            self.open()?;
+        }
+        let context = format!("cannot write {}", self.display_path);
+        let writer = self.writer.as_mut().ok_or_else(|| PluginError::Contract("file not open".into()))?;
+        writer.write_all(bytes).map_err(|source| PluginError::Io { context, source })?;
+        self.hasher.update(bytes);
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes and fsyncs; describes the file as it now is on disk.
+    pub(crate) fn sync(&mut self) -> Result<Option<ArtifactDescriptor>, PluginError> {
+        let context = format!("cannot flush {}", self.display_path);
+        let Some(writer) = self.writer.as_mut() else { return Ok(None) };
+        writer.flush().map_err(|source| PluginError::Io { context: context.clone(), source })?;
+        writer.get_ref().sync_data().map_err(|source| PluginError::Io { context, source })?;
+        Ok(Some(ArtifactDescriptor {
+            artifact_type: self.artifact_type.to_owned(),
+            path_or_uri: self.display_path.clone(),
+            content_hash: ContentHash::parse(hex::encode(self.hasher.clone().finalize())).map_err(|e| PluginError::Contract(e.to_string()))?,
+            size_bytes: self.bytes,
+        }))
+    }
+}

@@ -1,0 +1,131 @@
+//! The `json` sink: JSON Lines (one object per line) or a JSON array written
+//! incrementally (`[`, elements, and `]` only when the run finishes).
+
+use contracts::plugin::{ArtifactDescriptor, Options, PluginContext, PluginError, PluginInfo, Sink};
+use contracts::{Determinism, Row};
+use serde::Deserialize;
+
+use super::durable_file::DurableFile;
+use super::{renamed, HeaderNames, Headers};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Format {
+    Json,
+    Jsonl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSinkOptions {
+    path: String,
+    schema: serde_json::Value,
+    #[serde(default)]
+    format: Option<Format>,
+    #[serde(default)]
+    indent: Option<usize>,
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    headers: Headers,
+    #[serde(default)]
+    validate_input: bool,
+    #[serde(default)]
+    required_input_fields: Option<Vec<String>>,
+}
+
+pub(crate) struct JsonSink {
+    format: Format,
+    indent: Option<usize>,
+    headers: HeaderNames,
+    file: DurableFile,
+    elements: u64,
+    finished: bool,
+}
+
+impl JsonSink {
+    pub(crate) fn new(options: &Options) -> Result<JsonSink, PluginError> {
+        let options: JsonSinkOptions = crate::options::parse(options)?;
+        crate::options::schema(&options.schema)?;
+        let format = options.format.unwrap_or(if options.path.ends_with(".jsonl") { Format::Jsonl } else { Format::Json });
+        if let Some(mode) = &options.mode {
+            if mode != "write" {
+                return Err(PluginError::Config(format!("mode {mode:?} is not supported (write)")));
+            }
+        }
+        if options.indent.is_some() && format == Format::Jsonl {
+            return Err(PluginError::Config("indent is only allowed with format json".into()));
+        }
+        if let Some(encoding) = &options.encoding {
+            if !["utf-8", "utf8"].contains(&encoding.to_ascii_lowercase().as_str()) {
+                return Err(PluginError::Config(format!("encoding {encoding:?} is not supported (utf-8 only)")));
+            }
+        }
+        let headers = HeaderNames::from_option(&options.headers).map_err(PluginError::Config)?;
+        let _ = (options.validate_input, options.required_input_fields);
+        Ok(JsonSink { format, indent: options.indent, headers, file: DurableFile::new(&options.path, "json"), elements: 0, finished: false })
+    }
+
+    fn render(&self, row: &Row) -> Result<String, PluginError> {
+        let object = serde_json::Value::Object(renamed(row, &self.headers));
+        let text = match self.indent {
+            Some(width) => {
+                let indent = " ".repeat(width);
+                let mut out = Vec::new();
+                let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
+                let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+                serde::Serialize::serialize(&object, &mut serializer).map_err(|e| PluginError::Contract(e.to_string()))?;
+                String::from_utf8(out).map_err(|e| PluginError::Contract(e.to_string()))?
+            }
+            None => serde_json::to_string(&object).map_err(|e| PluginError::Contract(e.to_string()))?,
+        };
+        Ok(text)
+    }
+}
+
+impl Sink for JsonSink {
+    fn info(&self) -> PluginInfo {
+        PluginInfo { name: "json", version: "1.0.0", determinism: Determinism::IoWrite }
+    }
+
+    fn write(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<(), PluginError> {
+        let mut out = String::new();
+        for row in rows {
+            let text = self.render(row)?;
+            match self.format {
+                Format::Jsonl => {
+                    out.push_str(&text);
+                    out.push('\n');
+                }
+                Format::Json => {
+                    out.push_str(if self.elements == 0 { "[\n" } else { ",\n" });
+                    out.push_str(&text);
+                }
+            }
+            self.elements += 1;
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.file.write(out.as_bytes())
+    }
+
+    fn flush(&mut self, _ctx: &mut PluginContext) -> Result<Option<ArtifactDescriptor>, PluginError> {
+        self.file.sync()
+    }
+
+    fn finish(&mut self, _ctx: &mut PluginContext) -> Result<Option<ArtifactDescriptor>, PluginError> {
+        if self.format == Format::Json && !self.finished {
+            self.finished = true;
+            let closing: &[u8] = if self.file.is_open() { b"\n]\n" } else { b"[]\n" };
+            self.file.write(closing)?;
+        }
+        self.file.sync()
+    }
+
+    fn bind_field_resolution(&mut self, resolution: &[(String, String)]) {
+        self.headers.bind(resolution);
+    }
+}

@@ -1,0 +1,81 @@
+//! Sinks: append-only files made durable (flush + fsync) on `flush`, with a
+//! running SHA-256 of every byte written, so the artifact hash always equals
+//! the hash of the file's content.
+
+mod csv_sink;
+mod durable_file;
+mod json_sink;
+
+pub(crate) use csv_sink::CsvSink;
+pub(crate) use json_sink::JsonSink;
+
+use contracts::{Row, Value};
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// How output columns are named.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(untagged)]
+pub(crate) enum Headers {
+    #[default]
+    #[serde(skip)]
+    Normalized,
+    Named(String),
+    Map(IndexMap<String, String>),
+}
+
+/// Resolved header naming: field → display name.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeaderNames {
+    original: bool,
+    renames: IndexMap<String, String>,
+}
+
+impl HeaderNames {
+    pub(crate) fn from_option(headers: &Headers) -> Result<HeaderNames, String> {
+        match headers {
+            Headers::Normalized => Ok(HeaderNames::default()),
+            Headers::Named(name) if name == "normalized" => Ok(HeaderNames::default()),
+            Headers::Named(name) if name == "original" => Ok(HeaderNames { original: true, renames: IndexMap::new() }),
+            Headers::Named(other) => Err(format!("headers must be normalized, original or a map, not {other:?}")),
+            Headers::Map(map) => {
+                let mut seen = std::collections::BTreeSet::new();
+                for target in map.values() {
+                    if !seen.insert(target) {
+                        return Err(format!("headers maps two fields to {target:?}"));
+                    }
+                }
+                Ok(HeaderNames { original: false, renames: map.clone() })
+            }
+        }
+    }
+
+    /// Learns the source's original headers (for `headers: original`).
+    pub(crate) fn bind(&mut self, resolution: &[(String, String)]) {
+        if self.original {
+            self.renames = resolution.iter().map(|(original, name)| (name.clone(), original.clone())).collect();
+        }
+    }
+
+    pub(crate) fn display<'a>(&'a self, field: &'a str) -> &'a str {
+        self.renames.get(field).map_or(field, String::as_str)
+    }
+}
+
+/// The text of a value in a CSV cell: null empty, numbers in their shortest
+/// form, nested values as canonical JSON.
+pub(crate) fn cell_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Integer(_) | Value::Float(_) | Value::List(_) | Value::Object(_) => {
+            contracts::canonical_json_value(value).unwrap_or_else(|_| serde_json::to_string(value).unwrap_or_default())
+        }
+    }
+}
+
+/// Renames a row's keys for display.
+pub(crate) fn renamed(row: &Row, names: &HeaderNames) -> serde_json::Map<String, serde_json::Value> {
+    row.iter().map(|(k, v)| (names.display(k).to_owned(), v.to_json())).collect()
+}
