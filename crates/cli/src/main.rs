@@ -5,6 +5,7 @@
 //! human or, with `--format json`, for a script.
 #![forbid(unsafe_code)]
 
+mod run;
 mod validate;
 
 use std::path::PathBuf;
@@ -51,12 +52,34 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Run a pipeline and record its audit trail in the Landscape.
+    ///
+    /// Without --execute this is a dry run: the pipeline is validated exactly
+    /// as a run would build it, and nothing is read or written.
+    ///
+    /// Exit codes: 0 completed, 1 invalid settings or failed run, 3
+    /// interrupted (Ctrl-C / SIGTERM; resumable), 4 the audit trail itself
+    /// could not be written.
+    Run {
+        /// The pipeline's settings.yaml.
+        #[arg(long, short)]
+        settings: PathBuf,
+        /// Really run (otherwise: validate and stop).
+        #[arg(long)]
+        execute: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Source rows per audit transaction and sink write.
+        #[arg(long, default_value_t = 1000)]
+        chunk_size: usize,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { settings, format } => validate::run(&settings, format),
+        Command::Run { settings, execute, format, chunk_size } => run::run(&settings, execute, format, chunk_size),
     };
     match result {
         Ok(code) => code,

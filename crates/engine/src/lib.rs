@@ -8,3 +8,4 @@ pub mod expression;
 pub mod settings;
 pub mod dag;
 pub mod pipeline;
+pub mod run;

@@ -23,9 +23,17 @@ pub enum PayloadStoreError {
 }
 
 /// A directory of content-addressed blobs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PayloadStore {
     base: PathBuf,
+    /// Blobs written but not yet made durable (see [`PayloadStore::sync`]).
+    unsynced: std::cell::Cell<bool>,
+}
+
+impl Clone for PayloadStore {
+    fn clone(&self) -> PayloadStore {
+        PayloadStore::new(self.base.clone())
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PayloadStoreError + '_ {
@@ -34,7 +42,36 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PayloadStoreError + '
 
 impl PayloadStore {
     pub fn new(base: impl Into<PathBuf>) -> PayloadStore {
-        PayloadStore { base: base.into() }
+        PayloadStore { base: base.into(), unsynced: std::cell::Cell::new(false) }
+    }
+
+    /// Stores bytes without waiting for the disk; [`PayloadStore::sync`] must
+    /// run before anything that refers to the blob is committed. The recorder
+    /// does this when a unit of work commits.
+    pub fn store_deferred(&self, bytes: &[u8]) -> Result<String, PayloadStoreError> {
+        let key = sha256_hex(bytes);
+        let path = self.path_of(&key)?;
+        if path.exists() {
+            return Ok(key);
+        }
+        let dir = path.parent().unwrap_or(&self.base).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io_error(&dir))?;
+        temp.write_all(bytes).map_err(io_error(&path))?;
+        temp.persist(&path).map_err(|error| PayloadStoreError::Io { path: path.clone(), source: error.error })?;
+        self.unsynced.set(true);
+        Ok(key)
+    }
+
+    /// Makes every deferred blob durable (one `syncfs` of the store's file system).
+    pub fn sync(&self) -> Result<(), PayloadStoreError> {
+        if !self.unsynced.get() {
+            return Ok(());
+        }
+        let handle = std::fs::File::open(&self.base).map_err(io_error(&self.base))?;
+        rustix::fs::syncfs(&handle).map_err(|errno| PayloadStoreError::Io { path: self.base.clone(), source: errno.into() })?;
+        self.unsynced.set(false);
+        Ok(())
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, PayloadStoreError> {

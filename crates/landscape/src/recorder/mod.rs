@@ -86,6 +86,10 @@ impl Recorder {
         if !self.in_unit {
             return Err(LandscapeError::InvalidWrite("no unit of work is open".into()));
         }
+        // Blobs the unit refers to are durable before the unit is.
+        if let Some(store) = &self.payloads {
+            store.sync()?;
+        }
         self.in_unit = false;
         Tm::commit_transaction(&mut self.conn)?;
         Ok(())
@@ -127,6 +131,7 @@ impl Recorder {
 
     fn store_payload(&self, bytes: &[u8]) -> Result<Option<String>> {
         match &self.payloads {
+            Some(store) if self.in_unit => Ok(Some(store.store_deferred(bytes)?)),
             Some(store) => Ok(Some(store.store(bytes)?)),
             None => Ok(None),
         }

@@ -1,0 +1,120 @@
+//! `elspeth run`: validate, then execute with a progress bar and a summary
+//! (or one JSON document with `--format json`).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use contracts::RunStatus;
+use engine::pipeline::load_pipeline;
+use engine::run::{run_pipeline, EngineError, Progress, RunOptions, RunSummary};
+use landscape::{PayloadStore, Recorder};
+
+use crate::Format;
+
+pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: usize) -> anyhow::Result<ExitCode> {
+    let pipeline = match load_pipeline(settings, &plugins::BuiltinPlugins) {
+        Ok(pipeline) => pipeline,
+        Err(error) => {
+            eprintln!("{}: invalid", settings.display());
+            eprintln!("{error}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !execute {
+        match format {
+            Format::Text => println!("{}: valid; dry run, nothing executed (add --execute to run)", settings.display()),
+            Format::Json => println!("{}", serde_json::json!({"valid": true, "executed": false})),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let landscape_url = pipeline.loaded.settings.landscape.url.clone();
+    let payload_dir = pipeline.loaded.settings.payload_store.base_path.clone();
+    std::fs::create_dir_all(&payload_dir).map_err(|e| anyhow::format_err!("cannot create the payload store {payload_dir}: {e}"))?;
+    let mut recorder = match Recorder::open(&landscape_url, Some(PayloadStore::new(&payload_dir))) {
+        Ok(recorder) => recorder,
+        Err(error) => {
+            eprintln!("error: cannot open the Landscape: {error}");
+            return Ok(ExitCode::from(4));
+        }
+    };
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupt))?;
+    }
+    let bar = (format == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        bar
+    });
+    let progress_bar = bar.clone();
+    let options = RunOptions {
+        chunk_size,
+        interrupt,
+        progress: Some(Box::new(move |progress: &Progress| {
+            if let Some(bar) = &progress_bar {
+                let rate = progress.rows_read as f64 / progress.elapsed.as_secs_f64().max(1e-9);
+                let outcomes: Vec<String> = progress.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                bar.set_message(format!("{} rows read, {rate:.0} rows/s | {}", progress.rows_read, outcomes.join(", ")));
+                bar.tick();
+            }
+        })),
+        ..RunOptions::default()
+    };
+    let result = run_pipeline(pipeline, &mut recorder, options);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(summary) => {
+            report(&summary, format);
+            Ok(ExitCode::from(match summary.status {
+                RunStatus::Completed => 0,
+                RunStatus::Interrupted => 3,
+                RunStatus::Failed | RunStatus::Running => 1,
+            }))
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::from(match error {
+                EngineError::Landscape(_) => 4,
+                _ => 1,
+            }))
+        }
+    }
+}
+
+fn report(summary: &RunSummary, format: Format) {
+    match format {
+        Format::Json => {
+            let document = serde_json::json!({
+                "run_id": summary.run_id.as_str(),
+                "status": summary.status.as_str(),
+                "rows_read": summary.rows_read,
+                "outcomes": summary.outcomes,
+                "sinks": summary.per_sink,
+                "duration_seconds": summary.duration.as_secs_f64(),
+                "error": summary.error,
+            });
+            println!("{document}");
+        }
+        Format::Text => {
+            let rate = summary.rows_read as f64 / summary.duration.as_secs_f64().max(1e-9);
+            println!("run {} {}", summary.run_id, summary.status);
+            println!("  {} rows read in {:.2} s ({rate:.0} rows/s)", summary.rows_read, summary.duration.as_secs_f64());
+            if !summary.per_sink.is_empty() {
+                println!("  {:<24} {:>10} {:>10} {:>12}", "sink", "completed", "routed", "quarantined");
+                for (sink, counts) in &summary.per_sink {
+                    let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+                    println!("  {:<24} {:>10} {:>10} {:>12}", sink, get("completed"), get("routed"), get("quarantined"));
+                }
+            }
+            let outcomes: Vec<String> = summary.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("  outcomes: {}", if outcomes.is_empty() { "none".to_owned() } else { outcomes.join(", ") });
+            if let Some(error) = &summary.error {
+                println!("  error: {error}");
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Executing a pipeline: the orchestrator (run lifecycle and the chunk commit
+//! protocol), the token processor, and the sink executor.
+//!
+//! Chunk commit protocol: rows are read and processed in chunks inside one
+//! recorder unit of work; the chunk's sink-bound rows are written and made
+//! durable (flush + fsync); then delivery outcomes are recorded and the unit
+//! commits. A delivery outcome therefore never exists without its bytes on
+//! disk, and a crash before the commit leaves no trace of the chunk.
+
+mod processor;
+mod register;
+mod sinks;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contracts::{RowOutcome, RunId, RunStatus};
+use landscape::Recorder;
+
+use crate::pipeline::Pipeline;
+
+pub use processor::EngineError;
+
+/// How a run is executed.
+pub struct RunOptions {
+    /// Source rows per unit of work (and per sink write).
+    pub chunk_size: usize,
+    /// Set (for example by a SIGINT handler) to stop gracefully.
+    pub interrupt: Arc<AtomicBool>,
+    /// Called after every chunk with the progress so far.
+    pub progress: Option<Box<dyn FnMut(&Progress)>>,
+    /// Fingerprint key for secrets in stored configuration.
+    pub secrets: crate::settings::SecretPolicy,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            chunk_size: 1000,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            progress: None,
+            secrets: crate::settings::SecretPolicy::from_env(),
+        }
+    }
+}
+
+/// Progress of a running pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub rows_read: u64,
+    pub elapsed: Duration,
+    pub outcomes: BTreeMap<&'static str, u64>,
+}
+
+/// What a run did, for the summary and `--format json`.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: RunId,
+    pub status: RunStatus,
+    pub rows_read: u64,
+    /// Terminal outcomes by kind.
+    pub outcomes: BTreeMap<&'static str, u64>,
+    /// Rows delivered per sink, by outcome.
+    pub per_sink: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    pub duration: Duration,
+    /// Why the run failed, when it did.
+    pub error: Option<String>,
+}
+
+/// Runs a pipeline to its end (completed, failed or interrupted), recording
+/// everything in the Landscape. An `Err` means the run could not even be
+/// begun or its failure could not be recorded.
+pub fn run_pipeline(pipeline: Pipeline, recorder: &mut Recorder, mut options: RunOptions) -> Result<RunSummary, EngineError> {
+    let started = Instant::now();
+    let mut runtime = register::begin(pipeline, recorder, &options)?;
+    let result = runtime.drive(&mut options, started);
+    let status = match &result {
+        Ok(true) => RunStatus::Completed,
+        Ok(false) => RunStatus::Interrupted,
+        Err(_) => RunStatus::Failed,
+    };
+    let error = result.as_ref().err().map(ToString::to_string);
+    runtime.finish(status, error.as_deref())?;
+    let summary = RunSummary {
+        run_id: runtime.run_id.clone(),
+        status,
+        rows_read: runtime.rows_read,
+        outcomes: runtime.counts.clone(),
+        per_sink: runtime.per_sink.clone(),
+        duration: started.elapsed(),
+        error,
+    };
+    Ok(summary)
+}
+
+pub(crate) fn outcome_key(outcome: RowOutcome) -> &'static str {
+    outcome.as_str()
+}
+
+pub(crate) fn interrupted(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::Relaxed)
+}

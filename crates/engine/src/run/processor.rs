@@ -1,0 +1,558 @@
+//! The token processor: one source item at a time, a FIFO work queue of
+//! tokens, and the transform and gate executors. Every visit is exactly one
+//! node state, recorded completed or failed; no state is ever left open.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use contracts::plugin::{InvalidRecord, PluginContext, PluginError, SourceItem, TransformResult};
+use contracts::records::{CallParent, OutcomeDetail, Token};
+use contracts::{canonical_json, error_hash, stable_hash, ContentHash, EdgeId, NodeType, OperationId, RoutingMode, Row, RowOutcome, RunId, StateId, Value};
+use landscape::recorder::{NewCall, NewNodeState, NewTransformError, NewValidationError, OperationCompletion, StateCompletion};
+use landscape::{LandscapeError, Recorder};
+
+use super::sinks::{Delivery, DeliveryKind};
+use super::{outcome_key, Progress, RunOptions};
+use crate::dag::{BranchTarget, Graph, NodeIdx, NodeKind, PipelinePlugins, RouteTarget};
+use crate::expression::Condition;
+use crate::settings::LoadedSettings;
+
+/// Why a run stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("audit trail: {0}")]
+    Landscape(#[from] LandscapeError),
+    #[error("{node}: {source}")]
+    Plugin { node: String, source: PluginError },
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A bug in the engine or a plugin breaking the pipeline's contract.
+    #[error("internal invariant violated: {0}")]
+    Invariant(String),
+    #[error("{0} is not supported by this engine yet")]
+    Unsupported(String),
+}
+
+/// A token on its way through the graph, with its current data and hash.
+pub(crate) struct Work {
+    pub(crate) token: Token,
+    pub(crate) row: Row,
+    pub(crate) hash: ContentHash,
+    pub(crate) at: NodeIdx,
+}
+
+pub(crate) struct Runtime<'r> {
+    pub(crate) loaded: LoadedSettings,
+    pub(crate) graph: Graph,
+    pub(crate) plugins: PipelinePlugins,
+    pub(crate) recorder: &'r mut Recorder,
+    pub(crate) run_id: RunId,
+    pub(crate) edge_ids: HashMap<(NodeIdx, String), EdgeId>,
+    conditions: Vec<Option<Condition>>,
+    pub(crate) contexts: Vec<PluginContext>,
+    pub(crate) pending: Vec<Vec<Delivery>>,
+    /// The last sink state per sink node, for artifacts written at the end.
+    pub(crate) last_sink_state: Vec<Option<StateId>>,
+    pub(crate) rows_read: u64,
+    pub(crate) counts: BTreeMap<&'static str, u64>,
+    pub(crate) per_sink: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    source_operation: Option<OperationId>,
+    bound_field_resolution: bool,
+}
+
+fn ms(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1000.0
+}
+
+fn execution_error(message: &str, kind: &str) -> serde_json::Value {
+    serde_json::json!({"exception": message, "type": kind})
+}
+
+impl<'r> Runtime<'r> {
+    pub(crate) fn new(
+        loaded: LoadedSettings,
+        graph: Graph,
+        plugins: PipelinePlugins,
+        recorder: &'r mut Recorder,
+        run_id: RunId,
+        edge_ids: HashMap<(NodeIdx, String), EdgeId>,
+        conditions: Vec<Option<Condition>>,
+    ) -> Runtime<'r> {
+        let contexts = graph.nodes.iter().map(|n| PluginContext::new(run_id.clone(), n.id.clone())).collect();
+        let n_nodes = graph.nodes.len();
+        Runtime {
+            loaded,
+            graph,
+            plugins,
+            recorder,
+            run_id,
+            edge_ids,
+            conditions,
+            contexts,
+            pending: (0..n_nodes).map(|_| Vec::new()).collect(),
+            last_sink_state: vec![None; n_nodes],
+            rows_read: 0,
+            counts: BTreeMap::new(),
+            per_sink: BTreeMap::new(),
+            source_operation: None,
+            bound_field_resolution: false,
+        }
+    }
+
+    pub(crate) fn count(&mut self, outcome: RowOutcome, sink: Option<&str>) {
+        *self.counts.entry(outcome_key(outcome)).or_insert(0) += 1;
+        if let Some(sink) = sink {
+            *self.per_sink.entry(sink.to_owned()).or_default().entry(outcome_key(outcome)).or_insert(0) += 1;
+        }
+    }
+
+    pub(crate) fn edge(&self, from: NodeIdx, label: &str) -> Result<EdgeId, EngineError> {
+        self.edge_ids
+            .get(&(from, label.to_owned()))
+            .cloned()
+            .ok_or_else(|| EngineError::Invariant(format!("no registered edge {label:?} from {}", self.graph.nodes[from].name)))
+    }
+
+    /// Records one visit of `token` to `node` that opened and ended now.
+    fn visit(
+        &mut self,
+        token: &Token,
+        node: NodeIdx,
+        attempt: u32,
+        input_hash: ContentHash,
+        completion: StateCompletion,
+        duration_ms: f64,
+    ) -> Result<contracts::records::NodeState, EngineError> {
+        let graph_node = &self.graph.nodes[node];
+        let new = NewNodeState { token, node_id: &graph_node.id, step_index: graph_node.step, attempt, input_hash, context_before_json: None };
+        Ok(self.recorder.record_node_state(new, completion, duration_ms)?)
+    }
+
+    /// Records a terminal outcome and counts it.
+    pub(crate) fn outcome(&mut self, token: &Token, detail: OutcomeDetail, context: Option<&serde_json::Value>) -> Result<(), EngineError> {
+        let outcome = detail.outcome();
+        let sink = match &detail {
+            OutcomeDetail::Completed { sink_name } | OutcomeDetail::Routed { sink_name } | OutcomeDetail::Diverted { sink_name, .. } => Some(sink_name.clone()),
+            OutcomeDetail::Quarantined { sink_name, .. } => sink_name.clone(),
+            OutcomeDetail::Forked { .. }
+            | OutcomeDetail::Failed { .. }
+            | OutcomeDetail::ConsumedInBatch { .. }
+            | OutcomeDetail::Coalesced { .. }
+            | OutcomeDetail::Expanded { .. }
+            | OutcomeDetail::Buffered { .. } => None,
+        };
+        self.recorder.record_token_outcome(&self.run_id, &token.token_id, detail, context)?;
+        if outcome.is_terminal() {
+            self.count(outcome, sink.as_deref());
+        }
+        Ok(())
+    }
+
+    fn record_calls(&mut self, node: NodeIdx, state_id: &StateId) -> Result<(), EngineError> {
+        let calls = self.contexts[node].take_calls();
+        let parent = CallParent::State(state_id.clone());
+        for call in &calls {
+            self.recorder.record_call(
+                &parent,
+                &NewCall {
+                    call_type: call.call_type,
+                    status: call.status,
+                    request: &call.request,
+                    response: call.response.as_ref(),
+                    error: call.error.as_ref(),
+                    latency_ms: call.latency_ms,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Reads the source to its end in chunks. `Ok(false)` when interrupted.
+    pub(crate) fn drive(&mut self, options: &mut RunOptions, started: Instant) -> Result<bool, EngineError> {
+        for node in &self.graph.nodes {
+            if matches!(node.node_type, NodeType::Aggregation | NodeType::Coalesce) {
+                return Err(EngineError::Unsupported(format!("{} {:?}", node.node_type, node.name)));
+            }
+        }
+        let source_id = self.graph.nodes[self.graph.source()].id.clone();
+        let input = serde_json::json!({"source_plugin": self.graph.nodes[0].plugin_name});
+        let operation = self.recorder.begin_operation(&self.run_id, &source_id, contracts::OperationType::SourceLoad, Some(&input))?;
+        self.source_operation = Some(operation.operation_id);
+        let chunk_size = options.chunk_size.max(1);
+        loop {
+            if super::interrupted(&options.interrupt) {
+                return Ok(false);
+            }
+            self.recorder.begin_unit()?;
+            let mut exhausted = false;
+            let mut failure = None;
+            for _ in 0..chunk_size {
+                let item = self.plugins.source.next_item(&mut self.contexts[0]);
+                match item {
+                    Ok(None) => {
+                        exhausted = true;
+                        break;
+                    }
+                    Ok(Some(item)) => {
+                        if let Err(error) = self.process_item(item) {
+                            failure = Some(error);
+                            break;
+                        }
+                    }
+                    Err(source) => {
+                        failure = Some(EngineError::Plugin { node: format!("source {}", self.graph.nodes[0].plugin_name), source });
+                        break;
+                    }
+                }
+                if super::interrupted(&options.interrupt) {
+                    break;
+                }
+            }
+            self.bind_field_resolution();
+            let flushed = self.flush_sinks();
+            if let Err(error) = &flushed {
+                if failure.is_none() && !matches!(error, EngineError::Landscape(_)) {
+                    failure = flushed.err();
+                } else if matches!(error, EngineError::Landscape(_)) {
+                    let _ = self.recorder.rollback_unit();
+                    return Err(flushed.err().unwrap_or_else(|| EngineError::Invariant("lost error".into())));
+                }
+            }
+            if let Some(error) = failure {
+                if matches!(error, EngineError::Landscape(_)) {
+                    let _ = self.recorder.rollback_unit();
+                } else {
+                    self.recorder.commit_unit()?;
+                }
+                return Err(error);
+            }
+            self.recorder.heartbeat(&self.run_id)?;
+            self.recorder.commit_unit()?;
+            if let Some(progress) = options.progress.as_mut() {
+                progress(&Progress { rows_read: self.rows_read, elapsed: started.elapsed(), outcomes: self.counts.clone() });
+            }
+            if exhausted {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn bind_field_resolution(&mut self) {
+        if self.bound_field_resolution {
+            return;
+        }
+        if let Some(resolution) = self.plugins.source.field_resolution() {
+            for sink in self.plugins.sinks.values_mut() {
+                sink.bind_field_resolution(&resolution);
+            }
+            self.bound_field_resolution = true;
+        }
+    }
+
+    /// Ends the run: completes sinks (when the run completed), the source
+    /// operation and the run itself.
+    pub(crate) fn finish(&mut self, status: contracts::RunStatus, error: Option<&str>) -> Result<(), EngineError> {
+        let mut status = status;
+        let mut message = error.map(str::to_owned);
+        if status == contracts::RunStatus::Completed {
+            if let Err(error) = self.finish_sinks() {
+                status = contracts::RunStatus::Failed;
+                message = Some(error.to_string());
+            }
+        }
+        if let Some(operation) = self.source_operation.take() {
+            let completion = match (&message, status) {
+                (None, contracts::RunStatus::Completed) => OperationCompletion::Completed { output: None },
+                (Some(text), _) => OperationCompletion::Failed { error_message: text, output: None },
+                (None, _) => OperationCompletion::Failed { error_message: "interrupted", output: None },
+            };
+            self.recorder.complete_operation(&operation, &completion, 0.0)?;
+        }
+        self.recorder.finalize_run(&self.run_id, status)?;
+        Ok(())
+    }
+
+    fn process_item(&mut self, item: SourceItem) -> Result<(), EngineError> {
+        let row_index = self.rows_read;
+        self.rows_read += 1;
+        let source = self.graph.source();
+        let source_id = self.graph.nodes[source].id.clone();
+        match item {
+            SourceItem::Valid(row) => {
+                let value = Value::Object(row);
+                let record = self.recorder.create_row(&self.run_id, &source_id, row_index, &value)?;
+                let Value::Object(row) = value else { unreachable!("constructed as an object") };
+                let token = self.recorder.create_token(&record)?;
+                let hash = record.source_data_hash.clone();
+                let completion = StateCompletion::Completed { output_hash: hash.clone(), context_after_json: None, success_reason_json: None };
+                self.visit(&token, source, 0, hash.clone(), completion, 0.0)?;
+                let mut queue = VecDeque::new();
+                self.route_from(Work { token, row, hash, at: source }, source, &mut queue)?;
+                self.drain(queue)
+            }
+            SourceItem::Invalid(invalid) => self.quarantine(row_index, invalid),
+        }
+    }
+
+    fn quarantine(&mut self, row_index: u64, invalid: InvalidRecord) -> Result<(), EngineError> {
+        let source = self.graph.source();
+        let source_id = self.graph.nodes[source].id.clone();
+        let record = self.recorder.create_quarantined_row(&self.run_id, &source_id, row_index, &invalid.raw)?;
+        let token = self.recorder.create_token(&record)?;
+        let error = execution_error(&invalid.error, "ValidationError");
+        let state = self.visit(&token, source, 0, record.source_data_hash.clone(),
+            StateCompletion::failed(&error)?,
+            0.0,
+        )?;
+        let sink = self.graph.quarantine_sink;
+        let destination = sink.map_or_else(|| "discard".to_owned(), |s| self.graph.nodes[s].name.clone());
+        self.recorder.record_validation_error(
+            &self.run_id,
+            &NewValidationError {
+                node_id: Some(&source_id),
+                row_id: Some(&record.row_id),
+                raw: &invalid.raw,
+                error: &invalid.error,
+                schema_mode: &invalid.schema_mode,
+                destination: &destination,
+                violation: &invalid.violation,
+            },
+        )?;
+        let hash = error_hash(&invalid.error);
+        match sink {
+            Some(sink) => {
+                let edge = self.edge(source, "__quarantine__")?;
+                let reason = serde_json::json!({"quarantine_error": invalid.error});
+                self.recorder.record_routing_events(&state.common().state_id, &[(edge, RoutingMode::Divert)], Some(&reason))?;
+                let row = match invalid.raw {
+                    Value::Object(row) => row,
+                    other => {
+                        let mut row = Row::new();
+                        row.insert("_raw".into(), other);
+                        row
+                    }
+                };
+                self.pending[sink].push(Delivery { token, row, hash: record.source_data_hash, kind: DeliveryKind::Quarantined { error_hash: hash } });
+                Ok(())
+            }
+            None => self.outcome(&token, OutcomeDetail::Quarantined { error_hash: hash, sink_name: None }, None),
+        }
+    }
+
+    /// Sends a token on from `from`: to the next node, or to its terminal sink.
+    fn route_from(&mut self, work: Work, from: NodeIdx, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
+        if let Some(next) = self.graph.next[from] {
+            queue.push_back(Work { at: next, ..work });
+            Ok(())
+        } else if let Some(sink) = self.graph.terminal_sink[from] {
+            self.pending[sink].push(Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Completed });
+            Ok(())
+        } else {
+            Err(EngineError::Invariant(format!("node {:?} has neither a next node nor a sink", self.graph.nodes[from].name)))
+        }
+    }
+
+    fn drain(&mut self, mut queue: VecDeque<Work>) -> Result<(), EngineError> {
+        let mut guard = 0_usize;
+        while let Some(work) = queue.pop_front() {
+            guard += 1;
+            if guard > 100_000 {
+                return Err(EngineError::Invariant("work queue did not drain after 100000 steps".into()));
+            }
+            match self.graph.nodes[work.at].kind.clone() {
+                NodeKind::Transform(i) => self.transform(work, i, &mut queue)?,
+                NodeKind::Gate(i) => self.gate(work, i, &mut queue)?,
+                NodeKind::Source => {
+                    let at = work.at;
+                    self.route_from(work, at, &mut queue)?;
+                }
+                NodeKind::Aggregation(_) | NodeKind::Coalesce(_) => {
+                    return Err(EngineError::Unsupported(format!("{} {:?}", self.graph.nodes[work.at].node_type, self.graph.nodes[work.at].name)));
+                }
+                NodeKind::Sink(_) => {
+                    let sink = work.at;
+                    self.pending[sink].push(Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Completed });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn retry_delay(&self, attempt: u32) -> Duration {
+        let retry = &self.loaded.settings.retry;
+        let delay = retry.initial_delay_seconds * retry.exponential_base.powi(i32::try_from(attempt).unwrap_or(i32::MAX));
+        Duration::from_secs_f64(delay.min(retry.max_delay_seconds).max(0.0))
+    }
+
+    fn transform(&mut self, work: Work, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
+        let node = work.at;
+        let name = self.graph.nodes[node].name.clone();
+        let max_attempts = self.loaded.settings.retry.max_attempts.max(1);
+        for attempt in 0..max_attempts {
+            let started = Instant::now();
+            let result = self.plugins.transforms[index].process(work.row.clone(), &mut self.contexts[node]);
+            let duration = ms(started.elapsed());
+            match result {
+                Ok(TransformResult::Row { row, success_reason }) => {
+                    let value = Value::Object(row);
+                    let Ok(output_hash) = stable_hash(&value) else {
+                        return self.plugin_bug(&work, node, attempt, duration, "the transform emitted a value that cannot be canonicalised");
+                    };
+                    let success_reason_json = success_reason.as_ref().map(canonical_json).transpose().map_err(LandscapeError::from)?;
+                    let completion = StateCompletion::Completed { output_hash: output_hash.clone(), context_after_json: None, success_reason_json };
+                    let state = self.visit(&work.token, node, attempt, work.hash.clone(), completion, duration)?;
+                    self.record_calls(node, &state.common().state_id)?;
+                    let Value::Object(row) = value else { unreachable!("constructed as an object") };
+                    return self.route_from(Work { token: work.token, row, hash: output_hash, at: node }, node, queue);
+                }
+                Ok(TransformResult::Rows { rows, success_reason }) => {
+                    if !self.plugins.transforms[index].creates_tokens() {
+                        return self.plugin_bug(&work, node, attempt, duration, "the transform returned several rows but does not create tokens");
+                    }
+                    let values: Vec<Value> = rows.into_iter().map(Value::Object).collect();
+                    let list = Value::List(values);
+                    let Ok(output_hash) = stable_hash(&list) else {
+                        return self.plugin_bug(&work, node, attempt, duration, "the transform emitted a value that cannot be canonicalised");
+                    };
+                    let success_reason_json = success_reason.as_ref().map(canonical_json).transpose().map_err(LandscapeError::from)?;
+                    let completion = StateCompletion::Completed { output_hash, context_after_json: None, success_reason_json };
+                    let state = self.visit(&work.token, node, attempt, work.hash.clone(), completion, duration)?;
+                    self.record_calls(node, &state.common().state_id)?;
+                    let Value::List(values) = list else { unreachable!("constructed as a list") };
+                    let count = u32::try_from(values.len()).map_err(|_| EngineError::Invariant("too many rows".into()))?;
+                    let (children, _) = self.recorder.expand_token(&work.token, count, self.graph.nodes[node].step, true)?;
+                    self.count(RowOutcome::Expanded, None);
+                    for (child, value) in children.into_iter().zip(values) {
+                        let hash = stable_hash(&value).map_err(LandscapeError::from)?;
+                        let Value::Object(row) = value else { unreachable!("constructed from rows") };
+                        self.route_from(Work { token: child, row, hash, at: node }, node, queue)?;
+                    }
+                    return Ok(());
+                }
+                Ok(TransformResult::Error { reason }) => {
+                    let reason = serde_json::Value::Object(reason);
+                    return self.transform_error(work, node, index, attempt, duration, &reason);
+                }
+                Err(PluginError::Transient(message)) => {
+                    let error = execution_error(&message, "TransientError");
+                    let state = self.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
+                    self.record_calls(node, &state.common().state_id)?;
+                    if attempt + 1 < max_attempts {
+                        std::thread::sleep(self.retry_delay(attempt));
+                        continue;
+                    }
+                    let text = format!("max_retries_exceeded: {message}");
+                    return self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(&text), batch_id: None }, None);
+                }
+                Err(source) => {
+                    let error = execution_error(&source.to_string(), "PluginError");
+                    self.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
+                    self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(&source.to_string()), batch_id: None }, None)?;
+                    return Err(EngineError::Plugin { node: format!("transform {name}"), source });
+                }
+            }
+        }
+        Err(EngineError::Invariant(format!("transform {name} made no attempt")))
+    }
+
+    /// A plugin broke its contract: the visit is recorded failed, the token
+    /// failed, and the run stops.
+    fn plugin_bug(&mut self, work: &Work, node: NodeIdx, attempt: u32, duration: f64, message: &str) -> Result<(), EngineError> {
+        let error = execution_error(message, "PluginContractViolation");
+        self.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
+        self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(message), batch_id: None }, None)?;
+        Err(EngineError::Plugin { node: self.graph.nodes[node].name.clone(), source: PluginError::Contract(message.to_owned()) })
+    }
+
+    fn transform_error(&mut self, work: Work, node: NodeIdx, index: usize, attempt: u32, duration: f64, reason: &serde_json::Value) -> Result<(), EngineError> {
+        let settings = &self.loaded.settings.transforms[index];
+        let destination = settings.on_error.clone();
+        let name = settings.name.clone();
+        let state = self.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(reason)?, duration)?;
+        self.record_calls(node, &state.common().state_id)?;
+        self.recorder.record_transform_error(
+            &self.run_id,
+            &NewTransformError {
+                token_id: &work.token.token_id,
+                transform_id: &self.graph.nodes[node].id,
+                row: &Value::Object(work.row.clone()),
+                error_details: reason,
+                destination: &destination,
+            },
+        )?;
+        let hash = error_hash(&canonical_json(reason).map_err(LandscapeError::from)?);
+        match self.graph.error_sink[node] {
+            Some(sink) => {
+                let edge = self.edge(node, &format!("__error_{name}__"))?;
+                self.recorder.record_routing_events(&state.common().state_id, &[(edge, RoutingMode::Divert)], Some(reason))?;
+                self.pending[sink].push(Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Routed });
+                Ok(())
+            }
+            None => self.outcome(&work.token, OutcomeDetail::Quarantined { error_hash: hash, sink_name: None }, None),
+        }
+    }
+
+    fn gate(&mut self, work: Work, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
+        let node = work.at;
+        let started = Instant::now();
+        let condition = self.conditions[node].clone().ok_or_else(|| EngineError::Invariant(format!("gate {index} has no parsed condition")))?;
+        let evaluated = condition.evaluate(&work.row);
+        let duration = ms(started.elapsed());
+        let value = match evaluated {
+            Ok(value) => value,
+            Err(error) => {
+                let message = error.to_string();
+                let failure = execution_error(&message, error.kind);
+                self.visit(&work.token, node, 0, work.hash.clone(), StateCompletion::failed(&failure)?, duration)?;
+                return self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(&message), batch_id: None }, None);
+            }
+        };
+        let label = Condition::route_label(&value);
+        let Some(target) = self.graph.routes[node].get(&label).cloned() else {
+            let message = format!("condition returned {label:?}, which is not one of the gate's routes");
+            let failure = execution_error(&message, "RouteError");
+            self.visit(&work.token, node, 0, work.hash.clone(), StateCompletion::failed(&failure)?, duration)?;
+            return self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(&message), batch_id: None }, None);
+        };
+        let context = serde_json::json!({"condition": condition.source, "result": value.py_str(), "route_label": label});
+        let completion = StateCompletion::Completed {
+            output_hash: work.hash.clone(),
+            context_after_json: Some(canonical_json(&context).map_err(LandscapeError::from)?),
+            success_reason_json: None,
+        };
+        let state = self.visit(&work.token, node, 0, work.hash.clone(), completion, duration)?;
+        let state_id = state.common().state_id.clone();
+        let reason = serde_json::json!({"condition": condition.source, "result": label});
+        match target {
+            RouteTarget::Sink(sink) => {
+                let edge = self.edge(node, &label)?;
+                self.recorder.record_routing_events(&state_id, &[(edge, RoutingMode::Move)], Some(&reason))?;
+                self.pending[sink].push(Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Routed });
+            }
+            RouteTarget::Node(next) => {
+                let edge = self.edge(node, &label)?;
+                self.recorder.record_routing_events(&state_id, &[(edge, RoutingMode::Move)], Some(&reason))?;
+                queue.push_back(Work { at: next, ..work });
+            }
+            RouteTarget::Fork => {
+                let branches: Vec<String> = self.graph.fork_branches[node].keys().cloned().collect();
+                let routes = branches.iter().map(|b| Ok((self.edge(node, b)?, RoutingMode::Copy))).collect::<Result<Vec<_>, EngineError>>()?;
+                self.recorder.record_routing_events(&state_id, &routes, Some(&reason))?;
+                let (children, _) = self.recorder.fork_token(&work.token, &branches, self.graph.nodes[node].step)?;
+                self.count(RowOutcome::Forked, None);
+                for (child, branch) in children.into_iter().zip(&branches) {
+                    let child_work = Work { token: child, row: work.row.clone(), hash: work.hash.clone(), at: node };
+                    match self.graph.fork_branches[node].get(branch).cloned() {
+                        Some(BranchTarget::Sink(sink)) => {
+                            self.pending[sink].push(Delivery { token: child_work.token, row: child_work.row, hash: child_work.hash, kind: DeliveryKind::Completed });
+                        }
+                        Some(BranchTarget::Coalesce(target) | BranchTarget::Node(target)) => queue.push_back(Work { at: target, ..child_work }),
+                        None => return Err(EngineError::Invariant(format!("fork branch {branch:?} has no target"))),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! Beginning a run: stored settings (secrets fingerprinted), nodes with their
+//! plugins' versions and determinism, and every edge of the graph.
+
+use std::collections::HashMap;
+
+use contracts::{Determinism, NodeType};
+use landscape::recorder::NewNode;
+use landscape::Recorder;
+
+use super::processor::{EngineError, Runtime};
+use super::RunOptions;
+use crate::dag::NodeKind;
+use crate::expression::Condition;
+use crate::pipeline::Pipeline;
+use crate::settings::fingerprint_secrets;
+
+const ENGINE_VERSION: &str = concat!("engine:", env!("CARGO_PKG_VERSION"));
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".to_owned())
+}
+
+pub(crate) fn begin<'r>(pipeline: Pipeline, recorder: &'r mut Recorder, options: &RunOptions) -> Result<Runtime<'r>, EngineError> {
+    let Pipeline { loaded, graph, plugins } = pipeline;
+    let mut settings_json = serde_json::to_value(&loaded.settings).map_err(|e| EngineError::Invariant(e.to_string()))?;
+    fingerprint_secrets(&mut settings_json, &options.secrets, "").map_err(EngineError::Config)?;
+    let run = recorder.begin_run(&settings_json, Some((host_name(), std::process::id())))?;
+    let run_id = run.run_id.clone();
+
+    let mut conditions = vec![None; graph.nodes.len()];
+    for (idx, node) in graph.nodes.iter().enumerate() {
+        let (plugin_version, determinism) = match &node.kind {
+            NodeKind::Source => {
+                let info = plugins.source.info();
+                (info.version.to_owned(), info.determinism)
+            }
+            NodeKind::Transform(i) => {
+                let info = plugins.transforms[*i].info();
+                (info.version.to_owned(), info.determinism)
+            }
+            NodeKind::Aggregation(i) => {
+                let info = plugins.aggregations[*i].info();
+                (info.version.to_owned(), info.determinism)
+            }
+            NodeKind::Sink(name) => {
+                let info = plugins.sinks.get(name).map(|s| s.info()).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
+                (info.version.to_owned(), info.determinism)
+            }
+            NodeKind::Gate(i) => {
+                let gate = &loaded.settings.gates[*i];
+                conditions[idx] = Some(Condition::parse(&gate.condition).map_err(|e| EngineError::Config(e.to_string()))?);
+                (ENGINE_VERSION.to_owned(), Determinism::Deterministic)
+            }
+            NodeKind::Coalesce(_) => (ENGINE_VERSION.to_owned(), Determinism::Deterministic),
+        };
+        let mut config = node.config.clone();
+        fingerprint_secrets(&mut config, &options.secrets, &node.name).map_err(EngineError::Config)?;
+        let fields = node.schema.fields_json();
+        let schema_mode = match node.node_type {
+            NodeType::Gate | NodeType::Coalesce => None,
+            NodeType::Source | NodeType::Transform | NodeType::Aggregation | NodeType::Sink => Some(node.schema.mode.as_str()),
+        };
+        recorder.register_node(
+            &run_id,
+            &NewNode {
+                node_id: &node.id,
+                plugin_name: &node.plugin_name,
+                node_type: node.node_type,
+                plugin_version: &plugin_version,
+                determinism,
+                config: &config,
+                sequence_in_pipeline: Some(node.step),
+                schema_mode,
+                schema_fields: fields.as_ref(),
+            },
+        )?;
+    }
+    let mut edge_ids = HashMap::new();
+    for edge in &graph.edges {
+        let stored = recorder.register_edge(&run_id, &graph.nodes[edge.from].id, &graph.nodes[edge.to].id, &edge.label, edge.mode)?;
+        edge_ids.insert((edge.from, edge.label.clone()), stored.edge_id);
+    }
+    Ok(Runtime::new(loaded, graph, plugins, recorder, run_id, edge_ids, conditions))
+}
