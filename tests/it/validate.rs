@@ -1,13 +1,7 @@
 //! `elspeth validate`: every example validates; every broken settings file
 //! under `tests/fixtures/broken` fails with its own, snapshot-tested message.
 
-use std::path::Path;
-
-use tests::elspeth_in;
-
-fn workspace() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use tests::{elspeth_in, workspace};
 
 #[test]
 fn every_example_validates() {
@@ -30,7 +24,8 @@ fn every_example_validates() {
 #[test]
 fn broken_settings_fail_with_clear_messages() {
     insta::glob!("../fixtures/broken", "*.yaml", |path| {
-        let relative = path.strip_prefix(workspace().canonicalize().expect("canonical")).unwrap_or(path).to_str().expect("utf-8").to_owned();
+        let relative =
+            path.strip_prefix(workspace().canonicalize().expect("canonical")).unwrap_or(path).to_str().expect("utf-8").to_owned();
         let output = elspeth_in(workspace(), &["validate", "--settings", &relative]);
         assert_eq!(output.status.code(), Some(1), "{relative} must be invalid");
         insta::assert_snapshot!(String::from_utf8_lossy(&output.stderr));
@@ -39,12 +34,16 @@ fn broken_settings_fail_with_clear_messages() {
 
 #[test]
 fn json_format_lists_problems_for_scripts() {
-    let output = elspeth_in(workspace(), &["validate", "--settings", "tests/fixtures/broken/10_unknown_sink_route.yaml", "--format", "json"]);
+    let output = elspeth_in(
+        workspace(),
+        &["validate", "--settings", "tests/fixtures/broken/10_unknown_sink_route.yaml", "--format", "json"],
+    );
     assert_eq!(output.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
     assert_eq!(report["valid"], false);
     assert!(report["problems"].as_array().is_some_and(|p| !p.is_empty()));
-    let output = elspeth_in(workspace(), &["validate", "--settings", "examples/threshold_gate/settings.yaml", "--format", "json"]);
+    let output =
+        elspeth_in(workspace(), &["validate", "--settings", "examples/threshold_gate/settings.yaml", "--format", "json"]);
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
     assert_eq!(report["valid"], true);
     assert_eq!(report["nodes"].as_array().map(Vec::len), Some(4));

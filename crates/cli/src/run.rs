@@ -31,7 +31,8 @@ pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: us
     }
     let landscape_url = pipeline.loaded.settings.landscape.url.clone();
     let payload_dir = pipeline.loaded.settings.payload_store.base_path.clone();
-    std::fs::create_dir_all(&payload_dir).map_err(|e| anyhow::format_err!("cannot create the payload store {payload_dir}: {e}"))?;
+    std::fs::create_dir_all(&payload_dir)
+        .map_err(|e| anyhow::format_err!("cannot create the payload store {payload_dir}: {e}"))?;
     let mut recorder = match Recorder::open(&landscape_url, Some(PayloadStore::new(&payload_dir))) {
         Ok(recorder) => recorder,
         Err(error) => {
@@ -45,7 +46,10 @@ pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: us
     }
     let bar = (format == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
         bar
     });
     let progress_bar = bar.clone();
@@ -60,6 +64,7 @@ pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: us
                 bar.tick();
             }
         })),
+        interrupt_after_rows: std::env::var("ELSPETH_TEST_INTERRUPT_AFTER_ROWS").ok().and_then(|v| v.parse().ok()),
         ..RunOptions::default()
     };
     let result = run_pipeline(pipeline, &mut recorder, options);

@@ -143,7 +143,13 @@ impl SchemaConfig {
     }
 
     pub fn observed() -> SchemaConfig {
-        SchemaConfig { mode: SchemaMode::Observed, fields: Vec::new(), guaranteed_fields: None, required_fields: None, audit_fields: Vec::new() }
+        SchemaConfig {
+            mode: SchemaMode::Observed,
+            fields: Vec::new(),
+            guaranteed_fields: None,
+            required_fields: None,
+            audit_fields: Vec::new(),
+        }
     }
 
     pub fn parse(value: &serde_json::Value) -> Result<SchemaConfig, String> {
@@ -239,13 +245,15 @@ impl SchemaConfig {
 pub fn coerce(value: &Value, field_type: FieldType) -> Result<Value, String> {
     let reject = || Err(format!("expected {field_type}, got {} {}", value.type_name(), short(value)));
     match (field_type, value) {
-        (FieldType::Any, _) | (FieldType::Str, Value::String(_)) | (FieldType::Int, Value::Integer(_)) | (FieldType::Bool, Value::Bool(_)) => {
-            Ok(value.clone())
-        }
-        (FieldType::Float, Value::Float(_)) => Ok(value.clone()),
+        (FieldType::Any, _)
+        | (FieldType::Str, Value::String(_))
+        | (FieldType::Int, Value::Integer(_))
+        | (FieldType::Bool, Value::Bool(_))
+        | (FieldType::Float, Value::Float(_)) => Ok(value.clone()),
         #[allow(clippy::cast_precision_loss)]
         (FieldType::Float, Value::Integer(n)) => Ok(Value::Float(Finite::new(*n as f64).ok_or_else(|| "non-finite".to_owned())?)),
-        (FieldType::Int, Value::Float(x)) if x.get().fract() == 0.0 && x.get().abs() < 9.0e15 => {
+        (FieldType::Int, Value::Float(x)) if x.get().fract() == 0.0 && x.get().abs() < 9.0e15 =>
+        {
             #[allow(clippy::cast_possible_truncation)]
             Ok(Value::Integer(x.get() as i64))
         }
@@ -258,7 +266,8 @@ pub fn coerce(value: &Value, field_type: FieldType) -> Result<Value, String> {
                 return Ok(Value::Integer(n));
             }
             match digits.parse::<f64>() {
-                Ok(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.0e15 && digits.contains('.') => {
+                Ok(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.0e15 && digits.contains('.') =>
+                {
                     #[allow(clippy::cast_possible_truncation)]
                     Ok(Value::Integer(x as i64))
                 }

@@ -4,8 +4,8 @@
 //! Architecture invariant: the engine writes audit rows only through the
 //! `landscape` recorder API; it never issues SQL itself.
 #![forbid(unsafe_code)]
-pub mod expression;
-pub mod settings;
 pub mod dag;
+pub mod expression;
 pub mod pipeline;
 pub mod run;
+pub mod settings;

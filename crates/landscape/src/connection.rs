@@ -189,3 +189,30 @@ fn migrate(connection: &mut DbConnection) -> Result<()> {
 pub fn execute_raw(connection: &mut DbConnection, sql: &str) -> Result<usize> {
     Ok(diesel::sql_query(sql).execute(connection)?)
 }
+
+#[derive(diesel::QueryableByName)]
+struct Number {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Runs a query returning one BIGINT column named `n` and returns its first
+/// value; for tests and tools inspecting the Landscape with SQL.
+pub fn query_i64(connection: &mut DbConnection, sql: &str) -> Result<i64> {
+    let rows: Vec<Number> = diesel::sql_query(sql).load(connection)?;
+    rows.first().map(|row| row.n).ok_or_else(|| LandscapeError::integrity(format!("query returned no rows: {sql}")))
+}
+
+#[derive(diesel::QueryableByName)]
+struct Texts {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    a: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    b: String,
+}
+
+/// Runs a query returning two TEXT columns named `a` and `b`.
+pub fn query_pairs(connection: &mut DbConnection, sql: &str) -> Result<Vec<(String, String)>> {
+    let rows: Vec<Texts> = diesel::sql_query(sql).load(connection)?;
+    Ok(rows.into_iter().map(|row| (row.a, row.b)).collect())
+}

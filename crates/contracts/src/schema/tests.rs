@@ -4,7 +4,8 @@ use super::*;
 
 #[test]
 fn the_grammar_accepts_both_field_forms_and_optionals() {
-    let schema = SchemaConfig::parse(&serde_json::json!({"mode": "fixed", "fields": ["id: int", {"score": "float?"}]})).expect("valid");
+    let schema =
+        SchemaConfig::parse(&serde_json::json!({"mode": "fixed", "fields": ["id: int", {"score": "float?"}]})).expect("valid");
     assert_eq!(schema.fields[0], FieldSpec { name: "id".into(), field_type: FieldType::Int, required: true });
     assert_eq!(schema.fields[1], FieldSpec { name: "score".into(), field_type: FieldType::Float, required: false });
     assert_eq!(schema.guaranteed(), vec!["id".to_owned()]);

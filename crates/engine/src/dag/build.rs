@@ -53,7 +53,17 @@ impl Builder<'_> {
         self.problems.push(self.loaded.problem(path, message));
     }
 
-    fn add_node(&mut self, path: &str, kind: NodeKind, node_type: NodeType, plugin_name: &str, name: &str, config: serde_json::Value, identity: &serde_json::Value, schema: SchemaConfig) -> NodeIdx {
+    fn add_node(
+        &mut self,
+        path: &str,
+        kind: NodeKind,
+        node_type: NodeType,
+        plugin_name: &str,
+        name: &str,
+        config: serde_json::Value,
+        identity: &serde_json::Value,
+        schema: SchemaConfig,
+    ) -> NodeIdx {
         let prefix = match node_type {
             NodeType::Source => "source",
             NodeType::Transform => "transform",
@@ -66,10 +76,20 @@ impl Builder<'_> {
             Ok(id) => id,
             Err(message) => {
                 self.problem(path, message);
-                NodeId::parse(format!("{prefix}_invalid_{}", self.nodes.len())).unwrap_or_else(|_| unreachable!("valid fallback id"))
+                NodeId::parse(format!("{prefix}_invalid_{}", self.nodes.len()))
+                    .unwrap_or_else(|_| unreachable!("valid fallback id"))
             }
         };
-        self.nodes.push(GraphNode { id, name: name.to_owned(), kind, node_type, plugin_name: plugin_name.to_owned(), config, schema, step: 0 });
+        self.nodes.push(GraphNode {
+            id,
+            name: name.to_owned(),
+            kind,
+            node_type,
+            plugin_name: plugin_name.to_owned(),
+            config,
+            schema,
+            step: 0,
+        });
         self.nodes.len() - 1
     }
 
@@ -106,13 +126,23 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
         b.schema_of("source", &settings.source.options)
     };
     let source_config = serde_json::Value::Object(settings.source.options.clone());
-    let source = b.add_node("source", NodeKind::Source, NodeType::Source, &settings.source.plugin, &settings.source.plugin, source_config.clone(), &source_config, source_schema);
+    let source = b.add_node(
+        "source",
+        NodeKind::Source,
+        NodeType::Source,
+        &settings.source.plugin,
+        &settings.source.plugin,
+        source_config.clone(),
+        &source_config,
+        source_schema,
+    );
     let mut sinks: IndexMap<String, NodeIdx> = IndexMap::new();
     for (name, sink) in &settings.sinks {
         let path = format!("sinks.{name}");
         let schema = b.schema_of(&path, &sink.options);
         let config = serde_json::Value::Object(sink.options.clone());
-        let idx = b.add_node(&path, NodeKind::Sink(name.clone()), NodeType::Sink, &sink.plugin, name, config.clone(), &config, schema);
+        let idx =
+            b.add_node(&path, NodeKind::Sink(name.clone()), NodeType::Sink, &sink.plugin, name, config.clone(), &config, schema);
         sinks.insert(name.clone(), idx);
     }
     let mut transform_nodes = Vec::new();
@@ -120,7 +150,16 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
         let path = format!("transforms[{i}]");
         let schema = b.schema_of(&path, &t.options);
         let config = serde_json::Value::Object(t.options.clone());
-        transform_nodes.push(b.add_node(&path, NodeKind::Transform(i), NodeType::Transform, &t.plugin, &t.name, config.clone(), &config, schema));
+        transform_nodes.push(b.add_node(
+            &path,
+            NodeKind::Transform(i),
+            NodeType::Transform,
+            &t.plugin,
+            &t.name,
+            config.clone(),
+            &config,
+            schema,
+        ));
     }
     let mut aggregation_nodes = Vec::new();
     for (i, a) in settings.aggregations.iter().enumerate() {
@@ -133,7 +172,16 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             "schema": a.options.get("schema"),
         });
         let config = serde_json::to_value(a).unwrap_or(serde_json::Value::Null);
-        aggregation_nodes.push(b.add_node(&path, NodeKind::Aggregation(i), NodeType::Aggregation, &a.plugin, &a.name, config, &identity, schema));
+        aggregation_nodes.push(b.add_node(
+            &path,
+            NodeKind::Aggregation(i),
+            NodeType::Aggregation,
+            &a.plugin,
+            &a.name,
+            config,
+            &identity,
+            schema,
+        ));
     }
     let mut gate_nodes = Vec::new();
     for (i, g) in settings.gates.iter().enumerate() {
@@ -141,7 +189,16 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
         if let Some(fork_to) = &g.fork_to {
             identity["fork_to"] = serde_json::json!(fork_to);
         }
-        gate_nodes.push(b.add_node(&format!("gates[{i}]"), NodeKind::Gate(i), NodeType::Gate, &g.name, &g.name, identity.clone(), &identity, SchemaConfig::observed()));
+        gate_nodes.push(b.add_node(
+            &format!("gates[{i}]"),
+            NodeKind::Gate(i),
+            NodeType::Gate,
+            &g.name,
+            &g.name,
+            identity.clone(),
+            &identity,
+            SchemaConfig::observed(),
+        ));
     }
     let mut coalesce_nodes = Vec::new();
     for (i, c) in settings.coalesce.iter().enumerate() {
@@ -156,7 +213,16 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             identity["select_branch"] = serde_json::json!(s);
         }
         let config = serde_json::to_value(c).unwrap_or(serde_json::Value::Null);
-        coalesce_nodes.push(b.add_node(&format!("coalesce[{i}]"), NodeKind::Coalesce(i), NodeType::Coalesce, &c.name, &c.name, config, &identity, SchemaConfig::observed()));
+        coalesce_nodes.push(b.add_node(
+            &format!("coalesce[{i}]"),
+            NodeKind::Coalesce(i),
+            NodeType::Coalesce,
+            &c.name,
+            &c.name,
+            config,
+            &identity,
+            SchemaConfig::observed(),
+        ));
     }
 
     // 2. Coalesce branches.
@@ -277,7 +343,11 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
     let mut terminal_sink: Vec<Option<NodeIdx>> = vec![None; n_nodes];
     let mut routes: Vec<IndexMap<String, RouteTarget>> = vec![IndexMap::new(); n_nodes];
     let mut fork_branches: Vec<IndexMap<String, BranchTarget>> = vec![IndexMap::new(); n_nodes];
-    let on_success = |b: &mut Builder<'_>, node: NodeIdx, target: &str, next: &mut Vec<Option<NodeIdx>>, terminal: &mut Vec<Option<NodeIdx>>| {
+    let on_success = |b: &mut Builder<'_>,
+                      node: NodeIdx,
+                      target: &str,
+                      next: &mut Vec<Option<NodeIdx>>,
+                      terminal: &mut Vec<Option<NodeIdx>>| {
         if let Some(sink) = sinks.get(target) {
             b.edge(node, *sink, "on_success", RoutingMode::Move);
             terminal[node] = Some(*sink);
@@ -326,7 +396,10 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
                 b.edge(gate, *sink, branch, RoutingMode::Copy);
                 Some(BranchTarget::Sink(*sink))
             } else {
-                b.problem(&format!("gates[{i}].fork_to"), format!("fork branch {branch:?} is neither a coalesce branch nor a sink"));
+                b.problem(
+                    &format!("gates[{i}].fork_to"),
+                    format!("fork branch {branch:?} is neither a coalesce branch nor a sink"),
+                );
                 None
             };
             if let Some(target) = target {
@@ -338,7 +411,10 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
         if !fork_owner.contains_key(branch) {
             let name = b.nodes[*coalesce].name.clone();
             let i = settings.coalesce.iter().position(|c| c.name == name).unwrap_or(0);
-            b.problem(&format!("coalesce[{i}].branches"), format!("branch {branch:?} of coalesce {name:?} is not forked by any gate"));
+            b.problem(
+                &format!("coalesce[{i}].branches"),
+                format!("branch {branch:?} of coalesce {name:?} is not forked by any gate"),
+            );
         }
     }
 
@@ -349,7 +425,10 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             b.edge(source, *sink, "__quarantine__", RoutingMode::Divert);
             quarantine_sink = Some(*sink);
         } else if target != "discard" {
-            b.problem("source.options.on_validation_failure", format!("on_validation_failure {target:?} must be a sink name or 'discard'"));
+            b.problem(
+                "source.options.on_validation_failure",
+                format!("on_validation_failure {target:?} must be a sink name or 'discard'"),
+            );
         }
     }
     let mut error_sink = vec![None; n_nodes];
@@ -382,7 +461,12 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
         Ok(order) => {
             pipeline = order
                 .into_iter()
-                .filter(|n| matches!(b.nodes[*n].node_type, NodeType::Transform | NodeType::Gate | NodeType::Aggregation | NodeType::Coalesce))
+                .filter(|n| {
+                    matches!(
+                        b.nodes[*n].node_type,
+                        NodeType::Transform | NodeType::Gate | NodeType::Aggregation | NodeType::Coalesce
+                    )
+                })
                 .collect();
         }
     }
@@ -413,7 +497,19 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
     let plugins = plugins.ok_or_else(|| vec![ConfigProblem::new("", "plugins could not be built")])?;
     let branch_coalesce = branch_coalesce.into_iter().map(|(branch, (node, _))| (branch, node)).collect();
     Ok((
-        Graph { nodes: b.nodes, edges: b.edges, pipeline, next, terminal_sink, routes, fork_branches, branch_coalesce, sinks, quarantine_sink, error_sink },
+        Graph {
+            nodes: b.nodes,
+            edges: b.edges,
+            pipeline,
+            next,
+            terminal_sink,
+            routes,
+            fork_branches,
+            branch_coalesce,
+            sinks,
+            quarantine_sink,
+            error_sink,
+        },
         plugins,
     ))
 }
@@ -448,7 +544,11 @@ fn check_contracts(b: &mut Builder<'_>) {
         let guaranteed = producer_node.schema.guaranteed();
         let missing: Vec<&String> = required.iter().filter(|f| !guaranteed.contains(f)).collect();
         if !missing.is_empty() {
-            let observed = if producer_node.schema.mode == SchemaMode::Observed { " (an observed schema guarantees nothing unless it lists guaranteed_fields)" } else { "" };
+            let observed = if producer_node.schema.mode == SchemaMode::Observed {
+                " (an observed schema guarantees nothing unless it lists guaranteed_fields)"
+            } else {
+                ""
+            };
             let path = match &consumer.kind {
                 NodeKind::Transform(i) => format!("transforms[{i}]"),
                 NodeKind::Aggregation(i) => format!("aggregations[{i}]"),
@@ -495,7 +595,11 @@ fn instantiate(b: &mut Builder<'_>, registry: &dyn PluginRegistry) -> Option<Pip
     plugins
 }
 
-fn instantiate_all(b: &mut Builder<'_>, registry: &dyn PluginRegistry, problems: &mut Vec<ConfigProblem>) -> Option<PipelinePlugins> {
+fn instantiate_all(
+    b: &mut Builder<'_>,
+    registry: &dyn PluginRegistry,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<PipelinePlugins> {
     let mut report = |path: &str, message: String| problems.push(b.loaded.problem(path, message));
     let settings = b.settings;
     let source = match registry.source(&settings.source.plugin, &settings.source.options) {
@@ -508,7 +612,10 @@ fn instantiate_all(b: &mut Builder<'_>, registry: &dyn PluginRegistry, problems:
     let mut transforms = Vec::new();
     for (i, t) in settings.transforms.iter().enumerate() {
         if registry.is_batch_aware(&t.plugin) {
-            report(&format!("transforms[{i}].plugin"), format!("{:?} is a batch plugin; declare it under aggregations", t.plugin));
+            report(
+                &format!("transforms[{i}].plugin"),
+                format!("{:?} is a batch plugin; declare it under aggregations", t.plugin),
+            );
             continue;
         }
         match registry.transform(&t.plugin, &t.options) {
@@ -519,12 +626,17 @@ fn instantiate_all(b: &mut Builder<'_>, registry: &dyn PluginRegistry, problems:
     let mut aggregations = Vec::new();
     for (i, a) in settings.aggregations.iter().enumerate() {
         if !registry.is_batch_aware(&a.plugin) {
-            report(&format!("aggregations[{i}].plugin"), format!("{:?} is not a batch-aware plugin, so it cannot aggregate", a.plugin));
+            report(
+                &format!("aggregations[{i}].plugin"),
+                format!("{:?} is not a batch-aware plugin, so it cannot aggregate", a.plugin),
+            );
             continue;
         }
         match registry.batch_transform(&a.plugin, &a.options) {
             Ok(plugin) => aggregations.push(plugin),
-            Err(error) => report(&format!("aggregations[{i}].options"), format!("aggregation {:?} ({}): {error}", a.name, a.plugin)),
+            Err(error) => {
+                report(&format!("aggregations[{i}].options"), format!("aggregation {:?} ({}): {error}", a.name, a.plugin))
+            }
         }
     }
     let mut sinks = IndexMap::new();

@@ -116,19 +116,39 @@ pub enum Expr {
     Set(Vec<Expr>),
     Dict(Vec<(Expr, Expr)>),
     /// `base[index]` where base is row-derived.
-    Subscript { base: Box<Expr>, index: Box<Expr> },
+    Subscript {
+        base: Box<Expr>,
+        index: Box<Expr>,
+    },
     /// `row.get(key[, default])`.
-    RowGet { key: Box<Expr>, default: Option<Box<Expr>> },
-    Call { func: Builtin, args: Vec<Expr> },
+    RowGet {
+        key: Box<Expr>,
+        default: Option<Box<Expr>>,
+    },
+    Call {
+        func: Builtin,
+        args: Vec<Expr>,
+    },
     Neg(Box<Expr>),
     Pos(Box<Expr>),
     Not(Box<Expr>),
-    Binary { op: BinaryOp, left: Box<Expr>, right: Box<Expr> },
+    Binary {
+        op: BinaryOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
     And(Vec<Expr>),
     Or(Vec<Expr>),
     /// `first op1 e1 op2 e2 …` (chained comparison).
-    Compare { first: Box<Expr>, rest: Vec<(CompareOp, Expr)> },
-    IfElse { body: Box<Expr>, test: Box<Expr>, orelse: Box<Expr> },
+    Compare {
+        first: Box<Expr>,
+        rest: Vec<(CompareOp, Expr)>,
+    },
+    IfElse {
+        body: Box<Expr>,
+        test: Box<Expr>,
+        orelse: Box<Expr>,
+    },
 }
 
 impl Expr {

@@ -58,7 +58,12 @@ pub(crate) fn evaluate(expr: &Expr, row: &dyn RowView) -> Result<PyValue, EvalEr
         Expr::Literal(Literal::Str(text)) => PyValue::Str(text.clone()),
         Expr::Row => {
             let names = row.field_names();
-            PyValue::Dict(names.iter().map(|n| (PyValue::Str(n.clone()), row.field(n).map_or(PyValue::None, |v| PyValue::from_value(&v)))).collect())
+            PyValue::Dict(
+                names
+                    .iter()
+                    .map(|n| (PyValue::Str(n.clone()), row.field(n).map_or(PyValue::None, |v| PyValue::from_value(&v))))
+                    .collect(),
+            )
         }
         Expr::List(items) => PyValue::List(items.iter().map(|i| evaluate(i, row)).collect::<Result<_, _>>()?),
         Expr::Tuple(items) => PyValue::Tuple(items.iter().map(|i| evaluate(i, row)).collect::<Result<_, _>>()?),
@@ -175,7 +180,9 @@ fn overflow() -> EvalError {
 
 fn hashable(value: &PyValue) -> Result<(), EvalError> {
     match value {
-        PyValue::List(_) | PyValue::Dict(_) | PyValue::Set(_) => err("TypeError", format!("unhashable type: '{}'", value.type_name())),
+        PyValue::List(_) | PyValue::Dict(_) | PyValue::Set(_) => {
+            err("TypeError", format!("unhashable type: '{}'", value.type_name()))
+        }
         PyValue::None | PyValue::Bool(_) | PyValue::Int(_) | PyValue::Float(_) | PyValue::Str(_) | PyValue::Tuple(_) => Ok(()),
     }
 }
@@ -228,7 +235,9 @@ fn call(func: Builtin, arg: Option<&PyValue>) -> Result<PyValue, EvalError> {
     match func {
         Builtin::Len => match arg {
             PyValue::Str(text) => Ok(PyValue::Int(i64::try_from(text.chars().count()).unwrap_or(i64::MAX))),
-            PyValue::List(items) | PyValue::Tuple(items) | PyValue::Set(items) => Ok(PyValue::Int(i64::try_from(items.len()).unwrap_or(i64::MAX))),
+            PyValue::List(items) | PyValue::Tuple(items) | PyValue::Set(items) => {
+                Ok(PyValue::Int(i64::try_from(items.len()).unwrap_or(i64::MAX)))
+            }
             PyValue::Dict(pairs) => Ok(PyValue::Int(i64::try_from(pairs.len()).unwrap_or(i64::MAX))),
             PyValue::None | PyValue::Bool(_) | PyValue::Int(_) | PyValue::Float(_) => {
                 err("TypeError", format!("object of type '{}' has no len()", arg.type_name()))
@@ -313,12 +322,16 @@ fn binary(op: BinaryOp, left: &PyValue, right: &PyValue) -> Result<PyValue, Eval
         (BinaryOp::Add, PyValue::Str(a), PyValue::Str(b)) => Ok(PyValue::Str(format!("{a}{b}"))),
         (BinaryOp::Add, PyValue::List(a), PyValue::List(b)) => Ok(PyValue::List(a.iter().chain(b).cloned().collect())),
         (BinaryOp::Add, PyValue::Tuple(a), PyValue::Tuple(b)) => Ok(PyValue::Tuple(a.iter().chain(b).cloned().collect())),
-        (BinaryOp::Mul, PyValue::Str(s), n) | (BinaryOp::Mul, n, PyValue::Str(s)) if matches!(n.number(), Some(Number::Int(_))) => {
+        (BinaryOp::Mul, PyValue::Str(s), n) | (BinaryOp::Mul, n, PyValue::Str(s))
+            if matches!(n.number(), Some(Number::Int(_))) =>
+        {
             let Some(Number::Int(times)) = n.number() else { unreachable!("guarded by the match arm") };
             let chars: Vec<char> = s.chars().collect();
             Ok(PyValue::Str(repeat(&chars, times)?.into_iter().collect()))
         }
-        (BinaryOp::Mul, PyValue::List(items), n) | (BinaryOp::Mul, n, PyValue::List(items)) if matches!(n.number(), Some(Number::Int(_))) => {
+        (BinaryOp::Mul, PyValue::List(items), n) | (BinaryOp::Mul, n, PyValue::List(items))
+            if matches!(n.number(), Some(Number::Int(_))) =>
+        {
             let Some(Number::Int(times)) = n.number() else { unreachable!("guarded by the match arm") };
             Ok(PyValue::List(repeat(items, times)?))
         }
@@ -424,7 +437,12 @@ fn compare(op: CompareOp, left: &PyValue, right: &PyValue) -> Result<bool, EvalE
             Some(ordering) => Ok(wanted(ordering)),
             None => err(
                 "TypeError",
-                format!("'{}' not supported between instances of '{}' and '{}'", op.symbol(), left.type_name(), right.type_name()),
+                format!(
+                    "'{}' not supported between instances of '{}' and '{}'",
+                    op.symbol(),
+                    left.type_name(),
+                    right.type_name()
+                ),
             ),
         }
     };

@@ -28,8 +28,10 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-const FORBIDDEN_KEYWORDS: &[&str] =
-    &["lambda", "await", "yield", "for", "async", "import", "from", "del", "global", "nonlocal", "assert", "class", "def", "return", "with", "while"];
+const FORBIDDEN_KEYWORDS: &[&str] = &[
+    "lambda", "await", "yield", "for", "async", "import", "from", "del", "global", "nonlocal", "assert", "class", "def",
+    "return", "with", "while",
+];
 
 /// Parses and validates an expression.
 pub fn parse(source: &str) -> Result<Expr, ParseError> {
@@ -337,7 +339,10 @@ impl Parser {
                 let key = args.next().map(Box::new).ok_or_else(|| ParseError::new(paren.pos, "row.get needs a key"))?;
                 expr = Expr::RowGet { key, default: args.next().map(Box::new) };
             } else if self.is_op("(") {
-                return Err(ParseError::new(self.peek().pos, "only the builtins len, str, int, float, bool and abs can be called"));
+                return Err(ParseError::new(
+                    self.peek().pos,
+                    "only the builtins len, str, int, float, bool and abs can be called",
+                ));
             } else {
                 break;
             }
@@ -355,7 +360,9 @@ impl Parser {
             if self.is_op("*") || self.is_op("**") {
                 return Err(ParseError::new(self.peek().pos, "starred arguments are not allowed"));
             }
-            if matches!(self.peek().tok, Tok::Name(_)) && matches!(self.tokens.get(self.pos + 1).map(|t| &t.tok), Some(Tok::Op("="))) {
+            if matches!(self.peek().tok, Tok::Name(_))
+                && matches!(self.tokens.get(self.pos + 1).map(|t| &t.tok), Some(Tok::Op("=")))
+            {
                 return Err(ParseError::new(self.peek().pos, "keyword arguments are not allowed"));
             }
             args.push(self.expr()?);
@@ -394,7 +401,9 @@ impl Parser {
                         }
                         self.advance();
                         let args = self.call_args()?;
-                        if args.len() != 1 && !(func == Builtin::Str || func == Builtin::Int || func == Builtin::Float || func == Builtin::Bool) {
+                        if args.len() != 1
+                            && !(func == Builtin::Str || func == Builtin::Int || func == Builtin::Float || func == Builtin::Bool)
+                        {
                             return Err(ParseError::new(token.pos, format!("{other}() takes exactly one argument")));
                         }
                         if args.len() > 1 {

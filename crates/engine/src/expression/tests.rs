@@ -140,8 +140,16 @@ fn rejected_constructs_name_the_offender() {
 
 #[test]
 fn static_boolean_detection() {
-    let boolean = ["row['a'] > 1", "not row['a']", "True", "bool(row['a'])", "row['a'] > 1 and row['b'] < 2", "(row['a'] > 1) if row['c'] else False"];
-    let non_boolean = ["row['a']", "row.get('x') or 'd'", "'a' if row['b'] else 'c'", "row['a'] + 1", "row['a'] > 1 and row['b']"];
+    let boolean = [
+        "row['a'] > 1",
+        "not row['a']",
+        "True",
+        "bool(row['a'])",
+        "row['a'] > 1 and row['b'] < 2",
+        "(row['a'] > 1) if row['c'] else False",
+    ];
+    let non_boolean =
+        ["row['a']", "row.get('x') or 'd'", "'a' if row['b'] else 'c'", "row['a'] + 1", "row['a'] > 1 and row['b']"];
     for source in boolean {
         assert!(Condition::parse(source).expect(source).is_boolean(), "{source}");
     }
@@ -153,7 +161,16 @@ fn static_boolean_detection() {
 #[test]
 fn float_repr_matches_python() {
     use super::value::float_repr;
-    let cases = [(1.0, "1.0"), (0.1, "0.1"), (1e16, "1e+16"), (1e15, "1000000000000000.0"), (123.456, "123.456"), (1e-5, "1e-05"), (-2.5e-7, "-2.5e-07"), (0.0001, "0.0001")];
+    let cases = [
+        (1.0, "1.0"),
+        (0.1, "0.1"),
+        (1e16, "1e+16"),
+        (1e15, "1000000000000000.0"),
+        (123.456, "123.456"),
+        (1e-5, "1e-05"),
+        (-2.5e-7, "-2.5e-07"),
+        (0.0001, "0.0001"),
+    ];
     for (x, expected) in cases {
         assert_eq!(float_repr(x), expected);
     }
@@ -172,7 +189,11 @@ fn source_fragment() -> impl Strategy<Value = String> {
     ];
     atoms.prop_recursive(4, 32, 3, |inner| {
         prop_oneof![
-            (inner.clone(), prop::sample::select(vec!["+", "-", "*", "/", "//", "%", "==", "!=", "<", ">=", "and", "or", "in", "not in"]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(vec!["+", "-", "*", "/", "//", "%", "==", "!=", "<", ">=", "and", "or", "in", "not in"]),
+                inner.clone()
+            )
                 .prop_map(|(a, op, b)| format!("{a} {op} {b}")),
             inner.clone().prop_map(|a| format!("not {a}")),
             inner.clone().prop_map(|a| format!("-({a})")),

@@ -26,7 +26,9 @@ impl PyValue {
             Value::Float(x) => PyValue::Float(x.get()),
             Value::String(text) => PyValue::Str(text.clone()),
             Value::List(items) => PyValue::List(items.iter().map(PyValue::from_value).collect()),
-            Value::Object(row) => PyValue::Dict(row.iter().map(|(k, v)| (PyValue::Str(k.clone()), PyValue::from_value(v))).collect()),
+            Value::Object(row) => {
+                PyValue::Dict(row.iter().map(|(k, v)| (PyValue::Str(k.clone()), PyValue::from_value(v))).collect())
+            }
         }
     }
 

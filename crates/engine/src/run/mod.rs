@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub progress: Option<Box<dyn FnMut(&Progress)>>,
     /// Fingerprint key for secrets in stored configuration.
     pub secrets: crate::settings::SecretPolicy,
+    /// Test hook: behave as if interrupted once this many rows were read.
+    pub interrupt_after_rows: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -42,6 +44,7 @@ impl Default for RunOptions {
             interrupt: Arc::new(AtomicBool::new(false)),
             progress: None,
             secrets: crate::settings::SecretPolicy::from_env(),
+            interrupt_after_rows: None,
         }
     }
 }

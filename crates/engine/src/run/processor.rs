@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use contracts::plugin::{InvalidRecord, PluginContext, PluginError, SourceItem, TransformResult};
 use contracts::records::{CallParent, OutcomeDetail, Token};
-use contracts::{canonical_json, error_hash, stable_hash, ContentHash, EdgeId, NodeType, OperationId, RoutingMode, Row, RowOutcome, RunId, StateId, Value};
+use contracts::{
+    canonical_json, error_hash, stable_hash, ContentHash, EdgeId, NodeType, OperationId, RoutingMode, Row, RowOutcome, RunId,
+    StateId, Value,
+};
 use landscape::recorder::{NewCall, NewNodeState, NewTransformError, NewValidationError, OperationCompletion, StateCompletion};
 use landscape::{LandscapeError, Recorder};
 
@@ -125,15 +128,29 @@ impl<'r> Runtime<'r> {
         duration_ms: f64,
     ) -> Result<contracts::records::NodeState, EngineError> {
         let graph_node = &self.graph.nodes[node];
-        let new = NewNodeState { token, node_id: &graph_node.id, step_index: graph_node.step, attempt, input_hash, context_before_json: None };
+        let new = NewNodeState {
+            token,
+            node_id: &graph_node.id,
+            step_index: graph_node.step,
+            attempt,
+            input_hash,
+            context_before_json: None,
+        };
         Ok(self.recorder.record_node_state(new, completion, duration_ms)?)
     }
 
     /// Records a terminal outcome and counts it.
-    pub(crate) fn outcome(&mut self, token: &Token, detail: OutcomeDetail, context: Option<&serde_json::Value>) -> Result<(), EngineError> {
+    pub(crate) fn outcome(
+        &mut self,
+        token: &Token,
+        detail: OutcomeDetail,
+        context: Option<&serde_json::Value>,
+    ) -> Result<(), EngineError> {
         let outcome = detail.outcome();
         let sink = match &detail {
-            OutcomeDetail::Completed { sink_name } | OutcomeDetail::Routed { sink_name } | OutcomeDetail::Diverted { sink_name, .. } => Some(sink_name.clone()),
+            OutcomeDetail::Completed { sink_name }
+            | OutcomeDetail::Routed { sink_name }
+            | OutcomeDetail::Diverted { sink_name, .. } => Some(sink_name.clone()),
             OutcomeDetail::Quarantined { sink_name, .. } => sink_name.clone(),
             OutcomeDetail::Forked { .. }
             | OutcomeDetail::Failed { .. }
@@ -177,7 +194,8 @@ impl<'r> Runtime<'r> {
         }
         let source_id = self.graph.nodes[self.graph.source()].id.clone();
         let input = serde_json::json!({"source_plugin": self.graph.nodes[0].plugin_name});
-        let operation = self.recorder.begin_operation(&self.run_id, &source_id, contracts::OperationType::SourceLoad, Some(&input))?;
+        let operation =
+            self.recorder.begin_operation(&self.run_id, &source_id, contracts::OperationType::SourceLoad, Some(&input))?;
         self.source_operation = Some(operation.operation_id);
         let chunk_size = options.chunk_size.max(1);
         loop {
@@ -201,9 +219,13 @@ impl<'r> Runtime<'r> {
                         }
                     }
                     Err(source) => {
-                        failure = Some(EngineError::Plugin { node: format!("source {}", self.graph.nodes[0].plugin_name), source });
+                        failure =
+                            Some(EngineError::Plugin { node: format!("source {}", self.graph.nodes[0].plugin_name), source });
                         break;
                     }
+                }
+                if options.interrupt_after_rows.is_some_and(|limit| self.rows_read >= limit) {
+                    options.interrupt.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 if super::interrupted(&options.interrupt) {
                     break;
@@ -285,7 +307,8 @@ impl<'r> Runtime<'r> {
                 let Value::Object(row) = value else { unreachable!("constructed as an object") };
                 let token = self.recorder.create_token(&record)?;
                 let hash = record.source_data_hash.clone();
-                let completion = StateCompletion::Completed { output_hash: hash.clone(), context_after_json: None, success_reason_json: None };
+                let completion =
+                    StateCompletion::Completed { output_hash: hash.clone(), context_after_json: None, success_reason_json: None };
                 self.visit(&token, source, 0, hash.clone(), completion, 0.0)?;
                 let mut queue = VecDeque::new();
                 self.route_from(Work { token, row, hash, at: source }, source, &mut queue)?;
@@ -301,10 +324,7 @@ impl<'r> Runtime<'r> {
         let record = self.recorder.create_quarantined_row(&self.run_id, &source_id, row_index, &invalid.raw)?;
         let token = self.recorder.create_token(&record)?;
         let error = execution_error(&invalid.error, "ValidationError");
-        let state = self.visit(&token, source, 0, record.source_data_hash.clone(),
-            StateCompletion::failed(&error)?,
-            0.0,
-        )?;
+        let state = self.visit(&token, source, 0, record.source_data_hash.clone(), StateCompletion::failed(&error)?, 0.0)?;
         let sink = self.graph.quarantine_sink;
         let destination = sink.map_or_else(|| "discard".to_owned(), |s| self.graph.nodes[s].name.clone());
         self.recorder.record_validation_error(
@@ -333,7 +353,12 @@ impl<'r> Runtime<'r> {
                         row
                     }
                 };
-                self.pending[sink].push(Delivery { token, row, hash: record.source_data_hash, kind: DeliveryKind::Quarantined { error_hash: hash } });
+                self.pending[sink].push(Delivery {
+                    token,
+                    row,
+                    hash: record.source_data_hash,
+                    kind: DeliveryKind::Quarantined { error_hash: hash },
+                });
                 Ok(())
             }
             None => self.outcome(&token, OutcomeDetail::Quarantined { error_hash: hash, sink_name: None }, None),
@@ -346,7 +371,12 @@ impl<'r> Runtime<'r> {
             queue.push_back(Work { at: next, ..work });
             Ok(())
         } else if let Some(sink) = self.graph.terminal_sink[from] {
-            self.pending[sink].push(Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Completed });
+            self.pending[sink].push(Delivery {
+                token: work.token,
+                row: work.row,
+                hash: work.hash,
+                kind: DeliveryKind::Completed,
+            });
             Ok(())
         } else {
             Err(EngineError::Invariant(format!("node {:?} has neither a next node nor a sink", self.graph.nodes[from].name)))
@@ -368,11 +398,19 @@ impl<'r> Runtime<'r> {
                     self.route_from(work, at, &mut queue)?;
                 }
                 NodeKind::Aggregation(_) | NodeKind::Coalesce(_) => {
-                    return Err(EngineError::Unsupported(format!("{} {:?}", self.graph.nodes[work.at].node_type, self.graph.nodes[work.at].name)));
+                    return Err(EngineError::Unsupported(format!(
+                        "{} {:?}",
+                        self.graph.nodes[work.at].node_type, self.graph.nodes[work.at].name
+                    )));
                 }
                 NodeKind::Sink(_) => {
                     let sink = work.at;
-                    self.pending[sink].push(Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Completed });
+                    self.pending[sink].push(Delivery {
+                        token: work.token,
+                        row: work.row,
+                        hash: work.hash,
+                        kind: DeliveryKind::Completed,
+                    });
                 }
             }
         }
@@ -397,10 +435,21 @@ impl<'r> Runtime<'r> {
                 Ok(TransformResult::Row { row, success_reason }) => {
                     let value = Value::Object(row);
                     let Ok(output_hash) = stable_hash(&value) else {
-                        return self.plugin_bug(&work, node, attempt, duration, "the transform emitted a value that cannot be canonicalised");
+                        return self.plugin_bug(
+                            &work,
+                            node,
+                            attempt,
+                            duration,
+                            "the transform emitted a value that cannot be canonicalised",
+                        );
                     };
-                    let success_reason_json = success_reason.as_ref().map(canonical_json).transpose().map_err(LandscapeError::from)?;
-                    let completion = StateCompletion::Completed { output_hash: output_hash.clone(), context_after_json: None, success_reason_json };
+                    let success_reason_json =
+                        success_reason.as_ref().map(canonical_json).transpose().map_err(LandscapeError::from)?;
+                    let completion = StateCompletion::Completed {
+                        output_hash: output_hash.clone(),
+                        context_after_json: None,
+                        success_reason_json,
+                    };
                     let state = self.visit(&work.token, node, attempt, work.hash.clone(), completion, duration)?;
                     self.record_calls(node, &state.common().state_id)?;
                     let Value::Object(row) = value else { unreachable!("constructed as an object") };
@@ -408,14 +457,27 @@ impl<'r> Runtime<'r> {
                 }
                 Ok(TransformResult::Rows { rows, success_reason }) => {
                     if !self.plugins.transforms[index].creates_tokens() {
-                        return self.plugin_bug(&work, node, attempt, duration, "the transform returned several rows but does not create tokens");
+                        return self.plugin_bug(
+                            &work,
+                            node,
+                            attempt,
+                            duration,
+                            "the transform returned several rows but does not create tokens",
+                        );
                     }
                     let values: Vec<Value> = rows.into_iter().map(Value::Object).collect();
                     let list = Value::List(values);
                     let Ok(output_hash) = stable_hash(&list) else {
-                        return self.plugin_bug(&work, node, attempt, duration, "the transform emitted a value that cannot be canonicalised");
+                        return self.plugin_bug(
+                            &work,
+                            node,
+                            attempt,
+                            duration,
+                            "the transform emitted a value that cannot be canonicalised",
+                        );
                     };
-                    let success_reason_json = success_reason.as_ref().map(canonical_json).transpose().map_err(LandscapeError::from)?;
+                    let success_reason_json =
+                        success_reason.as_ref().map(canonical_json).transpose().map_err(LandscapeError::from)?;
                     let completion = StateCompletion::Completed { output_hash, context_after_json: None, success_reason_json };
                     let state = self.visit(&work.token, node, attempt, work.hash.clone(), completion, duration)?;
                     self.record_calls(node, &state.common().state_id)?;
@@ -436,19 +498,28 @@ impl<'r> Runtime<'r> {
                 }
                 Err(PluginError::Transient(message)) => {
                     let error = execution_error(&message, "TransientError");
-                    let state = self.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
+                    let state =
+                        self.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
                     self.record_calls(node, &state.common().state_id)?;
                     if attempt + 1 < max_attempts {
                         std::thread::sleep(self.retry_delay(attempt));
                         continue;
                     }
                     let text = format!("max_retries_exceeded: {message}");
-                    return self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(&text), batch_id: None }, None);
+                    return self.outcome(
+                        &work.token,
+                        OutcomeDetail::Failed { error_hash: error_hash(&text), batch_id: None },
+                        None,
+                    );
                 }
                 Err(source) => {
                     let error = execution_error(&source.to_string(), "PluginError");
                     self.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
-                    self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(&source.to_string()), batch_id: None }, None)?;
+                    self.outcome(
+                        &work.token,
+                        OutcomeDetail::Failed { error_hash: error_hash(&source.to_string()), batch_id: None },
+                        None,
+                    )?;
                     return Err(EngineError::Plugin { node: format!("transform {name}"), source });
                 }
             }
@@ -465,7 +536,15 @@ impl<'r> Runtime<'r> {
         Err(EngineError::Plugin { node: self.graph.nodes[node].name.clone(), source: PluginError::Contract(message.to_owned()) })
     }
 
-    fn transform_error(&mut self, work: Work, node: NodeIdx, index: usize, attempt: u32, duration: f64, reason: &serde_json::Value) -> Result<(), EngineError> {
+    fn transform_error(
+        &mut self,
+        work: Work,
+        node: NodeIdx,
+        index: usize,
+        attempt: u32,
+        duration: f64,
+        reason: &serde_json::Value,
+    ) -> Result<(), EngineError> {
         let settings = &self.loaded.settings.transforms[index];
         let destination = settings.on_error.clone();
         let name = settings.name.clone();
@@ -486,7 +565,12 @@ impl<'r> Runtime<'r> {
             Some(sink) => {
                 let edge = self.edge(node, &format!("__error_{name}__"))?;
                 self.recorder.record_routing_events(&state.common().state_id, &[(edge, RoutingMode::Divert)], Some(reason))?;
-                self.pending[sink].push(Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Routed });
+                self.pending[sink].push(Delivery {
+                    token: work.token,
+                    row: work.row,
+                    hash: work.hash,
+                    kind: DeliveryKind::Routed,
+                });
                 Ok(())
             }
             None => self.outcome(&work.token, OutcomeDetail::Quarantined { error_hash: hash, sink_name: None }, None),
@@ -496,7 +580,9 @@ impl<'r> Runtime<'r> {
     fn gate(&mut self, work: Work, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
         let node = work.at;
         let started = Instant::now();
-        let condition = self.conditions[node].clone().ok_or_else(|| EngineError::Invariant(format!("gate {index} has no parsed condition")))?;
+        let condition = self.conditions[node]
+            .clone()
+            .ok_or_else(|| EngineError::Invariant(format!("gate {index} has no parsed condition")))?;
         let evaluated = condition.evaluate(&work.row);
         let duration = ms(started.elapsed());
         let value = match evaluated {
@@ -505,7 +591,11 @@ impl<'r> Runtime<'r> {
                 let message = error.to_string();
                 let failure = execution_error(&message, error.kind);
                 self.visit(&work.token, node, 0, work.hash.clone(), StateCompletion::failed(&failure)?, duration)?;
-                return self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(&message), batch_id: None }, None);
+                return self.outcome(
+                    &work.token,
+                    OutcomeDetail::Failed { error_hash: error_hash(&message), batch_id: None },
+                    None,
+                );
             }
         };
         let label = Condition::route_label(&value);
@@ -528,7 +618,12 @@ impl<'r> Runtime<'r> {
             RouteTarget::Sink(sink) => {
                 let edge = self.edge(node, &label)?;
                 self.recorder.record_routing_events(&state_id, &[(edge, RoutingMode::Move)], Some(&reason))?;
-                self.pending[sink].push(Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Routed });
+                self.pending[sink].push(Delivery {
+                    token: work.token,
+                    row: work.row,
+                    hash: work.hash,
+                    kind: DeliveryKind::Routed,
+                });
             }
             RouteTarget::Node(next) => {
                 let edge = self.edge(node, &label)?;
@@ -537,7 +632,10 @@ impl<'r> Runtime<'r> {
             }
             RouteTarget::Fork => {
                 let branches: Vec<String> = self.graph.fork_branches[node].keys().cloned().collect();
-                let routes = branches.iter().map(|b| Ok((self.edge(node, b)?, RoutingMode::Copy))).collect::<Result<Vec<_>, EngineError>>()?;
+                let routes = branches
+                    .iter()
+                    .map(|b| Ok((self.edge(node, b)?, RoutingMode::Copy)))
+                    .collect::<Result<Vec<_>, EngineError>>()?;
                 self.recorder.record_routing_events(&state_id, &routes, Some(&reason))?;
                 let (children, _) = self.recorder.fork_token(&work.token, &branches, self.graph.nodes[node].step)?;
                 self.count(RowOutcome::Forked, None);
@@ -545,9 +643,16 @@ impl<'r> Runtime<'r> {
                     let child_work = Work { token: child, row: work.row.clone(), hash: work.hash.clone(), at: node };
                     match self.graph.fork_branches[node].get(branch).cloned() {
                         Some(BranchTarget::Sink(sink)) => {
-                            self.pending[sink].push(Delivery { token: child_work.token, row: child_work.row, hash: child_work.hash, kind: DeliveryKind::Completed });
+                            self.pending[sink].push(Delivery {
+                                token: child_work.token,
+                                row: child_work.row,
+                                hash: child_work.hash,
+                                kind: DeliveryKind::Completed,
+                            });
                         }
-                        Some(BranchTarget::Coalesce(target) | BranchTarget::Node(target)) => queue.push_back(Work { at: target, ..child_work }),
+                        Some(BranchTarget::Coalesce(target) | BranchTarget::Node(target)) => {
+                            queue.push_back(Work { at: target, ..child_work })
+                        }
                         None => return Err(EngineError::Invariant(format!("fork branch {branch:?} has no target"))),
                     }
                 }

@@ -17,10 +17,18 @@ use crate::settings::fingerprint_secrets;
 const ENGINE_VERSION: &str = concat!("engine:", env!("CARGO_PKG_VERSION"));
 
 fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".to_owned())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
-pub(crate) fn begin<'r>(pipeline: Pipeline, recorder: &'r mut Recorder, options: &RunOptions) -> Result<Runtime<'r>, EngineError> {
+pub(crate) fn begin<'r>(
+    pipeline: Pipeline,
+    recorder: &'r mut Recorder,
+    options: &RunOptions,
+) -> Result<Runtime<'r>, EngineError> {
     let Pipeline { loaded, graph, plugins } = pipeline;
     let mut settings_json = serde_json::to_value(&loaded.settings).map_err(|e| EngineError::Invariant(e.to_string()))?;
     fingerprint_secrets(&mut settings_json, &options.secrets, "").map_err(EngineError::Config)?;
@@ -43,7 +51,11 @@ pub(crate) fn begin<'r>(pipeline: Pipeline, recorder: &'r mut Recorder, options:
                 (info.version.to_owned(), info.determinism)
             }
             NodeKind::Sink(name) => {
-                let info = plugins.sinks.get(name).map(|s| s.info()).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
+                let info = plugins
+                    .sinks
+                    .get(name)
+                    .map(|s| s.info())
+                    .ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
                 (info.version.to_owned(), info.determinism)
             }
             NodeKind::Gate(i) => {
@@ -77,7 +89,8 @@ pub(crate) fn begin<'r>(pipeline: Pipeline, recorder: &'r mut Recorder, options:
     }
     let mut edge_ids = HashMap::new();
     for edge in &graph.edges {
-        let stored = recorder.register_edge(&run_id, &graph.nodes[edge.from].id, &graph.nodes[edge.to].id, &edge.label, edge.mode)?;
+        let stored =
+            recorder.register_edge(&run_id, &graph.nodes[edge.from].id, &graph.nodes[edge.to].id, &edge.label, edge.mode)?;
         edge_ids.insert((edge.from, edge.label.clone()), stored.edge_id);
     }
     Ok(Runtime::new(loaded, graph, plugins, recorder, run_id, edge_ids, conditions))

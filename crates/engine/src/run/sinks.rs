@@ -51,19 +51,26 @@ impl Runtime<'_> {
         let operation = self.recorder.begin_operation(&self.run_id, &node_id, OperationType::SinkWrite, Some(&input))?;
         let rows: Vec<Row> = deliveries.iter().map(|d| d.row.clone()).collect();
         let started = Instant::now();
-        let plugin = self.plugins.sinks.get_mut(&name).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
+        let plugin =
+            self.plugins.sinks.get_mut(&name).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
         let result = plugin.write(&rows, &mut self.contexts[sink]).and_then(|()| plugin.flush(&mut self.contexts[sink]));
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         let per_row = elapsed / rows.len().max(1) as f64;
         match result {
             Ok(artifact) => {
-                let artifact = artifact.ok_or_else(|| EngineError::Invariant(format!("sink {name} wrote rows but reports no artifact")))?;
+                let artifact =
+                    artifact.ok_or_else(|| EngineError::Invariant(format!("sink {name} wrote rows but reports no artifact")))?;
                 let first = self.record_deliveries(sink, &name, deliveries, &artifact, per_row)?;
                 if let Some(first) = first {
                     self.register(sink, &first, &artifact)?;
                 }
-                let output = serde_json::json!({"artifact_path": artifact.path_or_uri, "content_hash": artifact.content_hash.as_str()});
-                self.recorder.complete_operation(&operation.operation_id, &OperationCompletion::Completed { output: Some(&output) }, elapsed)?;
+                let output =
+                    serde_json::json!({"artifact_path": artifact.path_or_uri, "content_hash": artifact.content_hash.as_str()});
+                self.recorder.complete_operation(
+                    &operation.operation_id,
+                    &OperationCompletion::Completed { output: Some(&output) },
+                    elapsed,
+                )?;
                 Ok(())
             }
             Err(source) => {
@@ -71,13 +78,28 @@ impl Runtime<'_> {
                 let failure = serde_json::json!({"exception": message, "type": "SinkError"});
                 for delivery in deliveries {
                     self.recorder.record_node_state(
-                        NewNodeState { token: &delivery.token, node_id: &node_id, step_index: self.graph.nodes[sink].step, attempt: 0, input_hash: delivery.hash.clone(), context_before_json: None },
+                        NewNodeState {
+                            token: &delivery.token,
+                            node_id: &node_id,
+                            step_index: self.graph.nodes[sink].step,
+                            attempt: 0,
+                            input_hash: delivery.hash.clone(),
+                            context_before_json: None,
+                        },
                         StateCompletion::failed(&failure)?,
                         per_row,
                     )?;
-                    self.outcome(&delivery.token, OutcomeDetail::Failed { error_hash: error_hash(&message), batch_id: None }, None)?;
+                    self.outcome(
+                        &delivery.token,
+                        OutcomeDetail::Failed { error_hash: error_hash(&message), batch_id: None },
+                        None,
+                    )?;
                 }
-                self.recorder.complete_operation(&operation.operation_id, &OperationCompletion::Failed { error_message: &message, output: None }, elapsed)?;
+                self.recorder.complete_operation(
+                    &operation.operation_id,
+                    &OperationCompletion::Failed { error_message: &message, output: None },
+                    elapsed,
+                )?;
                 Err(EngineError::Plugin { node: format!("sink {name}"), source })
             }
         }
@@ -98,7 +120,14 @@ impl Runtime<'_> {
             let output = serde_json::json!({"row": delivery.hash.as_str(), "artifact_path": artifact.path_or_uri, "content_hash": artifact.content_hash.as_str()});
             let output_hash = stable_hash_json(&output).map_err(landscape::LandscapeError::from)?;
             let state = self.recorder.record_node_state(
-                NewNodeState { token: &delivery.token, node_id: &node_id, step_index: step, attempt: 0, input_hash: delivery.hash.clone(), context_before_json: None },
+                NewNodeState {
+                    token: &delivery.token,
+                    node_id: &node_id,
+                    step_index: step,
+                    attempt: 0,
+                    input_hash: delivery.hash.clone(),
+                    context_before_json: None,
+                },
                 StateCompletion::Completed { output_hash, context_after_json: None, success_reason_json: None },
                 per_row,
             )?;
@@ -109,7 +138,9 @@ impl Runtime<'_> {
             let detail = match delivery.kind {
                 DeliveryKind::Completed => OutcomeDetail::Completed { sink_name: name.to_owned() },
                 DeliveryKind::Routed => OutcomeDetail::Routed { sink_name: name.to_owned() },
-                DeliveryKind::Quarantined { error_hash } => OutcomeDetail::Quarantined { error_hash, sink_name: Some(name.to_owned()) },
+                DeliveryKind::Quarantined { error_hash } => {
+                    OutcomeDetail::Quarantined { error_hash, sink_name: Some(name.to_owned()) }
+                }
             };
             self.outcome(&delivery.token, detail, None)?;
         }
@@ -139,9 +170,14 @@ impl Runtime<'_> {
         self.recorder.begin_unit()?;
         for sink in sink_nodes {
             let name = self.graph.nodes[sink].name.clone();
-            let plugin = self.plugins.sinks.get_mut(&name).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
-            let before = plugin.flush(&mut self.contexts[sink]).map_err(|source| EngineError::Plugin { node: format!("sink {name}"), source })?;
-            let after = plugin.finish(&mut self.contexts[sink]).map_err(|source| EngineError::Plugin { node: format!("sink {name}"), source })?;
+            let plugin =
+                self.plugins.sinks.get_mut(&name).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
+            let before = plugin
+                .flush(&mut self.contexts[sink])
+                .map_err(|source| EngineError::Plugin { node: format!("sink {name}"), source })?;
+            let after = plugin
+                .finish(&mut self.contexts[sink])
+                .map_err(|source| EngineError::Plugin { node: format!("sink {name}"), source })?;
             if let (Some(after), Some(state)) = (after, self.last_sink_state[sink].clone()) {
                 if before.as_ref() != Some(&after) {
                     self.register(sink, &state, &after)?;
@@ -152,4 +188,3 @@ impl Runtime<'_> {
         Ok(())
     }
 }
-

@@ -75,11 +75,17 @@ fn explain_serde_message(message: &str) -> String {
     if message.contains("did not match any variant of untagged enum Branches") {
         return "branches must be a list of branch names or a map of branch name to input connection".to_owned();
     }
-    message.replace("invalid type: boolean `true`, expected a string", "expected a string; quote YAML booleans ('true')")
+    message
+        .replace("invalid type: boolean `true`, expected a string", "expected a string; quote YAML booleans ('true')")
         .replace("invalid type: boolean `false`, expected a string", "expected a string; quote YAML booleans ('false')")
 }
 
-fn interpolate(value: &mut serde_json::Value, path: &str, env: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<ConfigProblem>) {
+fn interpolate(
+    value: &mut serde_json::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<ConfigProblem>,
+) {
     match value {
         serde_json::Value::String(text) => {
             if text.contains("${") {

@@ -61,7 +61,8 @@ pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
                 Some((idx, indent(line), content))
             })
             .collect();
-        let Some(min_indent) = block.iter().map(|(_, column, _)| *column).filter(|c| parent_column.is_none_or(|p| *c >= p)).min() else {
+        let Some(min_indent) = block.iter().map(|(_, column, _)| *column).filter(|c| parent_column.is_none_or(|p| *c >= p)).min()
+        else {
             break;
         };
         let hit = match &segment {
@@ -69,7 +70,8 @@ pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
                 .iter()
                 .find(|(_, column, content)| {
                     let content = content.trim_start_matches("- ");
-                    (*column == min_indent || parent_column.is_some_and(|p| *column == p)) && key_of(content) == Some(key.as_str())
+                    (*column == min_indent || parent_column.is_some_and(|p| *column == p))
+                        && key_of(content) == Some(key.as_str())
                 })
                 .map(|(idx, column, content)| (*idx, column + (content.len() - content.trim_start_matches("- ").len()))),
             Segment::Index(index) => block

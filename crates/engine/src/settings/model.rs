@@ -318,7 +318,12 @@ pub struct CheckpointSettings {
 
 impl Default for CheckpointSettings {
     fn default() -> CheckpointSettings {
-        CheckpointSettings { enabled: true, frequency: CheckpointFrequency::EveryRow, checkpoint_interval: None, aggregation_boundaries: true }
+        CheckpointSettings {
+            enabled: true,
+            frequency: CheckpointFrequency::EveryRow,
+            checkpoint_interval: None,
+            aggregation_boundaries: true,
+        }
     }
 }
 

@@ -78,7 +78,9 @@ pub fn fingerprint_secrets(value: &mut serde_json::Value, policy: &SecretPolicy,
             }
             Ok(())
         }
-        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) | serde_json::Value::String(_) => Ok(()),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) | serde_json::Value::String(_) => {
+            Ok(())
+        }
     }
 }
 

@@ -17,7 +17,13 @@ fn name_error(kind: &str, name: &str, max: usize, first_must_be_letter: bool) ->
         return Some(format!("{kind} {name:?} starts with '__', which is reserved for system edges"));
     }
     let mut chars = trimmed.chars();
-    let first_ok = chars.next().is_some_and(|c| if first_must_be_letter { c.is_ascii_alphabetic() } else { c.is_ascii_alphanumeric() || c == '_' });
+    let first_ok = chars.next().is_some_and(|c| {
+        if first_must_be_letter {
+            c.is_ascii_alphabetic()
+        } else {
+            c.is_ascii_alphanumeric() || c == '_'
+        }
+    });
     if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         let first = if first_must_be_letter { "a letter" } else { "a letter, digit or '_'" };
         return Some(format!("{kind} {name:?} must start with {first} and contain only letters, digits, '_' and '-'"));
@@ -34,7 +40,9 @@ fn trigger_field_problem(expr: &Expr) -> Option<String> {
     const ALLOWED: &[&str] = &["batch_count", "batch_age_seconds"];
     let check_key = |key: &Expr| match key {
         Expr::Literal(Literal::Str(name)) if ALLOWED.contains(&name.as_str()) => None,
-        Expr::Literal(Literal::Str(name)) => Some(format!("trigger conditions may only read batch_count and batch_age_seconds, not {name:?}")),
+        Expr::Literal(Literal::Str(name)) => {
+            Some(format!("trigger conditions may only read batch_count and batch_age_seconds, not {name:?}"))
+        }
         _ => Some("trigger conditions must use string literal keys".to_owned()),
     };
     let walk_all = |items: &[Expr]| items.iter().find_map(trigger_field_problem);
@@ -49,7 +57,9 @@ fn trigger_field_problem(expr: &Expr) -> Option<String> {
         Expr::Dict(pairs) => pairs.iter().find_map(|(k, v)| trigger_field_problem(k).or_else(|| trigger_field_problem(v))),
         Expr::Neg(inner) | Expr::Pos(inner) | Expr::Not(inner) => trigger_field_problem(inner),
         Expr::Binary { left, right, .. } => trigger_field_problem(left).or_else(|| trigger_field_problem(right)),
-        Expr::Compare { first, rest } => trigger_field_problem(first).or_else(|| rest.iter().find_map(|(_, e)| trigger_field_problem(e))),
+        Expr::Compare { first, rest } => {
+            trigger_field_problem(first).or_else(|| rest.iter().find_map(|(_, e)| trigger_field_problem(e)))
+        }
         Expr::IfElse { body, test, orelse } => {
             trigger_field_problem(body).or_else(|| trigger_field_problem(test)).or_else(|| trigger_field_problem(orelse))
         }
@@ -136,7 +146,10 @@ pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
                 push(format!("{base}.routes.{label}"), message);
             }
             if destination == "continue" {
-                push(format!("{base}.routes.{label}"), "'continue' was removed as a route destination; name the next connection".into());
+                push(
+                    format!("{base}.routes.{label}"),
+                    "'continue' was removed as a route destination; name the next connection".into(),
+                );
             }
         }
         match (&gate.fork_to, forks) {
@@ -263,7 +276,10 @@ pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
         push("retry.exponential_base".into(), "exponential_base must be greater than 1".into());
     }
     if s.payload_store.backend != "filesystem" {
-        push("payload_store.backend".into(), format!("payload store backend {:?} is not supported (only filesystem)", s.payload_store.backend));
+        push(
+            "payload_store.backend".into(),
+            format!("payload store backend {:?} is not supported (only filesystem)", s.payload_store.backend),
+        );
     }
     let unsupported: [(&str, bool); 8] = [
         ("run_mode", s.run_mode != RunModeSetting::Live),

@@ -63,7 +63,14 @@ impl CsvSink {
         }
         let headers = HeaderNames::from_option(&options.headers).map_err(PluginError::Config)?;
         let _ = (options.validate_input, options.required_input_fields);
-        Ok(CsvSink { schema, delimiter, headers, file: DurableFile::new(&options.path, "csv"), columns: None, buffer: Vec::new() })
+        Ok(CsvSink {
+            schema,
+            delimiter,
+            headers,
+            file: DurableFile::new(&options.path, "csv"),
+            columns: None,
+            buffer: Vec::new(),
+        })
     }
 
     fn columns_for(&self, first: &Row) -> Vec<String> {
@@ -130,4 +137,3 @@ impl Sink for CsvSink {
         self.headers.bind(resolution);
     }
 }
-

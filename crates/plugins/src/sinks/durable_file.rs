@@ -20,7 +20,14 @@ pub(crate) struct DurableFile {
 
 impl DurableFile {
     pub(crate) fn new(path: &str, artifact_type: &'static str) -> DurableFile {
-        DurableFile { path: PathBuf::from(path), display_path: path.to_owned(), artifact_type, writer: None, hasher: Sha256::new(), bytes: 0 }
+        DurableFile {
+            path: PathBuf::from(path),
+            display_path: path.to_owned(),
+            artifact_type,
+            writer: None,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -37,7 +44,8 @@ impl DurableFile {
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(self.io("cannot create the directory of"))?;
         }
-        let file = OpenOptions::new().create(true).write(true).truncate(true).open(&self.path).map_err(self.io("cannot create"))?;
+        let file =
+            OpenOptions::new().create(true).write(true).truncate(true).open(&self.path).map_err(self.io("cannot create"))?;
         self.writer = Some(BufWriter::with_capacity(1 << 16, file));
         Ok(())
     }
@@ -63,7 +71,8 @@ impl DurableFile {
         Ok(Some(ArtifactDescriptor {
             artifact_type: self.artifact_type.to_owned(),
             path_or_uri: self.display_path.clone(),
-            content_hash: ContentHash::parse(hex::encode(self.hasher.clone().finalize())).map_err(|e| PluginError::Contract(e.to_string()))?,
+            content_hash: ContentHash::parse(hex::encode(self.hasher.clone().finalize()))
+                .map_err(|e| PluginError::Contract(e.to_string()))?,
             size_bytes: self.bytes,
         }))
     }

@@ -65,7 +65,14 @@ impl JsonSink {
         }
         let headers = HeaderNames::from_option(&options.headers).map_err(PluginError::Config)?;
         let _ = (options.validate_input, options.required_input_fields);
-        Ok(JsonSink { format, indent: options.indent, headers, file: DurableFile::new(&options.path, "json"), elements: 0, finished: false })
+        Ok(JsonSink {
+            format,
+            indent: options.indent,
+            headers,
+            file: DurableFile::new(&options.path, "json"),
+            elements: 0,
+            finished: false,
+        })
     }
 
     fn render(&self, row: &Row) -> Result<String, PluginError> {

@@ -77,7 +77,8 @@ impl CsvSource {
 
     fn open(&mut self) -> Result<(), PluginError> {
         let path = &self.options.path;
-        let handle = File::open(path).map_err(|source| PluginError::Io { context: format!("cannot open CSV source {path}"), source })?;
+        let handle =
+            File::open(path).map_err(|source| PluginError::Io { context: format!("cannot open CSV source {path}"), source })?;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(self.delimiter)
             .has_headers(false)
@@ -100,8 +101,9 @@ impl CsvSource {
             for (idx, raw) in record.iter().enumerate() {
                 let raw = String::from_utf8_lossy(raw);
                 let raw = raw.trim_start_matches('\u{feff}').to_owned();
-                let name = normalize_header(&raw)
-                    .ok_or_else(|| PluginError::Input(format!("{path}: header {} ({raw:?}) is empty after normalisation", idx + 1)))?;
+                let name = normalize_header(&raw).ok_or_else(|| {
+                    PluginError::Input(format!("{path}: header {} ({raw:?}) is empty after normalisation", idx + 1))
+                })?;
                 if let Some(first) = originals.get(&name) {
                     return Err(PluginError::Input(format!("{path}: headers {first:?} and {raw:?} both normalise to {name:?}")));
                 }
@@ -114,11 +116,18 @@ impl CsvSource {
         self.set_open(reader, names, originals)
     }
 
-    fn apply_mapping(&self, names: Vec<String>, originals: IndexMap<String, String>) -> Result<(Vec<String>, IndexMap<String, String>), PluginError> {
+    fn apply_mapping(
+        &self,
+        names: Vec<String>,
+        originals: IndexMap<String, String>,
+    ) -> Result<(Vec<String>, IndexMap<String, String>), PluginError> {
         let Some(mapping) = &self.options.field_mapping else { return Ok((names, originals)) };
         for key in mapping.keys() {
             if !names.contains(key) {
-                return Err(PluginError::Input(format!("field_mapping names {key:?}, which is not a column (columns: {})", names.join(", "))));
+                return Err(PluginError::Input(format!(
+                    "field_mapping names {key:?}, which is not a column (columns: {})",
+                    names.join(", ")
+                )));
             }
         }
         let renamed: Vec<String> = names.iter().map(|n| mapping.get(n).cloned().unwrap_or_else(|| n.clone())).collect();
@@ -128,11 +137,20 @@ impl CsvSource {
                 return Err(PluginError::Input(format!("field_mapping produces the column {name:?} twice")));
             }
         }
-        let originals = names.iter().zip(&renamed).map(|(old, new)| (new.clone(), originals.get(old).cloned().unwrap_or_else(|| old.clone()))).collect();
+        let originals = names
+            .iter()
+            .zip(&renamed)
+            .map(|(old, new)| (new.clone(), originals.get(old).cloned().unwrap_or_else(|| old.clone())))
+            .collect();
         Ok((renamed, originals))
     }
 
-    fn set_open(&mut self, reader: csv::Reader<BufReader<File>>, names: Vec<String>, originals: IndexMap<String, String>) -> Result<(), PluginError> {
+    fn set_open(
+        &mut self,
+        reader: csv::Reader<BufReader<File>>,
+        names: Vec<String>,
+        originals: IndexMap<String, String>,
+    ) -> Result<(), PluginError> {
         self.file = Some(OpenFile { reader, names, originals });
         Ok(())
     }
@@ -149,7 +167,8 @@ impl Source for CsvSource {
         }
         let Some(file) = self.file.as_mut() else { return Ok(None) };
         let mut record = csv::ByteRecord::new();
-        let more = file.reader.read_byte_record(&mut record).map_err(|e| PluginError::Input(format!("{}: {e}", self.options.path)))?;
+        let more =
+            file.reader.read_byte_record(&mut record).map_err(|e| PluginError::Input(format!("{}: {e}", self.options.path)))?;
         if !more {
             return Ok(None);
         }
@@ -184,7 +203,9 @@ impl Source for CsvSource {
             }
         }
         let originals = &file.originals;
-        Ok(Some(validated_item(&mut self.validator, row, &|name| originals.get(name).cloned().unwrap_or_else(|| name.to_owned()))))
+        Ok(Some(validated_item(&mut self.validator, row, &|name| {
+            originals.get(name).cloned().unwrap_or_else(|| name.to_owned())
+        })))
     }
 
     fn position(&self) -> SourcePosition {

@@ -87,7 +87,8 @@ impl JsonSource {
 
     fn open(&mut self) -> Result<Option<SourceItem>, PluginError> {
         let path = &self.options.path;
-        let handle = File::open(path).map_err(|source| PluginError::Io { context: format!("cannot open JSON source {path}"), source })?;
+        let handle =
+            File::open(path).map_err(|source| PluginError::Io { context: format!("cannot open JSON source {path}"), source })?;
         if self.format == Format::Jsonl {
             self.input = Some(Input::Lines { reader: BufReader::new(handle), line: 0, offset: 0 });
             return Ok(None);
@@ -133,7 +134,10 @@ impl JsonSource {
             raw
         };
         if let Some(number) = unsafe_integer(&value) {
-            return parse_failure(raw_with_line(Row::new()), format!("integer {number} is beyond ±(2^53-1) and cannot be represented exactly"));
+            return parse_failure(
+                raw_with_line(Row::new()),
+                format!("integer {number} is beyond ±(2^53-1) and cannot be represented exactly"),
+            );
         }
         let value = match Value::from_json(value) {
             Ok(value) => value,

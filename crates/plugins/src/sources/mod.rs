@@ -33,5 +33,10 @@ pub(crate) fn validated_item(validator: &mut RowValidator, row: Row, original_na
 
 /// A record that could not even be parsed.
 pub(crate) fn parse_failure(raw: Row, error: String) -> SourceItem {
-    SourceItem::Invalid(InvalidRecord { raw: Value::Object(raw), error, schema_mode: "parse".to_owned(), violation: Violation::default() })
+    SourceItem::Invalid(InvalidRecord {
+        raw: Value::Object(raw),
+        error,
+        schema_mode: "parse".to_owned(),
+        violation: Violation::default(),
+    })
 }

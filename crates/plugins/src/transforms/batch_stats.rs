@@ -83,7 +83,9 @@ impl BatchTransform for BatchStats {
                 None => Value::Null,
             };
             let key = contracts::canonical_json_value(&group_value).unwrap_or_default();
-            let (_, acc) = groups.entry(key).or_insert_with(|| (group_value, Accumulator { all_ints: true, int_sum: Some(0), ..Accumulator::default() }));
+            let (_, acc) = groups
+                .entry(key)
+                .or_insert_with(|| (group_value, Accumulator { all_ints: true, int_sum: Some(0), ..Accumulator::default() }));
             acc.batch_size += 1;
             let number = match row.get(field) {
                 Some(Value::Integer(n)) => {

@@ -81,7 +81,8 @@ impl KeywordFilter {
             if nested_quantifier(&pattern) {
                 return Err(PluginError::Config(format!("pattern {pattern:?} nests quantifiers (a ReDoS risk)")));
             }
-            let regex = Regex::new(&pattern).map_err(|e| PluginError::Config(format!("pattern {pattern:?} does not compile: {e}")))?;
+            let regex =
+                Regex::new(&pattern).map_err(|e| PluginError::Config(format!("pattern {pattern:?} does not compile: {e}")))?;
             patterns.push((pattern, regex));
         }
         let _ = options.required_input_fields;
@@ -104,7 +105,10 @@ impl Transform for KeywordFilter {
                 if matches!(value, Value::Null) {
                     continue;
                 }
-                return Ok(super::error_result("non_string_field", serde_json::json!({"field": field, "actual": value.type_name()})));
+                return Ok(super::error_result(
+                    "non_string_field",
+                    serde_json::json!({"field": field, "actual": value.type_name()}),
+                ));
             };
             for (pattern, regex) in &self.patterns {
                 if let Some(found) = regex.find(text) {

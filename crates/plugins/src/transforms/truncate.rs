@@ -33,7 +33,10 @@ impl Truncate {
                 return Err(PluginError::Config(format!("fields.{field}: the maximum length must be at least 1")));
             }
             if suffix_len >= *max {
-                return Err(PluginError::Config(format!("suffix {:?} must be shorter than the maximum length of {field}", options.suffix)));
+                return Err(PluginError::Config(format!(
+                    "suffix {:?} must be shorter than the maximum length of {field}",
+                    options.suffix
+                )));
             }
         }
         Ok(Truncate { options })

@@ -1,0 +1,211 @@
+//! `elspeth run` end to end: real files in, outputs compared with the
+//! reference's, and the Landscape inspected with SQL after every run.
+
+use std::path::Path;
+
+use landscape::connection::query_i64;
+use tests::{audit_violations, landscape_at, latest_artifacts, run_example, semantic_rows, workspace};
+
+/// Examples the engine runs today, with their Landscape path.
+const EXAMPLES: &[&str] = &[
+    "threshold_gate",
+    "boolean_routing",
+    "explicit_routing",
+    "deep_routing",
+    "error_routing",
+    "json_explode",
+    "schema_contracts_demo",
+    "checkpoint_resume",
+];
+
+fn landscape_path(example: &str) -> String {
+    let settings = std::fs::read_to_string(workspace().join("examples").join(example).join("settings.yaml")).expect("settings");
+    let url = settings.lines().find_map(|l| l.trim().strip_prefix("url: sqlite:///")).expect("a sqlite landscape url");
+    url.trim().to_owned()
+}
+
+fn check_run(dir: &Path, example: &str) {
+    let mut db = landscape_at(dir, &landscape_path(example));
+    let violations = audit_violations(&mut db);
+    assert!(violations.is_empty(), "{example}: {violations:?}");
+    for (path, hash) in latest_artifacts(&mut db) {
+        let bytes = std::fs::read(dir.join(&path)).unwrap_or_else(|e| panic!("{example}: artifact {path}: {e}"));
+        assert_eq!(contracts::sha256_hex(&bytes), hash, "{example}: artifact hash of {path}");
+    }
+}
+
+#[test]
+fn examples_produce_the_reference_outputs_with_a_complete_audit_trail() {
+    for example in EXAMPLES {
+        let (dir, output) = run_example(example, &[]);
+        assert!(
+            output.status.success(),
+            "{example}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let expected_dir = workspace().join("examples").join(example).join("expected");
+        for entry in std::fs::read_dir(&expected_dir).expect("expected outputs") {
+            let expected = entry.expect("entry").path();
+            let produced = dir.path().join("examples").join(example).join("output").join(expected.file_name().expect("name"));
+            assert_eq!(semantic_rows(&produced), semantic_rows(&expected), "{example}: {}", expected.display());
+        }
+        check_run(dir.path(), example);
+    }
+}
+
+fn write_pipeline(dir: &Path, input: &[u8], gate: &str, transform_options: &str) -> String {
+    std::fs::write(dir.join("input.csv"), input).expect("input");
+    let settings = format!(
+        r#"
+source:
+  plugin: csv
+  on_success: raw
+  options:
+    path: input.csv
+    schema:
+      mode: fixed
+      fields: ['id: int', 'name: str', 'score: float']
+    on_validation_failure: quarantine
+transforms:
+- name: mapper
+  plugin: field_mapper
+  input: raw
+  on_success: mapped
+  on_error: discard
+  options:
+    schema: {{mode: observed}}
+{transform_options}
+gates:
+- name: scored
+  input: mapped
+  condition: "{gate}"
+  routes:
+    'true': high
+    'false': low
+sinks:
+  high:
+    plugin: csv
+    on_write_failure: discard
+    options: {{path: out/high.csv, schema: {{mode: observed}}}}
+  low:
+    plugin: json
+    on_write_failure: discard
+    options: {{path: out/low.jsonl, schema: {{mode: observed}}}}
+  quarantine:
+    plugin: json
+    on_write_failure: discard
+    options: {{path: out/quarantine.jsonl, schema: {{mode: observed}}}}
+landscape:
+  url: sqlite:///audit.db
+payload_store:
+  base_path: payloads
+"#
+    );
+    std::fs::write(dir.join("settings.yaml"), settings).expect("settings");
+    "settings.yaml".to_owned()
+}
+
+#[test]
+fn malformed_csv_records_are_quarantined_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut input = b"id,name,score\n1,ok,0.5\n2,wrong type,abc\n3,too,many,columns\n4,nan,NaN\n".to_vec();
+    input.extend_from_slice(b"5,bad utf8 \xff\xfe,0.1\n6,fine,0.9\n");
+    let settings = write_pipeline(dir.path(), &input, "row['score'] > 0.7", "");
+    let output = tests::elspeth_in(dir.path(), &["run", "--settings", &settings, "--execute", "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json summary");
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["rows_read"], 6);
+    assert_eq!(summary["outcomes"]["quarantined"], 4);
+    assert_eq!(summary["sinks"]["high"]["routed"], 1);
+    assert_eq!(summary["sinks"]["low"]["routed"], 1);
+    let quarantined = std::fs::read_to_string(dir.path().join("out/quarantine.jsonl")).expect("quarantine sink");
+    assert_eq!(quarantined.lines().count(), 4);
+    assert!(quarantined.contains("__raw_bytes_hex__") && quarantined.contains("__raw_line__"));
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM validation_errors").expect("query"), 4);
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM validation_errors WHERE row_id IS NULL").expect("query"), 0);
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM routing_events e JOIN edges g ON g.edge_id = e.edge_id WHERE g.label = '__quarantine__' AND e.mode = 'divert'").expect("query"),
+        4
+    );
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}
+
+#[test]
+fn a_gate_error_on_a_rows_data_fails_that_token_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = write_pipeline(dir.path(), b"id,name,score\n1,a,0.5\n2,b,0.9\n", "row['name'] > 1", "");
+    let output = tests::elspeth_in(dir.path(), &["run", "--settings", &settings, "--execute", "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json summary");
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["outcomes"]["failed"], 2);
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM node_states WHERE status = 'failed' AND error_json LIKE '%TypeError%'")
+            .expect("query"),
+        2
+    );
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}
+
+#[test]
+fn a_plugin_breaking_its_contract_fails_the_run_after_recording_the_failed_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = "    mapping: {'name.first': first}\n";
+    let settings = write_pipeline(dir.path(), b"id,name,score\n1,a,0.5\n", "row['score'] > 0.7", options);
+    let output = tests::elspeth_in(dir.path(), &["run", "--settings", &settings, "--execute"]);
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM runs WHERE status = 'failed'").expect("query"), 1);
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM node_states WHERE status = 'failed'").expect("query"), 1);
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}
+
+#[test]
+fn a_failing_sink_records_no_delivery() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = write_pipeline(dir.path(), b"id,name,score\n1,a,0.9\n2,b,0.8\n", "row['score'] > 0.7", "");
+    std::fs::create_dir_all(dir.path().join("out/high.csv")).expect("a directory where the file should be");
+    let output = tests::elspeth_in(dir.path(), &["run", "--settings", &settings, "--execute"]);
+    assert_eq!(output.status.code(), Some(1));
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome IN ('completed', 'routed')").expect("query"),
+        0
+    );
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'failed'").expect("query"), 2);
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}
+
+#[test]
+fn an_interrupted_run_stops_cleanly_with_status_interrupted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut input = String::from("id,name,score\n");
+    for i in 0..50 {
+        input.push_str(&format!("{i},n{i},0.{}\n", i % 10));
+    }
+    let settings = write_pipeline(dir.path(), input.as_bytes(), "row['score'] > 0.7", "");
+    let output = std::process::Command::new(tests::elspeth_binary())
+        .current_dir(dir.path())
+        .env("ELSPETH_TEST_INTERRUPT_AFTER_ROWS", "10")
+        .args(["run", "--settings", &settings, "--execute", "--chunk-size", "4"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(3), "{}", String::from_utf8_lossy(&output.stdout));
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM runs WHERE status = 'interrupted'").expect("query"), 1);
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM rows").expect("query"), 10);
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM node_states WHERE status = 'open'").expect("query"), 0);
+}
+
+#[test]
+fn without_execute_run_is_a_dry_run() {
+    let dir = tests::example_dir("threshold_gate");
+    let output = tests::elspeth_in(dir.path(), &["run", "--settings", "examples/threshold_gate/settings.yaml"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("dry run"));
+    assert!(!dir.path().join("examples/threshold_gate/output").exists());
+}
