@@ -1,6 +1,7 @@
 //! `elspeth run` end to end: real files in, outputs compared with the
 //! reference's, and the Landscape inspected with SQL after every run.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use landscape::connection::query_i64;
@@ -185,7 +186,7 @@ fn an_interrupted_run_stops_cleanly_with_status_interrupted() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut input = String::from("id,name,score\n");
     for i in 0..50 {
-        input.push_str(&format!("{i},n{i},0.{}\n", i % 10));
+        let _ = writeln!(input, "{i},n{i},0.{}", i % 10);
     }
     let settings = write_pipeline(dir.path(), input.as_bytes(), "row['score'] > 0.7", "");
     let output = std::process::Command::new(tests::elspeth_binary())

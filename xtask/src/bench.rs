@@ -4,6 +4,7 @@
 //! The measurements run in a release build of xtask (`bench-inner`), started
 //! by `cargo xtask bench`.
 
+use std::fmt::Write as _;
 use std::time::Instant;
 
 use contracts::records::Row as RowRecord;
@@ -80,7 +81,7 @@ fn recorder_records_per_second(n: usize) -> anyhow::Result<()> {
             if idx > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("('{}','{}','{}','{}')", contracts::new_uuid_hex(), row2.row_id, row2.run_id, created));
+            let _ = write!(sql, "('{}','{}','{}','{}')", contracts::new_uuid_hex(), row2.row_id, row2.run_id, created);
         }
         sqlite.batch_execute(&sql)?;
         remaining -= chunk;

@@ -635,7 +635,7 @@ fn instantiate_all(
         match registry.batch_transform(&a.plugin, &a.options) {
             Ok(plugin) => aggregations.push(plugin),
             Err(error) => {
-                report(&format!("aggregations[{i}].options"), format!("aggregation {:?} ({}): {error}", a.name, a.plugin))
+                report(&format!("aggregations[{i}].options"), format!("aggregation {:?} ({}): {error}", a.name, a.plugin));
             }
         }
     }

@@ -258,7 +258,7 @@ fn call(func: Builtin, arg: Option<&PyValue>) -> Result<PyValue, EvalError> {
                     return err("ValueError", format!("cannot convert float {} to integer", float_repr(*x)));
                 }
                 let truncated = x.trunc();
-                if truncated.abs() >= 9.223_372_036_854_775_807e18 {
+                if truncated.abs() >= 9.223_372_036_854_776e18 {
                     return Err(overflow());
                 }
                 #[allow(clippy::cast_possible_truncation)]

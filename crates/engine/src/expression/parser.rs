@@ -43,7 +43,7 @@ pub fn parse(source: &str) -> Result<Expr, ParseError> {
     let expr = parser.expr()?;
     let token = parser.peek();
     if !matches!(token.tok, Tok::End) {
-        return Err(parser.unexpected(token));
+        return Err(Parser::unexpected(&token));
     }
     if !row_usage_ok(&expr) {
         let position = parser
@@ -124,7 +124,7 @@ impl Parser {
         }
     }
 
-    fn unexpected(&self, token: Token) -> ParseError {
+    fn unexpected(token: &Token) -> ParseError {
         match &token.tok {
             Tok::Op(op) if FORBIDDEN_OPERATORS.contains(op) => {
                 ParseError::new(token.pos, format!("operator '{op}' is not allowed in conditions"))
@@ -138,7 +138,7 @@ impl Parser {
 
     fn expr(&mut self) -> Result<Expr, ParseError> {
         if self.is_name("lambda") {
-            return Err(self.unexpected(self.peek()));
+            return Err(Self::unexpected(&self.peek()));
         }
         let body = self.or_expr()?;
         if self.is_name("if") {
@@ -293,11 +293,11 @@ impl Parser {
             return Ok(Expr::Pos(Box::new(self.factor()?)));
         }
         if self.is_op("~") {
-            return Err(self.unexpected(self.peek()));
+            return Err(Self::unexpected(&self.peek()));
         }
         let base = self.postfix()?;
         if self.is_op("**") {
-            return Err(self.unexpected(self.peek()));
+            return Err(Self::unexpected(&self.peek()));
         }
         Ok(base)
     }
@@ -412,7 +412,7 @@ impl Parser {
                         return Ok(Expr::Call { func, args });
                     }
                     if FORBIDDEN_KEYWORDS.contains(&other) || ["and", "or", "not", "in", "is", "if", "else"].contains(&other) {
-                        return Err(self.unexpected(Token { tok: Tok::Name(name.clone()), pos: token.pos }));
+                        return Err(Self::unexpected(&Token { tok: Tok::Name(name.clone()), pos: token.pos }));
                     }
                     Err(ParseError::new(token.pos, format!("forbidden name '{other}'")))
                 }
@@ -445,7 +445,7 @@ impl Parser {
             Tok::Op("{") => self.brace(),
             Tok::Op("*") => Err(ParseError::new(token.pos, "starred expressions are not allowed")),
             Tok::End => Err(ParseError::new(token.pos, "unexpected end of expression")),
-            other => Err(self.unexpected(Token { tok: other, pos: token.pos })),
+            other @ Tok::Op(_) => Err(Self::unexpected(&Token { tok: other, pos: token.pos })),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The condition language: accepted and rejected constructs, Python value
 //! semantics, and parser properties.
 
+use std::fmt::Write as _;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -133,7 +135,7 @@ fn rejected_constructs_name_the_offender() {
     let mut rendered = String::new();
     for source in cases {
         let error = parse(source).expect_err(source);
-        rendered.push_str(&format!("{source:?}: {error}\n"));
+        let _ = writeln!(rendered, "{source:?}: {error}");
     }
     insta::assert_snapshot!(rendered);
 }

@@ -651,7 +651,7 @@ impl<'r> Runtime<'r> {
                             });
                         }
                         Some(BranchTarget::Coalesce(target) | BranchTarget::Node(target)) => {
-                            queue.push_back(Work { at: target, ..child_work })
+                            queue.push_back(Work { at: target, ..child_work });
                         }
                         None => return Err(EngineError::Invariant(format!("fork branch {branch:?} has no target"))),
                     }

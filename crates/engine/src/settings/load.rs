@@ -40,13 +40,12 @@ pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
         let path = if path == "." { String::new() } else { path };
         let inner = error.into_inner();
         let location = inner.location().map(|l| (l.line(), l.column()));
-        let mut message = explain_serde_message(&inner.to_string());
+        let full = explain_serde_message(&inner.to_string());
         // serde_norway prefixes the enclosing path itself; keep ours only.
-        if let Some((prefix, rest)) = message.split_once(": ") {
-            if !prefix.contains(' ') && path.starts_with(prefix) {
-                message = rest.to_owned();
-            }
-        }
+        let message = match full.split_once(": ") {
+            Some((prefix, rest)) if !prefix.contains(' ') && path.starts_with(prefix) => rest.to_owned(),
+            Some(_) | None => full.clone(),
+        };
         let location = location.or_else(|| super::locate::locate(text, &path));
         invalid(ConfigProblem { location, path, message })
     })?;
@@ -131,9 +130,7 @@ pub(crate) fn interpolate_str(text: &str, env: &dyn Fn(&str) -> Option<String>) 
             Some((name, default)) => (name, Some(default)),
             None => (inner, None),
         };
-        if !is_name(name) {
-            out.push_str(&rest[start..start + 2 + end + 1]);
-        } else {
+        if is_name(name) {
             match (env(name), default) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
@@ -143,6 +140,8 @@ pub(crate) fn interpolate_str(text: &str, env: &dyn Fn(&str) -> Option<String>) 
                     ));
                 }
             }
+        } else {
+            out.push_str(&rest[start..=(start + 2 + end)]);
         }
         rest = &after[end + 1..];
     }

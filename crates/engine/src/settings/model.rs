@@ -1,6 +1,8 @@
 //! The settings model: the reference `settings.yaml` format, strict (unknown
 //! keys are errors), with the reference's defaults.
 
+#![allow(clippy::struct_excessive_bools)]
+
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 

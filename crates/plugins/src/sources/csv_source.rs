@@ -94,7 +94,8 @@ impl CsvSource {
             (columns.clone(), columns.iter().map(|c| (c.clone(), c.clone())).collect())
         } else {
             if !reader.read_byte_record(&mut record).map_err(|e| PluginError::Input(format!("{path}: {e}")))? {
-                return self.set_open(reader, Vec::new(), IndexMap::new());
+                self.set_open(reader, Vec::new(), IndexMap::new());
+                return Ok(());
             }
             let mut names = Vec::new();
             let mut originals = IndexMap::new();
@@ -113,7 +114,8 @@ impl CsvSource {
             (names, originals)
         };
         let (names, originals) = self.apply_mapping(names, originals)?;
-        self.set_open(reader, names, originals)
+        self.set_open(reader, names, originals);
+        Ok(())
     }
 
     fn apply_mapping(
@@ -145,14 +147,8 @@ impl CsvSource {
         Ok((renamed, originals))
     }
 
-    fn set_open(
-        &mut self,
-        reader: csv::Reader<BufReader<File>>,
-        names: Vec<String>,
-        originals: IndexMap<String, String>,
-    ) -> Result<(), PluginError> {
+    fn set_open(&mut self, reader: csv::Reader<BufReader<File>>, names: Vec<String>, originals: IndexMap<String, String>) {
         self.file = Some(OpenFile { reader, names, originals });
-        Ok(())
     }
 }
 
@@ -187,19 +183,16 @@ impl Source for CsvSource {
         }
         let mut row = Row::with_capacity(record.len());
         for (name, field) in file.names.iter().zip(record.iter()) {
-            match std::str::from_utf8(field) {
-                Ok(text) => {
-                    row.insert(name.clone(), Value::String(text.to_owned()));
-                }
-                Err(_) => {
-                    let bytes: Vec<u8> = record.iter().collect::<Vec<_>>().join(&self.delimiter);
-                    let mut raw = Row::new();
-                    raw.insert("__raw_bytes_hex__".into(), Value::String(hex::encode(bytes)));
-                    raw.insert("__line_number__".into(), Value::Integer(i64::try_from(line).unwrap_or(i64::MAX)));
-                    raw.insert("__row_number__".into(), Value::Integer(i64::try_from(self.data_rows).unwrap_or(i64::MAX)));
-                    let error = format!("line {line}: column {name:?} is not valid UTF-8");
-                    return Ok(Some(parse_failure(raw, error)));
-                }
+            if let Ok(text) = std::str::from_utf8(field) {
+                row.insert(name.clone(), Value::String(text.to_owned()));
+            } else {
+                let bytes: Vec<u8> = record.iter().collect::<Vec<_>>().join(&self.delimiter);
+                let mut raw = Row::new();
+                raw.insert("__raw_bytes_hex__".into(), Value::String(hex::encode(bytes)));
+                raw.insert("__line_number__".into(), Value::Integer(i64::try_from(line).unwrap_or(i64::MAX)));
+                raw.insert("__row_number__".into(), Value::Integer(i64::try_from(self.data_rows).unwrap_or(i64::MAX)));
+                let error = format!("line {line}: column {name:?} is not valid UTF-8");
+                return Ok(Some(parse_failure(raw, error)));
             }
         }
         let originals = &file.originals;

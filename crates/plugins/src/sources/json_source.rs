@@ -107,13 +107,14 @@ impl JsonSource {
         };
         let array = match (&self.options.data_key, document) {
             (None, serde_json::Value::Array(items)) => items,
-            (Some(key), serde_json::Value::Object(mut map)) => match map.remove(key) {
-                Some(serde_json::Value::Array(items)) => items,
-                Some(_) | None => {
+            (Some(key), serde_json::Value::Object(mut map)) => {
+                if let Some(serde_json::Value::Array(items)) = map.remove(key) {
+                    items
+                } else {
                     self.input = Some(Input::Done);
                     return Ok(Some(whole_file_problem(format!("data_key {key:?} does not hold an array"))));
                 }
-            },
+            }
             (_, _) => {
                 self.input = Some(Input::Done);
                 return Ok(Some(whole_file_problem("the top level is not an array (or an object with data_key)".into())));

@@ -46,9 +46,8 @@ fn lookup<'a>(row: &'a Row, source: &str) -> Result<Option<&'a Value>, String> {
         return Ok(row.get(source));
     }
     let mut parts = source.split('.');
-    let mut current = match parts.next().and_then(|first| row.get(first)) {
-        Some(value) => value,
-        None => return Ok(None),
+    let Some(mut current) = parts.next().and_then(|first| row.get(first)) else {
+        return Ok(None);
     };
     for part in parts {
         current = match current {
