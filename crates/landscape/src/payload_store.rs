@@ -1,11 +1,23 @@
-//! Content-addressed payload store: blobs named by the SHA-256 of their bytes,
-//! under `<base>/<first 2 hex>/<64 hex>`, written atomically (temp file, fsync,
-//! rename). Audit rows hold the key; purging deletes blobs but hashes stay.
+//! Content-addressed payload store: blobs keyed by the SHA-256 of their bytes.
+//!
+//! The blobs live in one SQLite file, `<base>/payloads.sqlite` (table
+//! `payloads(key, data)`), not one file per blob: a run of a million rows
+//! would otherwise create a million files, and the file system, not the
+//! engine, would set the pace. Writes are atomic and deduplicated; every read
+//! re-hashes the bytes, so a tampered blob is an integrity error, never data.
+//! Purging deletes blobs; the hashes in the Landscape stay.
+//!
+//! Durability: inside a recorder unit of work, blobs are written in the
+//! store's own transaction, which [`PayloadStore::sync`] commits before the
+//! Landscape transaction that refers to them.
 
-use std::io::Write as _;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use contracts::sha256_hex;
+use diesel::connection::SimpleConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
 
 /// Failures of the payload store.
 #[derive(Debug, thiserror::Error)]
@@ -18,16 +30,25 @@ pub enum PayloadStoreError {
     Integrity { key: String, actual: String },
     #[error("invalid payload key {0:?}")]
     InvalidKey(String),
-    #[error("payload store I/O at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("payload store at {path}: {message}")]
+    Storage { path: PathBuf, message: String },
 }
 
-/// A directory of content-addressed blobs.
-#[derive(Debug)]
+struct Open {
+    connection: SqliteConnection,
+    in_transaction: bool,
+}
+
+/// A store of content-addressed blobs under a base directory.
 pub struct PayloadStore {
     base: PathBuf,
-    /// Blobs written but not yet made durable (see [`PayloadStore::sync`]).
-    unsynced: std::cell::Cell<bool>,
+    open: RefCell<Option<Open>>,
+}
+
+impl std::fmt::Debug for PayloadStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadStore").field("base", &self.base).finish_non_exhaustive()
+    }
 }
 
 impl Clone for PayloadStore {
@@ -36,82 +57,110 @@ impl Clone for PayloadStore {
     }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PayloadStoreError + '_ {
-    move |source| PayloadStoreError::Io { path: path.to_path_buf(), source }
+#[derive(diesel::QueryableByName)]
+struct Blob {
+    #[diesel(sql_type = diesel::sql_types::Binary)]
+    data: Vec<u8>,
+}
+
+fn valid_key(key: &str) -> Result<(), PayloadStoreError> {
+    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(PayloadStoreError::InvalidKey(key.to_owned()))
+    }
 }
 
 impl PayloadStore {
     pub fn new(base: impl Into<PathBuf>) -> PayloadStore {
-        PayloadStore { base: base.into(), unsynced: std::cell::Cell::new(false) }
+        PayloadStore { base: base.into(), open: RefCell::new(None) }
     }
 
-    /// Stores bytes without waiting for the disk; [`PayloadStore::sync`] must
-    /// run before anything that refers to the blob is committed. The recorder
-    /// does this when a unit of work commits.
-    pub fn store_deferred(&self, bytes: &[u8]) -> Result<String, PayloadStoreError> {
-        let key = sha256_hex(bytes);
-        let path = self.path_of(&key)?;
-        if path.exists() {
-            return Ok(key);
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> PayloadStoreError {
+        PayloadStoreError::Storage { path: self.base.clone(), message: message.to_string() }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Open) -> Result<T, PayloadStoreError>) -> Result<T, PayloadStoreError> {
+        let mut slot = self.open.borrow_mut();
+        if slot.is_none() {
+            std::fs::create_dir_all(&self.base).map_err(|e| self.error(e))?;
+            let path = self.base.join("payloads.sqlite");
+            let path_text = path.to_str().ok_or_else(|| self.error("path is not UTF-8"))?;
+            let mut connection = SqliteConnection::establish(path_text).map_err(|e| self.error(e))?;
+            connection
+                .batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+                     CREATE TABLE IF NOT EXISTS payloads (key TEXT NOT NULL PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;",
+                )
+                .map_err(|e| self.error(e))?;
+            *slot = Some(Open { connection, in_transaction: false });
         }
-        let dir = path.parent().unwrap_or(&self.base).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io_error(&dir))?;
-        temp.write_all(bytes).map_err(io_error(&path))?;
-        temp.persist(&path).map_err(|error| PayloadStoreError::Io { path: path.clone(), source: error.error })?;
-        self.unsynced.set(true);
+        let open = slot.as_mut().ok_or_else(|| self.error("store did not open"))?;
+        f(open)
+    }
+
+    fn insert(&self, bytes: &[u8], deferred: bool) -> Result<String, PayloadStoreError> {
+        let key = sha256_hex(bytes);
+        let error = |e: diesel::result::Error| self.error(e);
+        self.with(|open| {
+            if deferred && !open.in_transaction {
+                open.connection.batch_execute("BEGIN").map_err(error)?;
+                open.in_transaction = true;
+            }
+            diesel::sql_query("INSERT OR IGNORE INTO payloads (key, data) VALUES (?, ?)")
+                .bind::<diesel::sql_types::Text, _>(&key)
+                .bind::<diesel::sql_types::Binary, _>(bytes)
+                .execute(&mut open.connection)
+                .map_err(error)?;
+            Ok(())
+        })?;
+        if !deferred {
+            // Storing existing content re-checks the blob already there.
+            self.retrieve(&key)?;
+        }
         Ok(key)
     }
 
-    /// Makes every deferred blob durable (one `syncfs` of the store's file system).
+    /// Stores bytes durably and returns their key.
+    pub fn store(&self, bytes: &[u8]) -> Result<String, PayloadStoreError> {
+        self.sync()?;
+        self.insert(bytes, false)
+    }
+
+    /// Stores bytes in the store's open transaction; [`PayloadStore::sync`]
+    /// must run before anything that refers to the blob is committed.
+    pub fn store_deferred(&self, bytes: &[u8]) -> Result<String, PayloadStoreError> {
+        self.insert(bytes, true)
+    }
+
+    /// Commits deferred blobs durably.
     pub fn sync(&self) -> Result<(), PayloadStoreError> {
-        if !self.unsynced.get() {
+        let error = |e: diesel::result::Error| self.error(e);
+        if self.open.borrow().as_ref().is_none_or(|o| !o.in_transaction) {
             return Ok(());
         }
-        let handle = std::fs::File::open(&self.base).map_err(io_error(&self.base))?;
-        rustix::fs::syncfs(&handle).map_err(|errno| PayloadStoreError::Io { path: self.base.clone(), source: errno.into() })?;
-        self.unsynced.set(false);
-        Ok(())
-    }
-
-    fn path_of(&self, key: &str) -> Result<PathBuf, PayloadStoreError> {
-        if key.len() != 64 || !key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(PayloadStoreError::InvalidKey(key.to_owned()));
-        }
-        Ok(self.base.join(&key[..2]).join(key))
-    }
-
-    /// Stores bytes and returns their key. Storing existing content re-checks
-    /// the blob already there.
-    pub fn store(&self, bytes: &[u8]) -> Result<String, PayloadStoreError> {
-        let key = sha256_hex(bytes);
-        let path = self.path_of(&key)?;
-        if path.exists() {
-            self.retrieve(&key)?;
-            return Ok(key);
-        }
-        let dir = path.parent().unwrap_or(&self.base).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(io_error(&dir))?;
-        temp.write_all(bytes).map_err(io_error(&path))?;
-        temp.as_file().sync_all().map_err(io_error(&path))?;
-        temp.persist(&path).map_err(|error| PayloadStoreError::Io { path: path.clone(), source: error.error })?;
-        if let Ok(handle) = std::fs::File::open(&dir) {
-            let _ = handle.sync_all();
-        }
-        Ok(key)
+        self.with(|open| {
+            open.connection.batch_execute("COMMIT").map_err(error)?;
+            open.in_transaction = false;
+            Ok(())
+        })
     }
 
     /// Reads a blob and verifies that it still hashes to its key.
     pub fn retrieve(&self, key: &str) -> Result<Vec<u8>, PayloadStoreError> {
-        let path = self.path_of(key)?;
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(PayloadStoreError::NotFound(key.to_owned()))
-            }
-            Err(source) => return Err(PayloadStoreError::Io { path, source }),
-        };
+        valid_key(key)?;
+        let error = |e: diesel::result::Error| self.error(e);
+        let found: Vec<Blob> = self.with(|open| {
+            diesel::sql_query("SELECT data FROM payloads WHERE key = ?")
+                .bind::<diesel::sql_types::Text, _>(key)
+                .load(&mut open.connection)
+                .map_err(error)
+        })?;
+        let bytes = found.into_iter().next().ok_or_else(|| PayloadStoreError::NotFound(key.to_owned()))?.data;
         let actual = sha256_hex(&bytes);
         if actual != key {
             return Err(PayloadStoreError::Integrity { key: key.to_owned(), actual });
@@ -120,17 +169,39 @@ impl PayloadStore {
     }
 
     pub fn exists(&self, key: &str) -> Result<bool, PayloadStoreError> {
-        Ok(self.path_of(key)?.exists())
+        match self.retrieve(key) {
+            Ok(_) => Ok(true),
+            Err(PayloadStoreError::NotFound(_)) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 
     /// Deletes a blob; `false` if it was not there.
     pub fn delete(&self, key: &str) -> Result<bool, PayloadStoreError> {
-        let path = self.path_of(key)?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(PayloadStoreError::Io { path, source }),
-        }
+        valid_key(key)?;
+        self.sync()?;
+        let error = |e: diesel::result::Error| self.error(e);
+        let deleted = self.with(|open| {
+            diesel::sql_query("DELETE FROM payloads WHERE key = ?")
+                .bind::<diesel::sql_types::Text, _>(key)
+                .execute(&mut open.connection)
+                .map_err(error)
+        })?;
+        Ok(deleted > 0)
+    }
+
+    /// Test support: overwrites a blob's bytes, as an attacker or a disk fault would.
+    pub fn tamper(&self, key: &str, bytes: &[u8]) -> Result<(), PayloadStoreError> {
+        self.sync()?;
+        let error = |e: diesel::result::Error| self.error(e);
+        self.with(|open| {
+            diesel::sql_query("UPDATE payloads SET data = ? WHERE key = ?")
+                .bind::<diesel::sql_types::Binary, _>(bytes)
+                .bind::<diesel::sql_types::Text, _>(key)
+                .execute(&mut open.connection)
+                .map_err(error)?;
+            Ok(())
+        })
     }
 }
 

@@ -81,7 +81,7 @@ CREATE TABLE rows (
     UNIQUE (row_id, run_id),
     FOREIGN KEY (source_node_id, run_id) REFERENCES nodes (node_id, run_id)
 );
-CREATE INDEX ix_rows_run_id ON rows (run_id);
+-- Lookups by run use the (run_id, row_index) unique index.
 
 CREATE TABLE tokens (
     token_id VARCHAR(64) NOT NULL PRIMARY KEY,
@@ -134,8 +134,7 @@ CREATE TABLE node_states (
     FOREIGN KEY (token_id, run_id) REFERENCES tokens (token_id, run_id),
     FOREIGN KEY (node_id, run_id) REFERENCES nodes (node_id, run_id)
 );
-CREATE INDEX ix_node_states_token ON node_states (token_id);
-CREATE INDEX ix_node_states_node ON node_states (node_id);
+-- Lookups by token use the (token_id, ...) unique indexes; by node, the run-scoped index below.
 CREATE INDEX ix_node_states_run_status ON node_states (run_id, status);
 
 CREATE TABLE operations (
@@ -193,7 +192,7 @@ CREATE TABLE routing_events (
     UNIQUE (routing_group_id, ordinal)
 );
 CREATE INDEX ix_routing_events_state ON routing_events (state_id);
-CREATE INDEX ix_routing_events_group ON routing_events (routing_group_id);
+-- Lookups by group use the (routing_group_id, ordinal) unique index.
 
 CREATE TABLE batches (
     batch_id VARCHAR(64) NOT NULL PRIMARY KEY,

@@ -1,4 +1,4 @@
-//! Payload store: content addressing, integrity on read, purge.
+//! Payload store: content addressing, integrity on read, deferred writes, purge.
 
 use super::*;
 
@@ -17,9 +17,20 @@ fn a_tampered_blob_is_an_integrity_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = PayloadStore::new(dir.path());
     let key = store.store(b"original").expect("store");
-    std::fs::write(dir.path().join(&key[..2]).join(&key), b"tampered").expect("tamper");
+    store.tamper(&key, b"tampered").expect("tamper");
     assert!(matches!(store.retrieve(&key), Err(PayloadStoreError::Integrity { .. })));
     assert!(matches!(store.store(b"original"), Err(PayloadStoreError::Integrity { .. })));
+}
+
+#[test]
+fn deferred_blobs_are_durable_after_sync_and_visible_to_a_new_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = PayloadStore::new(dir.path());
+    let key = store.store_deferred(b"later").expect("deferred");
+    store.sync().expect("sync");
+    drop(store);
+    let reopened = PayloadStore::new(dir.path());
+    assert_eq!(reopened.retrieve(&key).expect("retrieve"), b"later");
 }
 
 #[test]
