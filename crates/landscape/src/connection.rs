@@ -38,6 +38,20 @@ pub const LANDSCAPE_TABLES: &[&str] = &[
     "preflight_results",
 ];
 
+/// Runs `$body` with `$c` bound to the backend's own connection. Hot-path
+/// statements go through this instead of the multi-backend connection so
+/// diesel caches their prepared statements by type instead of rebuilding and
+/// hashing their SQL on every execution.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::connection::DbConnection::Sqlite($c) => $body,
+            $crate::connection::DbConnection::Postgresql($c) => $body,
+        }
+    };
+}
+
 /// One connection to either backend.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use contracts::sha256_hex;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
-use diesel::{Connection, RunQueryDsl};
+use diesel::{Connection, ExpressionMethods, RunQueryDsl};
 
 /// Failures of the payload store.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,13 @@ impl std::fmt::Debug for PayloadStore {
 impl Clone for PayloadStore {
     fn clone(&self) -> PayloadStore {
         PayloadStore::new(self.base.clone())
+    }
+}
+
+diesel::table! {
+    payloads (key) {
+        key -> Text,
+        data -> Binary,
     }
 }
 
@@ -111,9 +118,9 @@ impl PayloadStore {
                 open.connection.batch_execute("BEGIN").map_err(error)?;
                 open.in_transaction = true;
             }
-            diesel::sql_query("INSERT OR IGNORE INTO payloads (key, data) VALUES (?, ?)")
-                .bind::<diesel::sql_types::Text, _>(&key)
-                .bind::<diesel::sql_types::Binary, _>(bytes)
+            // A typed statement, so diesel caches it prepared.
+            diesel::insert_or_ignore_into(payloads::table)
+                .values((payloads::key.eq(&key), payloads::data.eq(bytes)))
                 .execute(&mut open.connection)
                 .map_err(error)?;
             Ok(())

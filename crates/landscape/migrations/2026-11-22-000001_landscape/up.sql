@@ -135,7 +135,6 @@ CREATE TABLE node_states (
     FOREIGN KEY (node_id, run_id) REFERENCES nodes (node_id, run_id)
 );
 -- Lookups by token use the (token_id, ...) unique indexes; by node, the run-scoped index below.
-CREATE INDEX ix_node_states_run_status ON node_states (run_id, status);
 
 CREATE TABLE operations (
     operation_id VARCHAR(64) NOT NULL PRIMARY KEY,

@@ -113,7 +113,7 @@ pub(crate) fn insert_outcome(
         }
     }
     let outcome = detail.outcome();
-    let result = diesel::insert_into(token_outcomes::table)
+    let result = crate::on_backend!(conn, |c| diesel::insert_into(token_outcomes::table)
         .values((
             token_outcomes::outcome_id.eq(outcome_id.as_str()),
             token_outcomes::run_id.eq(run_id.as_str()),
@@ -130,7 +130,7 @@ pub(crate) fn insert_outcome(
             token_outcomes::context_json.eq(context_json),
             token_outcomes::expected_branches_json.eq(expected_branches_json.as_deref()),
         ))
-        .execute(conn);
+        .execute(c));
     match result {
         Ok(affected) => ensure_one(affected, || format!("insert of outcome for token {token_id}")),
         Err(error) if is_unique_violation(&error) => {

@@ -155,7 +155,7 @@ impl Recorder {
             .collect();
         let insert = |conn: &mut DbConnection| -> Result<()> {
             for event in &events {
-                let affected = diesel::insert_into(routing_events::table)
+                let affected = crate::on_backend!(conn, |c| diesel::insert_into(routing_events::table)
                     .values((
                         routing_events::event_id.eq(event.event_id.as_str()),
                         routing_events::state_id.eq(event.state_id.as_str()),
@@ -167,7 +167,7 @@ impl Recorder {
                         routing_events::reason_ref.eq(event.reason_ref.as_deref()),
                         routing_events::created_at.eq(naive),
                     ))
-                    .execute(conn)?;
+                    .execute(c))?;
                 ensure_one(affected, || format!("insert of routing event {}", event.event_id))?;
             }
             Ok(())
@@ -219,7 +219,7 @@ fn insert_state(
 ) -> Result<()> {
     let (output_hash, error_json, success_reason_json, context_after_json) =
         completion.map_or((None, None, None, None), completion_columns);
-    let affected = diesel::insert_into(node_states::table)
+    let affected = crate::on_backend!(conn, |c| diesel::insert_into(node_states::table)
         .values((
             node_states::state_id.eq(common.state_id.as_str()),
             node_states::token_id.eq(common.token_id.as_str()),
@@ -238,7 +238,7 @@ fn insert_state(
             node_states::started_at.eq(common.started_at.naive_utc()),
             node_states::completed_at.eq(completed_at),
         ))
-        .execute(conn)?;
+        .execute(c))?;
     ensure_one(affected, || format!("insert of node state {}", common.state_id))
 }
 

@@ -61,7 +61,7 @@ impl Recorder {
     ) -> Result<Row> {
         let row_id = RowId::new();
         let (at, naive) = now();
-        let affected = diesel::insert_into(rows::table)
+        let affected = crate::on_backend!(&mut self.conn, |c| diesel::insert_into(rows::table)
             .values((
                 rows::row_id.eq(row_id.as_str()),
                 rows::run_id.eq(run_id.as_str()),
@@ -71,7 +71,7 @@ impl Recorder {
                 rows::source_data_ref.eq(data_ref.as_deref()),
                 rows::created_at.eq(naive),
             ))
-            .execute(&mut self.conn)?;
+            .execute(c))?;
         ensure_one(affected, || format!("insert of row {row_index}"))?;
         Ok(Row {
             row_id,
@@ -262,7 +262,7 @@ pub(crate) fn insert_token(conn: &mut DbConnection, token: &Token) -> Result<()>
         }
     };
     let step = token.step_in_pipeline.map(|s| i32_of("step_in_pipeline", s)).transpose()?;
-    let affected = diesel::insert_into(tokens::table)
+    let affected = crate::on_backend!(conn, |c| diesel::insert_into(tokens::table)
         .values((
             tokens::token_id.eq(token.token_id.as_str()),
             tokens::row_id.eq(token.row_id.as_str()),
@@ -274,7 +274,7 @@ pub(crate) fn insert_token(conn: &mut DbConnection, token: &Token) -> Result<()>
             tokens::step_in_pipeline.eq(step),
             tokens::created_at.eq(token.created_at.naive_utc()),
         ))
-        .execute(conn)?;
+        .execute(c))?;
     ensure_one(affected, || format!("insert of token {}", token.token_id))
 }
 
