@@ -17,6 +17,8 @@ const EXAMPLES: &[&str] = &[
     "json_explode",
     "schema_contracts_demo",
     "checkpoint_resume",
+    "batch_aggregation",
+    "deaggregation",
 ];
 
 fn landscape_path(example: &str) -> String {

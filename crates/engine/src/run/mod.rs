@@ -7,6 +7,7 @@
 //! commits. A delivery outcome therefore never exists without its bytes on
 //! disk, and a crash before the commit leaves no trace of the chunk.
 
+mod aggregation;
 mod processor;
 mod register;
 mod sinks;

@@ -62,6 +62,8 @@ pub(crate) struct Runtime<'r> {
     pub(crate) per_sink: BTreeMap<String, BTreeMap<&'static str, u64>>,
     source_operation: Option<OperationId>,
     bound_field_resolution: bool,
+    /// Open aggregation batches, per node.
+    pub(crate) buffers: Vec<super::aggregation::AggregationBuffer>,
 }
 
 fn ms(elapsed: Duration) -> f64 {
@@ -100,6 +102,7 @@ impl<'r> Runtime<'r> {
             per_sink: BTreeMap::new(),
             source_operation: None,
             bound_field_resolution: false,
+            buffers: (0..n_nodes).map(|_| super::aggregation::AggregationBuffer::default()).collect(),
         }
     }
 
@@ -188,7 +191,7 @@ impl<'r> Runtime<'r> {
     /// Reads the source to its end in chunks. `Ok(false)` when interrupted.
     pub(crate) fn drive(&mut self, options: &mut RunOptions, started: Instant) -> Result<bool, EngineError> {
         for node in &self.graph.nodes {
-            if matches!(node.node_type, NodeType::Aggregation | NodeType::Coalesce) {
+            if node.node_type == NodeType::Coalesce {
                 return Err(EngineError::Unsupported(format!("{} {:?}", node.node_type, node.name)));
             }
         }
@@ -231,6 +234,11 @@ impl<'r> Runtime<'r> {
                     break;
                 }
             }
+            if exhausted && failure.is_none() {
+                if let Err(error) = self.flush_aggregations_at_end() {
+                    failure = Some(error);
+                }
+            }
             self.bind_field_resolution();
             let flushed = self.flush_sinks();
             if let Err(error) = &flushed {
@@ -245,6 +253,7 @@ impl<'r> Runtime<'r> {
                 if matches!(error, EngineError::Landscape(_)) {
                     let _ = self.recorder.rollback_unit();
                 } else {
+                    self.abandon_buffers(&error.to_string())?;
                     self.recorder.commit_unit()?;
                 }
                 return Err(error);
@@ -366,7 +375,7 @@ impl<'r> Runtime<'r> {
     }
 
     /// Sends a token on from `from`: to the next node, or to its terminal sink.
-    fn route_from(&mut self, work: Work, from: NodeIdx, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
+    pub(crate) fn route_from(&mut self, work: Work, from: NodeIdx, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
         if let Some(next) = self.graph.next[from] {
             queue.push_back(Work { at: next, ..work });
             Ok(())
@@ -383,7 +392,7 @@ impl<'r> Runtime<'r> {
         }
     }
 
-    fn drain(&mut self, mut queue: VecDeque<Work>) -> Result<(), EngineError> {
+    pub(crate) fn drain(&mut self, mut queue: VecDeque<Work>) -> Result<(), EngineError> {
         let mut guard = 0_usize;
         while let Some(work) = queue.pop_front() {
             guard += 1;
@@ -397,7 +406,8 @@ impl<'r> Runtime<'r> {
                     let at = work.at;
                     self.route_from(work, at, &mut queue)?;
                 }
-                NodeKind::Aggregation(_) | NodeKind::Coalesce(_) => {
+                NodeKind::Aggregation(i) => self.aggregate(work, i, &mut queue)?,
+                NodeKind::Coalesce(_) => {
                     return Err(EngineError::Unsupported(format!(
                         "{} {:?}",
                         self.graph.nodes[work.at].node_type, self.graph.nodes[work.at].name

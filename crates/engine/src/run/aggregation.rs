@@ -1,0 +1,292 @@
+//! The aggregation executor: buffering (batch in draft, members with
+//! ordinals, BUFFERED outcomes), triggers (count, timeout, condition, end of
+//! source), and the one flush path every trigger takes: exactly one node state
+//! at the aggregation node, the batch moving draft → executing → completed |
+//! failed with its trigger, and the outputs continuing downstream.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use contracts::plugin::{BatchResult, PluginError};
+use contracts::records::{Batch, BatchTrigger, OutcomeDetail, Token};
+use contracts::{canonical_json, error_hash, stable_hash, ContentHash, Row, TriggerType, Value};
+use landscape::recorder::{BatchCompletion, NewNodeState, StateCompletion};
+use landscape::LandscapeError;
+
+use super::processor::{EngineError, Runtime, Work};
+use crate::dag::NodeIdx;
+use crate::expression::Condition;
+use crate::settings::OutputModeSetting;
+
+/// The open batch of one aggregation node.
+#[derive(Default)]
+pub(crate) struct AggregationBuffer {
+    batch: Option<Batch>,
+    members: Vec<(Token, Row, ContentHash)>,
+    first_arrival: Option<Instant>,
+}
+
+impl AggregationBuffer {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+/// A batch row map `{batch_count, batch_age_seconds}` for trigger conditions.
+fn trigger_row(count: usize, age: Duration) -> Row {
+    let mut row = Row::new();
+    row.insert("batch_count".into(), Value::Integer(i64::try_from(count).unwrap_or(i64::MAX)));
+    row.insert("batch_age_seconds".into(), contracts::Finite::new(age.as_secs_f64()).map_or(Value::Null, Value::Float));
+    row
+}
+
+impl Runtime<'_> {
+    /// A token reaches an aggregation: it joins the node's batch, which may
+    /// then flush.
+    pub(crate) fn aggregate(&mut self, work: Work, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
+        let node = work.at;
+        let trigger = self.loaded.settings.aggregations[index].trigger.clone();
+        // Time-based triggers are checked before a new row joins.
+        if let (Some(timeout), Some(first)) = (trigger.timeout_seconds, self.buffers[node].first_arrival) {
+            if first.elapsed().as_secs_f64() >= timeout && !self.buffers[node].is_empty() {
+                let reason = format!("timeout after {timeout} s");
+                self.flush_aggregation(node, index, TriggerType::Timeout, reason, queue)?;
+            }
+        }
+        if self.buffers[node].batch.is_none() {
+            let batch = self.recorder.create_batch(&self.run_id, &self.graph.nodes[node].id)?;
+            self.buffers[node].batch = Some(batch);
+            self.buffers[node].first_arrival = Some(Instant::now());
+        }
+        let batch_id = self.buffers[node]
+            .batch
+            .as_ref()
+            .map(|b| b.batch_id.clone())
+            .ok_or_else(|| EngineError::Invariant("no batch".into()))?;
+        let ordinal =
+            u32::try_from(self.buffers[node].members.len()).map_err(|_| EngineError::Invariant("batch too large".into()))?;
+        self.recorder.add_batch_member(&batch_id, &self.run_id, &work.token.token_id, ordinal)?;
+        self.outcome(&work.token, OutcomeDetail::Buffered { batch_id }, None)?;
+        self.buffers[node].members.push((work.token, work.row, work.hash));
+        let count = self.buffers[node].members.len();
+        if let Some(limit) = trigger.count {
+            if u64::try_from(count).unwrap_or(u64::MAX) >= limit {
+                return self.flush_aggregation(node, index, TriggerType::Count, format!("count reached {limit}"), queue);
+            }
+        }
+        if let Some(source) = &trigger.condition {
+            let condition = Condition::parse(source).map_err(|e| EngineError::Config(e.to_string()))?;
+            let age = self.buffers[node].first_arrival.map_or(Duration::ZERO, |t| t.elapsed());
+            let fired = condition
+                .evaluate(&trigger_row(count, age))
+                .map_err(|e| EngineError::Invariant(format!("trigger condition: {e}")))?;
+            if fired.truthy() {
+                return self.flush_aggregation(
+                    node,
+                    index,
+                    TriggerType::Condition,
+                    format!("condition {source} became true"),
+                    queue,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// End of source: every non-empty buffer flushes, in topological order,
+    /// until none is left (a flush may feed a later aggregation).
+    pub(crate) fn flush_aggregations_at_end(&mut self) -> Result<(), EngineError> {
+        loop {
+            let pending: Vec<NodeIdx> = self.graph.pipeline.iter().copied().filter(|n| !self.buffers[*n].is_empty()).collect();
+            let Some(node) = pending.first().copied() else { return Ok(()) };
+            let crate::dag::NodeKind::Aggregation(index) = self.graph.nodes[node].kind else {
+                return Err(EngineError::Invariant("a buffer on a node that does not aggregate".into()));
+            };
+            let mut queue = VecDeque::new();
+            let size = self.buffers[node].members.len();
+            self.flush_aggregation(
+                node,
+                index,
+                TriggerType::EndOfSource,
+                format!("end of source with {size} buffered rows"),
+                &mut queue,
+            )?;
+            self.drain(queue)?;
+        }
+    }
+
+    fn flush_aggregation(
+        &mut self,
+        node: NodeIdx,
+        index: usize,
+        trigger_type: TriggerType,
+        reason: String,
+        queue: &mut VecDeque<Work>,
+    ) -> Result<(), EngineError> {
+        let buffer = std::mem::take(&mut self.buffers[node]);
+        let Some(batch) = buffer.batch else { return Ok(()) };
+        if buffer.members.is_empty() {
+            return Ok(());
+        }
+        let settings = self.loaded.settings.aggregations[index].clone();
+        let rows: Vec<Row> = buffer.members.iter().map(|(_, row, _)| row.clone()).collect();
+        let batch_rows = Value::Object(Row::from_iter([(
+            "batch_rows".to_owned(),
+            Value::List(rows.iter().cloned().map(Value::Object).collect()),
+        )]));
+        let input_hash = stable_hash(&batch_rows).map_err(LandscapeError::from)?;
+        let representative = buffer.members[0].0.clone();
+        let member_ids: Vec<&str> = buffer.members.iter().map(|(t, _, _)| t.token_id.as_str()).collect();
+        let context_before =
+            canonical_json(&serde_json::json!({"batch_id": batch.batch_id.as_str(), "member_token_ids": member_ids}))
+                .map_err(LandscapeError::from)?;
+        let graph_node = &self.graph.nodes[node];
+        let state = self.recorder.begin_node_state(NewNodeState {
+            token: &representative,
+            node_id: &graph_node.id,
+            step_index: graph_node.step,
+            attempt: batch.attempt,
+            input_hash,
+            context_before_json: Some(context_before),
+        })?;
+        let state_id = state.common().state_id.clone();
+        let trigger = BatchTrigger { trigger_type, trigger_reason: reason };
+        self.recorder.start_batch(&batch.batch_id, &trigger, &state_id)?;
+        let started = Instant::now();
+        let mut result = self.plugins.aggregations[index].process_batch(&rows, &mut self.contexts[node]);
+        let max_pending = settings.max_pending_seconds.map(Duration::from_secs_f64);
+        let mut pending_state = false;
+        // An async batch: the state is PENDING while the job runs, then the same state completes.
+        while let Ok(BatchResult::Pending { check_after, job }) = &result {
+            if !pending_state {
+                let context = canonical_json(&serde_json::json!({"job": job, "batch_id": batch.batch_id.as_str()}))
+                    .map_err(LandscapeError::from)?;
+                self.recorder.complete_node_state(
+                    &state_id,
+                    &StateCompletion::Pending { context_after_json: Some(context) },
+                    started.elapsed().as_secs_f64() * 1000.0,
+                )?;
+                pending_state = true;
+            }
+            if max_pending.is_some_and(|limit| started.elapsed() >= limit) {
+                let mut map = serde_json::Map::new();
+                map.insert("reason".into(), "batch_failed".into());
+                map.insert("error".into(), format!("still pending after {} s", started.elapsed().as_secs()).into());
+                result = Ok(BatchResult::Error { reason: map });
+                break;
+            }
+            std::thread::sleep(*check_after);
+            let job = job.clone();
+            result = self.plugins.aggregations[index].poll(&job, &mut self.contexts[node]);
+        }
+        let duration = started.elapsed().as_secs_f64() * 1000.0;
+        let context_after = serde_json::json!({"trigger_type": trigger_type.as_str(), "buffer_size": buffer.members.len(), "batch_id": batch.batch_id.as_str()});
+        let context_json = Some(canonical_json(&context_after).map_err(LandscapeError::from)?);
+        match result {
+            Ok(BatchResult::Rows(out)) => {
+                let passthrough = settings.output_mode == OutputModeSetting::Passthrough;
+                let count_mismatch =
+                    settings.expected_output_count.is_some_and(|n| u64::try_from(out.len()).unwrap_or(u64::MAX) != n);
+                if (passthrough && out.len() != buffer.members.len()) || count_mismatch {
+                    let message =
+                        format!("the batch transform returned {} rows for {} buffered rows", out.len(), buffer.members.len());
+                    self.fail_flush(
+                        &state_id,
+                        &batch,
+                        &buffer.members,
+                        &serde_json::json!({"exception": message, "type": "PluginContractViolation"}),
+                        duration,
+                        context_json,
+                    )?;
+                    return Err(EngineError::Plugin { node: settings.name, source: PluginError::Contract(message) });
+                }
+                let values: Vec<Value> = out.into_iter().map(Value::Object).collect();
+                let list = Value::List(values);
+                let output_hash = stable_hash(&list).map_err(LandscapeError::from)?;
+                self.recorder.complete_node_state(
+                    &state_id,
+                    &StateCompletion::Completed { output_hash, context_after_json: context_json, success_reason_json: None },
+                    duration,
+                )?;
+                self.recorder.complete_batch(&batch.batch_id, BatchCompletion::Completed)?;
+                let Value::List(values) = list else { unreachable!("constructed as a list") };
+                if passthrough {
+                    for ((token, _, _), value) in buffer.members.into_iter().zip(values) {
+                        let hash = stable_hash(&value).map_err(LandscapeError::from)?;
+                        let Value::Object(row) = value else { unreachable!("rows are objects") };
+                        self.route_from(Work { token, row, hash, at: node }, node, queue)?;
+                    }
+                } else {
+                    let members: Vec<&Token> = buffer.members.iter().map(|(t, _, _)| t).collect();
+                    for value in values {
+                        let hash = stable_hash(&value).map_err(LandscapeError::from)?;
+                        let Value::Object(row) = value else { unreachable!("rows are objects") };
+                        let token = self.recorder.create_batch_output_token(&members, self.graph.nodes[node].step)?;
+                        self.route_from(Work { token, row, hash, at: node }, node, queue)?;
+                    }
+                    for (token, _, _) in &buffer.members {
+                        self.outcome(token, OutcomeDetail::ConsumedInBatch { batch_id: batch.batch_id.clone() }, None)?;
+                    }
+                }
+                Ok(())
+            }
+            Ok(BatchResult::Error { reason }) => {
+                let reason = serde_json::Value::Object(reason);
+                self.fail_flush(&state_id, &batch, &buffer.members, &reason, duration, context_json)
+            }
+            Ok(BatchResult::Pending { .. }) => Err(EngineError::Invariant("pending batch left the polling loop".into())),
+            Err(source) => {
+                let error = serde_json::json!({"exception": source.to_string(), "type": "PluginError"});
+                self.fail_flush(&state_id, &batch, &buffer.members, &error, duration, context_json)?;
+                Err(EngineError::Plugin { node: settings.name, source })
+            }
+        }
+    }
+
+    /// The flush state and batch fail; every member token ends FAILED with the batch id.
+    fn fail_flush(
+        &mut self,
+        state_id: &contracts::StateId,
+        batch: &Batch,
+        members: &[(Token, Row, ContentHash)],
+        error: &serde_json::Value,
+        duration: f64,
+        context_after_json: Option<String>,
+    ) -> Result<(), EngineError> {
+        let error_json = canonical_json(error).map_err(LandscapeError::from)?;
+        let hash = error_hash(&error_json);
+        self.recorder.complete_node_state(
+            state_id,
+            &StateCompletion::Failed { error_json, output_hash: None, context_after_json },
+            duration,
+        )?;
+        self.recorder.complete_batch(&batch.batch_id, BatchCompletion::Failed)?;
+        for (token, _, _) in members {
+            self.outcome(
+                token,
+                OutcomeDetail::Failed { error_hash: hash.clone(), batch_id: Some(batch.batch_id.clone()) },
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A run that failed leaves no draft batch behind: open buffers fail and
+    /// their members end FAILED.
+    pub(crate) fn abandon_buffers(&mut self, reason: &str) -> Result<(), EngineError> {
+        let hash = error_hash(reason);
+        for node in 0..self.buffers.len() {
+            let buffer = std::mem::take(&mut self.buffers[node]);
+            let Some(batch) = buffer.batch else { continue };
+            self.recorder.complete_batch(&batch.batch_id, BatchCompletion::Failed)?;
+            for (token, _, _) in &buffer.members {
+                self.outcome(
+                    token,
+                    OutcomeDetail::Failed { error_hash: hash.clone(), batch_id: Some(batch.batch_id.clone()) },
+                    None,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! Aggregations end to end: every flush is one node state with its batch
+//! linked and trigger fields filled; batches never stay draft or executing in
+//! a finished run; error results fail the batch and its members.
+
+use std::path::Path;
+
+use landscape::connection::{query_i64, query_pairs};
+use tests::{audit_violations, elspeth_in, landscape_at};
+
+fn write(dir: &Path, rows: &[serde_json::Value], trigger: &str, plugin_options: &str, output_mode: &str) {
+    let lines: Vec<String> = rows.iter().map(ToString::to_string).collect();
+    std::fs::write(dir.join("input.jsonl"), lines.join("\n")).expect("input");
+    let settings = format!(
+        r"
+source:
+  plugin: json
+  on_success: in
+  options:
+    path: input.jsonl
+    schema: {{mode: flexible, fields: ['kind: str']}}
+    on_validation_failure: discard
+aggregations:
+- name: totals
+  plugin: {plugin_options}
+  input: in
+  on_success: out
+  on_error: discard
+  output_mode: {output_mode}
+  trigger:
+{trigger}
+sinks:
+  out:
+    plugin: json
+    on_write_failure: discard
+    options: {{path: out.jsonl, schema: {{mode: observed}}}}
+landscape:
+  url: sqlite:///audit.db
+payload_store:
+  base_path: payloads
+"
+    );
+    std::fs::write(dir.join("settings.yaml"), settings).expect("settings");
+}
+
+fn run(dir: &Path) -> serde_json::Value {
+    let output = elspeth_in(dir, &["run", "--settings", "settings.yaml", "--execute", "--format", "json"]);
+    assert!(output.status.code().is_some(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("json summary: {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+fn amounts(values: &[i64]) -> Vec<serde_json::Value> {
+    values.iter().map(|v| serde_json::json!({"amount": v, "kind": "a"})).collect()
+}
+
+const STATS: &str = "batch_stats\n  options:\n    value_field: amount\n    schema: {mode: observed}";
+
+#[test]
+fn count_and_end_of_source_flushes_are_each_one_node_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), &amounts(&[1, 2, 3, 4, 5, 6, 7]), "    count: 3", STATS, "transform");
+    let summary = run(dir.path());
+    assert_eq!(summary["status"], "completed", "{summary}");
+    let mut db = landscape_at(dir.path(), "audit.db");
+    let triggers =
+        query_pairs(&mut db, "SELECT trigger_type AS a, trigger_reason AS b FROM batches ORDER BY created_at, batch_id")
+            .expect("batches");
+    assert_eq!(
+        triggers,
+        vec![
+            ("count".to_owned(), "count reached 3".to_owned()),
+            ("count".to_owned(), "count reached 3".to_owned()),
+            ("end_of_source".to_owned(), "end of source with 1 buffered rows".to_owned()),
+        ]
+    );
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM batches WHERE status <> 'completed'").expect("q"), 0);
+    let flush_states = "SELECT count(*) AS n FROM node_states s JOIN nodes n ON n.node_id = s.node_id AND n.run_id = s.run_id WHERE n.node_type = 'aggregation'";
+    assert_eq!(query_i64(&mut db, flush_states).expect("q"), 3);
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM batches b JOIN node_states s ON s.state_id = b.aggregation_state_id WHERE s.status = 'completed' AND s.output_hash IS NOT NULL").expect("q"),
+        3
+    );
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'buffered'").expect("q"), 7);
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'consumed_in_batch'").expect("q"), 7);
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM batch_members").expect("q"), 7);
+    // Output tokens descend from every member of their batch.
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_parents").expect("q"), 7);
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+    let out = std::fs::read_to_string(dir.path().join("out.jsonl")).expect("output");
+    assert_eq!(out.lines().count(), 3);
+    assert!(out.lines().next().is_some_and(|l| l.contains("\"sum\":6")), "{out}");
+}
+
+#[test]
+fn a_condition_trigger_fires_on_batch_count() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), &amounts(&[1, 2, 3, 4]), "    condition: row['batch_count'] >= 2", STATS, "transform");
+    let summary = run(dir.path());
+    assert_eq!(summary["status"], "completed", "{summary}");
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM batches WHERE trigger_type = 'condition'").expect("q"), 2);
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}
+
+#[test]
+fn an_error_result_fails_the_batch_and_its_members_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rows = amounts(&[1, 2]);
+    rows.push(serde_json::json!({"amount": "not a number", "kind": "a"}));
+    rows.extend(amounts(&[4, 5, 6]));
+    write(dir.path(), &rows, "    count: 3", STATS, "transform");
+    let summary = run(dir.path());
+    assert_eq!(summary["status"], "completed", "{summary}");
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM batches WHERE status = 'failed'").expect("q"), 1);
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM batches WHERE status = 'completed'").expect("q"), 1);
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'failed' AND batch_id IS NOT NULL")
+            .expect("q"),
+        3
+    );
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM batches b JOIN node_states s ON s.state_id = b.aggregation_state_id WHERE b.status = 'failed' AND s.status = 'failed' AND s.error_json LIKE '%type_mismatch%'").expect("q"),
+        1
+    );
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}
+
+#[test]
+fn passthrough_mode_keeps_the_member_tokens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = "batch_replicate\n  options:\n    include_copy_index: false\n    schema: {mode: observed}";
+    write(dir.path(), &amounts(&[1, 2, 3, 4, 5]), "    count: 2", plugin, "passthrough");
+    let summary = run(dir.path());
+    assert_eq!(summary["status"], "completed", "{summary}");
+    assert_eq!(summary["outcomes"]["completed"], 5);
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM tokens").expect("q"), 5, "no new tokens in passthrough mode");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'consumed_in_batch'").expect("q"), 0);
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}
