@@ -12,6 +12,7 @@
 
 pub mod connection;
 pub mod error;
+pub mod export;
 pub mod introspect;
 mod loaders;
 mod models;
