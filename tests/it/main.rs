@@ -2,5 +2,6 @@
 
 mod aggregation;
 mod cli;
+mod export;
 mod run;
 mod validate;

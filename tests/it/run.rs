@@ -19,6 +19,7 @@ const EXAMPLES: &[&str] = &[
     "checkpoint_resume",
     "batch_aggregation",
     "deaggregation",
+    "audit_export",
 ];
 
 fn landscape_path(example: &str) -> String {

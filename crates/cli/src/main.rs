@@ -5,6 +5,7 @@
 //! human or, with `--format json`, for a script.
 #![forbid(unsafe_code)]
 
+mod export;
 mod run;
 mod validate;
 
@@ -36,6 +37,24 @@ enum Format {
     Text,
     /// One JSON document on stdout, for scripts.
     Json,
+}
+
+/// Export file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// JSON Lines, canonical JSON per record: the verifiable format.
+    Jsonl,
+    /// One CSV file per record type in a directory.
+    Csv,
+}
+
+impl ExportFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Csv => "csv",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +92,34 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         chunk_size: usize,
     },
+    /// Export a run's whole audit trail, in a total deterministic order.
+    ///
+    /// With --sign every record carries an HMAC-SHA256 signature made with the
+    /// key in ELSPETH_SIGNING_KEY, and the closing manifest chains them. The
+    /// same run always exports to the same bytes.
+    Export {
+        /// Run id, or `latest`.
+        #[arg(long)]
+        run: String,
+        /// The Landscape URL (sqlite:///path.db or postgresql://...).
+        #[arg(long)]
+        database: String,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Output file (jsonl) or directory (csv).
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        sign: bool,
+    },
+    /// Verify a JSON Lines export offline: signatures (key from
+    /// ELSPETH_SIGNING_KEY), chain and counts. Exits 0 when valid, 2 naming
+    /// the first problem when edited, deleted, inserted or reordered.
+    Verify {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +127,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { settings, format } => validate::run(&settings, format),
         Command::Run { settings, execute, format, chunk_size } => run::run(&settings, execute, format, chunk_size),
+        Command::Export { run, database, format, output, sign } => export::export(&run, &database, format, &output, sign),
+        Command::Verify { path, format } => export::verify(&path, format),
     };
     match result {
         Ok(code) => code,

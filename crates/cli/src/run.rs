@@ -30,6 +30,14 @@ pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: us
         return Ok(ExitCode::SUCCESS);
     }
     let landscape_url = pipeline.loaded.settings.landscape.url.clone();
+    let export = pipeline.loaded.settings.landscape.export.clone();
+    let export_path = export
+        .sink
+        .as_ref()
+        .and_then(|sink| pipeline.loaded.settings.sinks.get(sink))
+        .and_then(|sink| sink.options.get("path"))
+        .and_then(serde_json::Value::as_str)
+        .map(std::path::PathBuf::from);
     let payload_dir = pipeline.loaded.settings.payload_store.base_path.clone();
     std::fs::create_dir_all(&payload_dir)
         .map_err(|e| anyhow::format_err!("cannot create the payload store {payload_dir}: {e}"))?;
@@ -74,6 +82,11 @@ pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: us
     match result {
         Ok(summary) => {
             report(&summary, format);
+            if export.enabled && summary.status == RunStatus::Completed {
+                if let Some(code) = export_after_run(&mut recorder, &summary, &export, export_path.as_deref()) {
+                    return Ok(code);
+                }
+            }
             Ok(ExitCode::from(match summary.status {
                 RunStatus::Completed => 0,
                 RunStatus::Interrupted => 3,
@@ -131,4 +144,46 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The export configured in `landscape.export`, written when the run
+/// completed; its status is recorded on the run. `Some(code)` when it failed.
+fn export_after_run(
+    recorder: &mut Recorder,
+    summary: &RunSummary,
+    export: &engine::settings::ExportSettings,
+    path: Option<&Path>,
+) -> Option<ExitCode> {
+    let (format, label) = match export.format {
+        engine::settings::ExportFormat::Json => (crate::ExportFormat::Jsonl, "json"),
+        engine::settings::ExportFormat::Csv => (crate::ExportFormat::Csv, "csv"),
+    };
+    let sink = export.sink.as_deref();
+    let outcome = (|| -> anyhow::Result<u64> {
+        recorder.set_export_status(&summary.run_id, contracts::ExportStatus::Pending, None, Some(label), sink)?;
+        let path = path.ok_or_else(|| anyhow::format_err!("the export sink has no path option"))?;
+        let target = match format {
+            crate::ExportFormat::Jsonl => path.to_path_buf(),
+            crate::ExportFormat::Csv => path.with_extension(""),
+        };
+        crate::export::write_export(recorder, &summary.run_id, format, &target, export.sign)
+    })();
+    match outcome {
+        Ok(records) => {
+            let recorded =
+                recorder.set_export_status(&summary.run_id, contracts::ExportStatus::Completed, None, Some(label), sink);
+            eprintln!("audit export: {records} records");
+            recorded.err().map(|error| {
+                eprintln!("error: recording the export status failed: {error}");
+                ExitCode::from(4)
+            })
+        }
+        Err(error) => {
+            let message = error.to_string();
+            let _ =
+                recorder.set_export_status(&summary.run_id, contracts::ExportStatus::Failed, Some(&message), Some(label), sink);
+            eprintln!("error: the run completed but its audit export failed: {message}");
+            Some(ExitCode::from(1))
+        }
+    }
 }

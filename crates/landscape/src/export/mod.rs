@@ -19,6 +19,7 @@
 //! twice gives byte-identical files. The moment an export was written is kept
 //! in `runs.exported_at`, not in the file.
 
+mod csv_files;
 mod records;
 mod verify;
 
@@ -29,6 +30,7 @@ use contracts::{canonical_json, RunId};
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
 
+pub use csv_files::CsvFiles;
 pub use verify::{verify_jsonl, VerifyError, VerifyReport};
 
 /// Writes one JSON record per line.
