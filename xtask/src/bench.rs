@@ -131,6 +131,25 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
         );
     }
     println!("  reference (Python, 10k rows, same machine class): 49-59 rows/s, 190 MB peak RSS");
+    println!("export of the gate run's audit trail (JSON Lines, signed)");
+    for size in sizes {
+        let input = data.join(format!("input_{size}.csv"));
+        run_once("gate", &input, false)?;
+        let dir = bench_root().join("runs").join("gate-file");
+        let started = Instant::now();
+        let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
+            .current_dir(&dir)
+            .env("ELSPETH_SIGNING_KEY", "bench-key")
+            .args(["export", "--run", "latest", "--database", "sqlite:///audit.db", "--output", "export.jsonl", "--sign"])
+            .output()?;
+        let elapsed = started.elapsed().as_secs_f64();
+        anyhow::ensure!(output.status.success(), "export failed: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8_lossy(&output.stdout);
+        let records: f64 =
+            text.split_whitespace().skip_while(|w| !w.ends_with(':')).nth(1).and_then(|n| n.parse().ok()).unwrap_or(0.0);
+        let rss = text.split("peak RSS ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or("?");
+        println!("  {size:>9} rows: {records:>10.0} records, {:>10.0} records/s, peak RSS {rss} MB", records / elapsed);
+    }
     Ok(())
 }
 

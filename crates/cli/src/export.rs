@@ -66,7 +66,8 @@ pub(crate) fn export(run: &str, database: &str, format: ExportFormat, output: &P
     };
     let records = write_export(&mut recorder, &run_id, format, output, sign)?;
     recorder.set_export_status(&run_id, ExportStatus::Completed, None, Some(format.as_str()), None)?;
-    println!("exported run {run_id}: {records} records to {}", output.display());
+    let rss = crate::peak_rss_bytes().map_or_else(String::new, |b| format!(" (peak RSS {:.1} MB)", b as f64 / 1_048_576.0));
+    println!("exported run {run_id}: {records} records to {}{rss}", output.display());
     Ok(ExitCode::SUCCESS)
 }
 

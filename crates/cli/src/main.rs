@@ -138,3 +138,11 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Peak resident set size of this process (Linux `VmHWM`), when known.
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -113,7 +113,7 @@ fn report(summary: &RunSummary, format: Format) {
                 "outcomes": summary.outcomes,
                 "sinks": summary.per_sink,
                 "duration_seconds": summary.duration.as_secs_f64(),
-                "peak_rss_bytes": peak_rss_bytes(),
+                "peak_rss_bytes": crate::peak_rss_bytes(),
                 "error": summary.error,
             });
             println!("{document}");
@@ -136,14 +136,6 @@ fn report(summary: &RunSummary, format: Format) {
             }
         }
     }
-}
-
-/// Peak resident set size of this process (Linux `VmHWM`), when known.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// The export configured in `landscape.export`, written when the run
