@@ -2,6 +2,7 @@
 
 mod aggregation;
 mod cli;
+mod coalesce;
 mod export;
 mod run;
 mod validate;

@@ -20,6 +20,7 @@ const EXAMPLES: &[&str] = &[
     "batch_aggregation",
     "deaggregation",
     "audit_export",
+    "fork_coalesce",
 ];
 
 fn landscape_path(example: &str) -> String {

@@ -8,6 +8,7 @@
 //! disk, and a crash before the commit leaves no trace of the chunk.
 
 mod aggregation;
+mod coalesce;
 mod processor;
 mod register;
 mod sinks;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use contracts::plugin::{InvalidRecord, PluginContext, PluginError, SourceItem, TransformResult};
 use contracts::records::{CallParent, OutcomeDetail, Token};
 use contracts::{
-    canonical_json, error_hash, stable_hash, ContentHash, EdgeId, NodeType, OperationId, RoutingMode, Row, RowOutcome, RunId,
-    StateId, Value,
+    canonical_json, error_hash, stable_hash, ContentHash, EdgeId, OperationId, RoutingMode, Row, RowOutcome, RunId, StateId,
+    Value,
 };
 use landscape::recorder::{NewCall, NewNodeState, NewTransformError, NewValidationError, OperationCompletion, StateCompletion};
 use landscape::{LandscapeError, Recorder};
@@ -64,6 +64,8 @@ pub(crate) struct Runtime<'r> {
     bound_field_resolution: bool,
     /// Open aggregation batches, per node.
     pub(crate) buffers: Vec<super::aggregation::AggregationBuffer>,
+    /// Branch tokens waiting at coalesces.
+    pub(crate) coalesces: super::coalesce::CoalesceState,
 }
 
 fn ms(elapsed: Duration) -> f64 {
@@ -103,6 +105,7 @@ impl<'r> Runtime<'r> {
             source_operation: None,
             bound_field_resolution: false,
             buffers: (0..n_nodes).map(|_| super::aggregation::AggregationBuffer::default()).collect(),
+            coalesces: super::coalesce::CoalesceState::default(),
         }
     }
 
@@ -190,11 +193,6 @@ impl<'r> Runtime<'r> {
 
     /// Reads the source to its end in chunks. `Ok(false)` when interrupted.
     pub(crate) fn drive(&mut self, options: &mut RunOptions, started: Instant) -> Result<bool, EngineError> {
-        for node in &self.graph.nodes {
-            if node.node_type == NodeType::Coalesce {
-                return Err(EngineError::Unsupported(format!("{} {:?}", node.node_type, node.name)));
-            }
-        }
         let source_id = self.graph.nodes[self.graph.source()].id.clone();
         let input = serde_json::json!({"source_plugin": self.graph.nodes[0].plugin_name});
         let operation =
@@ -235,7 +233,12 @@ impl<'r> Runtime<'r> {
                 }
             }
             if exhausted && failure.is_none() {
-                if let Err(error) = self.flush_aggregations_at_end() {
+                if let Err(error) = self.resolve_at_end() {
+                    failure = Some(error);
+                }
+            }
+            if failure.is_none() && super::interrupted(&options.interrupt) && !exhausted {
+                if let Err(error) = self.abandon_coalesces("interrupted") {
                     failure = Some(error);
                 }
             }
@@ -254,6 +257,7 @@ impl<'r> Runtime<'r> {
                     let _ = self.recorder.rollback_unit();
                 } else {
                     self.abandon_buffers(&error.to_string())?;
+                    self.abandon_coalesces(&error.to_string())?;
                     self.recorder.commit_unit()?;
                 }
                 return Err(error);
@@ -392,6 +396,18 @@ impl<'r> Runtime<'r> {
         }
     }
 
+    /// End of source: coalesces and aggregations resolve until nothing waits
+    /// (an aggregation after a coalesce, or the reverse, both settle).
+    fn resolve_at_end(&mut self) -> Result<(), EngineError> {
+        loop {
+            self.resolve_coalesces_at_end()?;
+            self.flush_aggregations_at_end()?;
+            if self.coalesces.is_empty() && self.buffers.iter().all(super::aggregation::AggregationBuffer::is_empty) {
+                return Ok(());
+            }
+        }
+    }
+
     pub(crate) fn drain(&mut self, mut queue: VecDeque<Work>) -> Result<(), EngineError> {
         let mut guard = 0_usize;
         while let Some(work) = queue.pop_front() {
@@ -407,12 +423,7 @@ impl<'r> Runtime<'r> {
                     self.route_from(work, at, &mut queue)?;
                 }
                 NodeKind::Aggregation(i) => self.aggregate(work, i, &mut queue)?,
-                NodeKind::Coalesce(_) => {
-                    return Err(EngineError::Unsupported(format!(
-                        "{} {:?}",
-                        self.graph.nodes[work.at].node_type, self.graph.nodes[work.at].name
-                    )));
-                }
+                NodeKind::Coalesce(i) => self.coalesce(work, i, &mut queue)?,
                 NodeKind::Sink(_) => {
                     let sink = work.at;
                     self.pending[sink].push(Delivery {

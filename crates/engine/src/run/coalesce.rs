@@ -1,0 +1,331 @@
+//! The coalesce executor: branch tokens of one source row wait at the
+//! coalesce (each visit an open node state) until the policy is satisfied,
+//! then merge (union, nested or select) into one joined token. Every consumed
+//! branch token's state completes with the merge metadata, and its COALESCED
+//! outcome carries the same metadata; a failed merge fails every arrived
+//! token with the reason.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use contracts::records::{OutcomeDetail, Token, TokenLineage};
+use contracts::{canonical_json, error_hash, stable_hash, ContentHash, Row, RowId, StateId, Value};
+use indexmap::IndexMap;
+use landscape::recorder::{NewNodeState, StateCompletion};
+use landscape::LandscapeError;
+
+use super::processor::{EngineError, Runtime, Work};
+use crate::dag::NodeIdx;
+use crate::settings::{CoalescePolicy, CoalesceSettings, MergeStrategy, UnionCollisionPolicy};
+
+struct Arrival {
+    token: Token,
+    row: Row,
+    state_id: StateId,
+    arrived_at: Instant,
+}
+
+/// Branches of one row waiting at one coalesce.
+struct Entry {
+    first_arrival: Instant,
+    arrivals: IndexMap<String, Arrival>,
+}
+
+/// Waiting entries of every coalesce node.
+#[derive(Default)]
+pub(crate) struct CoalesceState {
+    entries: HashMap<(NodeIdx, RowId), Entry>,
+    resolved: HashSet<(NodeIdx, RowId)>,
+}
+
+impl CoalesceState {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn branch_of(token: &Token) -> Option<&str> {
+    match &token.lineage {
+        TokenLineage::Forked { branch_name, .. } => Some(branch_name),
+        TokenLineage::Expanded { branch_name, .. } => branch_name.as_deref(),
+        TokenLineage::Initial | TokenLineage::Joined { .. } => None,
+    }
+}
+
+fn policy_name(policy: CoalescePolicy) -> &'static str {
+    match policy {
+        CoalescePolicy::RequireAll => "require_all",
+        CoalescePolicy::Quorum => "quorum",
+        CoalescePolicy::BestEffort => "best_effort",
+        CoalescePolicy::First => "first",
+    }
+}
+
+fn merge_name(merge: MergeStrategy) -> &'static str {
+    match merge {
+        MergeStrategy::Union => "union",
+        MergeStrategy::Nested => "nested",
+        MergeStrategy::Select => "select",
+    }
+}
+
+impl Runtime<'_> {
+    fn coalesce_settings(&self, index: usize) -> CoalesceSettings {
+        self.loaded.settings.coalesce[index].clone()
+    }
+
+    /// A branch token arrives at a coalesce.
+    pub(crate) fn coalesce(&mut self, work: Work, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
+        let node = work.at;
+        let settings = self.coalesce_settings(index);
+        let branch = branch_of(&work.token).map(str::to_owned).ok_or_else(|| {
+            EngineError::Invariant(format!("token {} reached coalesce {} without a branch", work.token.token_id, settings.name))
+        })?;
+        let graph_node = &self.graph.nodes[node];
+        let state = self.recorder.begin_node_state(NewNodeState {
+            token: &work.token,
+            node_id: &graph_node.id,
+            step_index: graph_node.step,
+            attempt: 0,
+            input_hash: work.hash.clone(),
+            context_before_json: None,
+        })?;
+        let key = (node, work.token.row_id.clone());
+        let now = Instant::now();
+        let arrival = Arrival { token: work.token, row: work.row, state_id: state.common().state_id.clone(), arrived_at: now };
+        if self.coalesces.resolved.contains(&key) {
+            let reason = serde_json::json!({"failure_reason": "late_arrival", "branch": branch, "merge_policy": policy_name(settings.policy)});
+            return self.fail_arrivals(vec![arrival], &reason);
+        }
+        self.expire_timeouts(node, index, queue)?;
+        let entry =
+            self.coalesces.entries.entry(key.clone()).or_insert_with(|| Entry { first_arrival: now, arrivals: IndexMap::new() });
+        entry.arrivals.insert(branch, arrival);
+        let arrived = entry.arrivals.len();
+        let expected = settings.branches.len();
+        let ready = match settings.policy {
+            CoalescePolicy::RequireAll | CoalescePolicy::BestEffort => arrived == expected,
+            CoalescePolicy::Quorum => u64::try_from(arrived).unwrap_or(u64::MAX) >= settings.quorum_count.unwrap_or(u64::MAX),
+            CoalescePolicy::First => true,
+        };
+        if ready {
+            self.resolve(key, index, None, queue)?;
+        }
+        Ok(())
+    }
+
+    /// Entries of this coalesce whose timeout passed are resolved now.
+    fn expire_timeouts(&mut self, node: NodeIdx, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
+        let Some(timeout) = self.loaded.settings.coalesce[index].timeout_seconds else { return Ok(()) };
+        let expired: Vec<(NodeIdx, RowId)> = self
+            .coalesces
+            .entries
+            .iter()
+            .filter(|((n, _), entry)| *n == node && entry.first_arrival.elapsed().as_secs_f64() >= timeout)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            self.resolve(key, index, Some(format!("timeout after {timeout} s")), queue)?;
+        }
+        Ok(())
+    }
+
+    /// End of source: every waiting entry is resolved by its policy.
+    pub(crate) fn resolve_coalesces_at_end(&mut self) -> Result<(), EngineError> {
+        let mut keys: Vec<(NodeIdx, RowId)> = self.coalesces.entries.keys().cloned().collect();
+        keys.sort_by(|a, b| (self.graph.nodes[a.0].step, a.1.as_str()).cmp(&(self.graph.nodes[b.0].step, b.1.as_str())));
+        for key in keys {
+            let crate::dag::NodeKind::Coalesce(index) = self.graph.nodes[key.0].kind else {
+                return Err(EngineError::Invariant("a coalesce entry on a node that does not coalesce".into()));
+            };
+            let mut queue = VecDeque::new();
+            self.resolve(key, index, Some("end of source".to_owned()), &mut queue)?;
+            self.drain(queue)?;
+        }
+        Ok(())
+    }
+
+    /// Merges or fails an entry. `cause` is why it resolves before every
+    /// branch arrived (timeout, end of source).
+    fn resolve(
+        &mut self,
+        key: (NodeIdx, RowId),
+        index: usize,
+        cause: Option<String>,
+        queue: &mut VecDeque<Work>,
+    ) -> Result<(), EngineError> {
+        let Some(entry) = self.coalesces.entries.remove(&key) else { return Ok(()) };
+        self.coalesces.resolved.insert(key.clone());
+        let node = key.0;
+        let settings = self.coalesce_settings(index);
+        let expected: Vec<String> = settings.branches.resolved().keys().cloned().collect();
+        let arrived: Vec<String> = entry.arrivals.keys().cloned().collect();
+        let lost: serde_json::Map<String, serde_json::Value> = expected
+            .iter()
+            .filter(|b| !entry.arrivals.contains_key(*b))
+            .map(|b| (b.clone(), serde_json::Value::String(cause.clone().unwrap_or_else(|| "not arrived".into()))))
+            .collect();
+        let complete = lost.is_empty();
+        let failure = match settings.policy {
+            CoalescePolicy::RequireAll if !complete => Some("incomplete_branches"),
+            CoalescePolicy::Quorum if u64::try_from(arrived.len()).unwrap_or(0) < settings.quorum_count.unwrap_or(u64::MAX) => {
+                Some("quorum_not_met")
+            }
+            CoalescePolicy::RequireAll | CoalescePolicy::Quorum | CoalescePolicy::BestEffort | CoalescePolicy::First => None,
+        }
+        .or_else(|| {
+            (settings.merge == MergeStrategy::Select
+                && settings.select_branch.as_ref().is_some_and(|b| !entry.arrivals.contains_key(b)))
+            .then_some("select_branch_missing")
+        });
+        let arrivals: Vec<Arrival> = entry.arrivals.into_values().collect();
+        if let Some(reason) = failure {
+            let mut error = serde_json::json!({
+                "failure_reason": reason,
+                "expected_branches": expected,
+                "branches_arrived": arrived,
+                "merge_policy": policy_name(settings.policy),
+            });
+            if let Some(cause) = &cause {
+                error["cause"] = serde_json::json!(cause);
+            }
+            if let Some(t) = settings.timeout_seconds {
+                error["timeout_ms"] = serde_json::json!(t * 1000.0);
+            }
+            if let Some(b) = &settings.select_branch {
+                error["select_branch"] = serde_json::json!(b);
+            }
+            return self.fail_arrivals(arrivals, &error);
+        }
+        // Merge in declared branch order.
+        let mut by_branch: IndexMap<String, &Arrival> = IndexMap::new();
+        for branch in &expected {
+            if let Some(arrival) = arrivals.iter().find(|a| branch_of(&a.token) == Some(branch.as_str())) {
+                by_branch.insert(branch.clone(), arrival);
+            }
+        }
+        let mut collisions: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+        let merged = match settings.merge {
+            MergeStrategy::Union => {
+                let mut merged = Row::new();
+                let mut providers: IndexMap<String, Vec<String>> = IndexMap::new();
+                for (branch, arrival) in &by_branch {
+                    for (field, value) in &arrival.row {
+                        providers.entry(field.clone()).or_default().push(branch.clone());
+                        let keep_first =
+                            settings.union_collision_policy == UnionCollisionPolicy::FirstWins && merged.contains_key(field);
+                        if !keep_first {
+                            merged.insert(field.clone(), value.clone());
+                        }
+                    }
+                }
+                for (field, branches) in providers.into_iter().filter(|(_, b)| b.len() > 1) {
+                    let differ = {
+                        let values: Vec<&Value> = by_branch.values().filter_map(|a| a.row.get(&field)).collect();
+                        values.windows(2).any(|w| w[0] != w[1])
+                    };
+                    if differ || settings.union_collision_policy != UnionCollisionPolicy::Fail {
+                        collisions.insert(field, serde_json::json!(branches));
+                    }
+                }
+                if settings.union_collision_policy == UnionCollisionPolicy::Fail && !collisions.is_empty() {
+                    let error = serde_json::json!({
+                        "failure_reason": "union_collision",
+                        "expected_branches": expected,
+                        "branches_arrived": arrived,
+                        "merge_policy": policy_name(settings.policy),
+                        "union_field_collisions": collisions,
+                    });
+                    return self.fail_arrivals(arrivals, &error);
+                }
+                merged
+            }
+            MergeStrategy::Nested => by_branch.iter().map(|(branch, a)| (branch.clone(), Value::Object(a.row.clone()))).collect(),
+            MergeStrategy::Select => {
+                let selected = settings
+                    .select_branch
+                    .as_ref()
+                    .and_then(|b| by_branch.get(b))
+                    .ok_or_else(|| EngineError::Invariant("select branch vanished".into()))?;
+                selected.row.clone()
+            }
+        };
+        let merged_value = Value::Object(merged);
+        let merged_hash: ContentHash = stable_hash(&merged_value).map_err(LandscapeError::from)?;
+        let Value::Object(merged) = merged_value else { unreachable!("constructed as an object") };
+        let parents: Vec<&Token> = arrivals.iter().map(|a| &a.token).collect();
+        let (joined, join_group_id) = self.recorder.coalesce_tokens(&parents, self.graph.nodes[node].step)?;
+        let first = arrivals.iter().map(|a| a.arrived_at).min().unwrap_or_else(Instant::now);
+        let arrival_order: Vec<serde_json::Value> = arrivals
+            .iter()
+            .map(|a| serde_json::json!({"branch": branch_of(&a.token), "arrival_offset_ms": a.arrived_at.duration_since(first).as_secs_f64() * 1000.0}))
+            .collect();
+        let mut metadata = serde_json::json!({
+            "policy": policy_name(settings.policy),
+            "merge_strategy": merge_name(settings.merge),
+            "expected_branches": expected,
+            "branches_arrived": arrived,
+            "branches_lost": lost,
+            "arrival_order": arrival_order,
+            "wait_duration_ms": first.elapsed().as_secs_f64() * 1000.0,
+            "union_field_collisions": collisions,
+            "merged_token_id": joined.token_id.as_str(),
+            "merged_output_hash": merged_hash.as_str(),
+            "join_group_id": join_group_id.as_str(),
+        });
+        if let Some(cause) = &cause {
+            metadata["reason"] = serde_json::json!(cause);
+        }
+        if let Some(q) = settings.quorum_count {
+            metadata["quorum_required"] = serde_json::json!(q);
+        }
+        if let Some(t) = settings.timeout_seconds {
+            metadata["timeout_seconds"] = serde_json::json!(t);
+        }
+        if let Some(b) = &settings.select_branch {
+            metadata["select_branch"] = serde_json::json!(b);
+        }
+        let context = canonical_json(&metadata).map_err(LandscapeError::from)?;
+        for arrival in &arrivals {
+            let completion = StateCompletion::Completed {
+                output_hash: merged_hash.clone(),
+                context_after_json: Some(context.clone()),
+                success_reason_json: None,
+            };
+            self.recorder.complete_node_state(
+                &arrival.state_id,
+                &completion,
+                arrival.arrived_at.elapsed().as_secs_f64() * 1000.0,
+            )?;
+            self.outcome(&arrival.token, OutcomeDetail::Coalesced { join_group_id: join_group_id.clone() }, Some(&metadata))?;
+        }
+        self.route_from(Work { token: joined, row: merged, hash: merged_hash, at: node }, node, queue)
+    }
+
+    /// Fails every arrived token: its open state and its outcome.
+    fn fail_arrivals(&mut self, arrivals: Vec<Arrival>, error: &serde_json::Value) -> Result<(), EngineError> {
+        let error_json = canonical_json(error).map_err(LandscapeError::from)?;
+        let hash = error_hash(&error_json);
+        for arrival in arrivals {
+            let completion =
+                StateCompletion::Failed { error_json: error_json.clone(), output_hash: None, context_after_json: None };
+            self.recorder.complete_node_state(
+                &arrival.state_id,
+                &completion,
+                arrival.arrived_at.elapsed().as_secs_f64() * 1000.0,
+            )?;
+            self.outcome(&arrival.token, OutcomeDetail::Failed { error_hash: hash.clone(), batch_id: None }, None)?;
+        }
+        Ok(())
+    }
+
+    /// A run that stops leaves no open coalesce state: waiting arrivals fail.
+    pub(crate) fn abandon_coalesces(&mut self, reason: &str) -> Result<(), EngineError> {
+        let entries: Vec<Entry> = self.coalesces.entries.drain().map(|(_, e)| e).collect();
+        for entry in entries {
+            let error = serde_json::json!({"failure_reason": "run_stopped", "reason": reason});
+            self.fail_arrivals(entry.arrivals.into_values().collect(), &error)?;
+        }
+        Ok(())
+    }
+}
