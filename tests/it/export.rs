@@ -68,3 +68,48 @@ fn signed_exports_are_byte_identical_and_tampering_is_caught() {
         assert!(dir.path().join("csv-export").join(file).exists(), "{file}");
     }
 }
+
+/// The export of an example run with everything that differs between runs
+/// (generated ids, times, durations, process, chain) replaced by a marker.
+fn redacted_export(example: &str) -> String {
+    let (dir, output) = run_example(example, &[]);
+    assert!(output.status.success(), "{example}: {}", String::from_utf8_lossy(&output.stderr));
+    let settings = std::fs::read_to_string(dir.path().join("examples").join(example).join("settings.yaml")).expect("settings");
+    let db = settings.lines().find_map(|l| l.trim().strip_prefix("url: sqlite:///")).expect("sqlite url").trim().to_owned();
+    let export = elspeth_in(
+        dir.path(),
+        &["export", "--run", "latest", "--database", &format!("sqlite:///{db}"), "--output", "export.jsonl"],
+    );
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let text = std::fs::read_to_string(dir.path().join("export.jsonl")).expect("export");
+    let rules: &[(&str, &str)] = &[
+        (r"\b[0-9a-f]{32}\b", "[id]"),
+        (r"call_\[id\]_\d+", "call_[id]_n"),
+        (r#""\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z""#, "\"[time]\""),
+        (r#""(duration_ms|latency_ms|arrival_offset_ms|wait_duration_ms)":[0-9.e+-]+"#, "\"$1\":\"[ms]\""),
+        (r#"\\"(arrival_offset_ms|wait_duration_ms)\\":[0-9.e+-]+"#, "\\\"$1\\\":\\\"[ms]\\\""),
+        (r#""owner_pid":\d+"#, "\"owner_pid\":\"[pid]\""),
+        (r#""owner_host":"[^"]*""#, "\"owner_host\":\"[host]\""),
+        (r#""final_hash":"[0-9a-f]{64}""#, "\"final_hash\":\"[chain]\""),
+    ];
+    let mut redacted = text;
+    for (pattern, replacement) in rules {
+        redacted = regex::Regex::new(pattern).expect("pattern").replace_all(&redacted, *replacement).into_owned();
+    }
+    redacted
+}
+
+#[test]
+fn example_exports_match_their_snapshots() {
+    for example in [
+        "threshold_gate",
+        "error_routing",
+        "batch_aggregation",
+        "deaggregation",
+        "fork_coalesce",
+        "json_explode",
+        "schema_contracts_demo",
+    ] {
+        insta::assert_snapshot!(format!("export_{example}"), redacted_export(example));
+    }
+}
