@@ -455,53 +455,23 @@ impl<'r> Runtime<'r> {
             match result {
                 Ok(TransformResult::Row { row, success_reason }) => {
                     let value = Value::Object(row);
-                    let Ok(output_hash) = stable_hash(&value) else {
-                        return self.plugin_bug(
-                            &work,
-                            node,
-                            attempt,
-                            duration,
-                            "the transform emitted a value that cannot be canonicalised",
-                        );
-                    };
-                    let success_reason_json =
-                        success_reason.as_ref().map(canonical_json).transpose().map_err(LandscapeError::from)?;
-                    let completion = StateCompletion::Completed {
-                        output_hash: output_hash.clone(),
-                        context_after_json: None,
-                        success_reason_json,
-                    };
-                    let state = self.visit(&work.token, node, attempt, work.hash.clone(), completion, duration)?;
-                    self.record_calls(node, &state.common().state_id)?;
+                    let output_hash =
+                        self.transform_succeeded(&work, node, attempt, duration, &value, success_reason.as_ref())?;
                     let Value::Object(row) = value else { unreachable!("constructed as an object") };
                     return self.route_from(Work { token: work.token, row, hash: output_hash, at: node }, node, queue);
                 }
                 Ok(TransformResult::Rows { rows, success_reason }) => {
                     if !self.plugins.transforms[index].creates_tokens() {
-                        return self.plugin_bug(
+                        return Err(self.plugin_bug(
                             &work,
                             node,
                             attempt,
                             duration,
                             "the transform returned several rows but does not create tokens",
-                        );
+                        ));
                     }
-                    let values: Vec<Value> = rows.into_iter().map(Value::Object).collect();
-                    let list = Value::List(values);
-                    let Ok(output_hash) = stable_hash(&list) else {
-                        return self.plugin_bug(
-                            &work,
-                            node,
-                            attempt,
-                            duration,
-                            "the transform emitted a value that cannot be canonicalised",
-                        );
-                    };
-                    let success_reason_json =
-                        success_reason.as_ref().map(canonical_json).transpose().map_err(LandscapeError::from)?;
-                    let completion = StateCompletion::Completed { output_hash, context_after_json: None, success_reason_json };
-                    let state = self.visit(&work.token, node, attempt, work.hash.clone(), completion, duration)?;
-                    self.record_calls(node, &state.common().state_id)?;
+                    let list = Value::List(rows.into_iter().map(Value::Object).collect());
+                    self.transform_succeeded(&work, node, attempt, duration, &list, success_reason.as_ref())?;
                     let Value::List(values) = list else { unreachable!("constructed as a list") };
                     let count = u32::try_from(values.len()).map_err(|_| EngineError::Invariant("too many rows".into()))?;
                     let (children, _) = self.recorder.expand_token(&work.token, count, self.graph.nodes[node].step, true)?;
@@ -549,12 +519,49 @@ impl<'r> Runtime<'r> {
     }
 
     /// A plugin broke its contract: the visit is recorded failed, the token
-    /// failed, and the run stops.
-    fn plugin_bug(&mut self, work: &Work, node: NodeIdx, attempt: u32, duration: f64, message: &str) -> Result<(), EngineError> {
+    /// failed, and the run stops with the returned error.
+    fn plugin_bug(&mut self, work: &Work, node: NodeIdx, attempt: u32, duration: f64, message: &str) -> EngineError {
         let error = execution_error(message, "PluginContractViolation");
-        self.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
-        self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(message), batch_id: None }, None)?;
-        Err(EngineError::Plugin { node: self.graph.nodes[node].name.clone(), source: PluginError::Contract(message.to_owned()) })
+        let recorded = StateCompletion::failed(&error)
+            .map_err(EngineError::from)
+            .and_then(|failed| self.visit(&work.token, node, attempt, work.hash.clone(), failed, duration))
+            .and_then(|_| {
+                self.outcome(&work.token, OutcomeDetail::Failed { error_hash: error_hash(message), batch_id: None }, None)
+            });
+        match recorded {
+            Ok(()) => EngineError::Plugin {
+                node: self.graph.nodes[node].name.clone(),
+                source: PluginError::Contract(message.to_owned()),
+            },
+            Err(error) => error,
+        }
+    }
+
+    /// Records a successful transform visit with the hash of its output.
+    fn transform_succeeded(
+        &mut self,
+        work: &Work,
+        node: NodeIdx,
+        attempt: u32,
+        duration: f64,
+        output: &Value,
+        success_reason: Option<&serde_json::Value>,
+    ) -> Result<ContentHash, EngineError> {
+        let Ok(output_hash) = stable_hash(output) else {
+            return Err(self.plugin_bug(
+                work,
+                node,
+                attempt,
+                duration,
+                "the transform emitted a value that cannot be canonicalised",
+            ));
+        };
+        let success_reason_json = success_reason.map(canonical_json).transpose().map_err(LandscapeError::from)?;
+        let completion =
+            StateCompletion::Completed { output_hash: output_hash.clone(), context_after_json: None, success_reason_json };
+        let state = self.visit(&work.token, node, attempt, work.hash.clone(), completion, duration)?;
+        self.record_calls(node, &state.common().state_id)?;
+        Ok(output_hash)
     }
 
     fn transform_error(
