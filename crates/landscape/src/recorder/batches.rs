@@ -45,7 +45,7 @@ impl Recorder {
                 batches::created_at.eq(naive),
                 batches::retry_of_batch_id.eq(retry_of.map(BatchId::as_str)),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of batch {batch_id}"))?;
         Ok(Batch {
             batch_id,
@@ -72,7 +72,7 @@ impl Recorder {
                 batch_members::token_id.eq(token_id.as_str()),
                 batch_members::ordinal.eq(i32_of("ordinal", ordinal)?),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of member {token_id} of batch {batch_id}"))?;
         Ok(BatchMember { batch_id: batch_id.clone(), run_id: run_id.clone(), token_id: token_id.clone(), ordinal })
     }
@@ -107,10 +107,10 @@ impl Recorder {
                     batches::trigger_reason.eq(&trigger.trigger_reason),
                     batches::aggregation_state_id.eq(state_id.as_str()),
                 ))
-                .execute(&mut self.conn)?,
+                .execute(self.conn()?)?,
             None => diesel::update(target)
                 .set((batches::status.eq(to.as_str()), batches::completed_at.eq(completed_at)))
-                .execute(&mut self.conn)?,
+                .execute(self.conn()?)?,
         };
         if affected == 0 {
             let current = self.get_batch(batch_id)?;
@@ -168,7 +168,7 @@ impl Recorder {
         let id: Option<String> = batches::table
             .filter(batches::retry_of_batch_id.eq(batch_id.as_str()))
             .select(batches::batch_id)
-            .first(&mut self.conn)
+            .first(self.conn()?)
             .optional()?;
         id.map(|id| self.get_batch(&BatchId::parse(id)?)).transpose()
     }

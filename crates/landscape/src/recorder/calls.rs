@@ -51,8 +51,8 @@ impl Recorder {
         }
         let query = calls::table.select(diesel::dsl::max(calls::call_index)).into_boxed();
         let max: Option<i32> = match parent {
-            CallParent::State(id) => query.filter(calls::state_id.eq(id.as_str())).first(&mut self.conn)?,
-            CallParent::Operation(id) => query.filter(calls::operation_id.eq(id.as_str())).first(&mut self.conn)?,
+            CallParent::State(id) => query.filter(calls::state_id.eq(id.as_str())).first(self.conn()?)?,
+            CallParent::Operation(id) => query.filter(calls::operation_id.eq(id.as_str())).first(self.conn()?)?,
         };
         let index = max.map_or(Ok(0), |m| u32::try_from(m + 1).map_err(|_| LandscapeError::integrity("negative call index")))?;
         self.call_indices.insert(key, index + 1);
@@ -90,7 +90,7 @@ impl Recorder {
                 calls::latency_ms.eq(call.latency_ms),
                 calls::created_at.eq(naive),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of call {call_id}"))?;
         Ok(Call {
             call_id,
@@ -130,7 +130,7 @@ impl Recorder {
                 operations::input_data_ref.eq(input.as_ref().and_then(|i| i.data_ref.as_deref())),
                 operations::input_data_hash.eq(input.as_ref().map(|i| i.hash.as_str())),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of operation {operation_id}"))?;
         Ok(Operation {
             operation_id,
@@ -174,7 +174,7 @@ impl Recorder {
             operations::output_data_ref.eq(output.as_ref().and_then(|o| o.data_ref.as_deref())),
             operations::output_data_hash.eq(output.as_ref().map(|o| o.hash.as_str())),
         ))
-        .execute(&mut self.conn)?;
+        .execute(self.conn()?)?;
         if affected == 0 {
             let current = self.get_operation(operation_id)?;
             return Err(LandscapeError::IllegalTransition(format!(

@@ -56,7 +56,7 @@ impl Recorder {
                 checkpoints::checkpoint_node_config_hash.eq(checkpoint.checkpoint_node_config_hash.as_str()),
                 checkpoints::format_version.eq(i32_of("format_version", CHECKPOINT_FORMAT_VERSION)?),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of checkpoint {checkpoint_id}"))?;
         Ok(Checkpoint {
             checkpoint_id,
@@ -80,7 +80,7 @@ impl Recorder {
             .filter(checkpoints::run_id.eq(run_id.as_str()))
             .order((checkpoints::sequence_number.desc(), checkpoints::checkpoint_id.desc()))
             .select(CheckpointRow::as_select())
-            .first(&mut self.conn)
+            .first(self.conn()?)
             .optional()?;
         let Some(checkpoint) = row.map(loaders::checkpoint).transpose()? else {
             return Ok(None);
@@ -95,7 +95,7 @@ impl Recorder {
     }
 
     pub fn delete_checkpoints(&mut self, run_id: &RunId) -> Result<usize> {
-        Ok(diesel::delete(checkpoints::table.filter(checkpoints::run_id.eq(run_id.as_str()))).execute(&mut self.conn)?)
+        Ok(diesel::delete(checkpoints::table.filter(checkpoints::run_id.eq(run_id.as_str()))).execute(self.conn()?)?)
     }
 
     /// Records secret resolutions, all or nothing.

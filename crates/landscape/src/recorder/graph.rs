@@ -46,7 +46,7 @@ impl Recorder {
                 nodes::schema_mode.eq(node.schema_mode),
                 nodes::schema_fields_json.eq(schema_fields_json.as_deref()),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of node {}", node.node_id))?;
         Ok(Node {
             node_id: node.node_id.clone(),
@@ -80,7 +80,7 @@ impl Recorder {
                 edges::default_mode.eq(mode.as_str()),
                 edges::created_at.eq(naive),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of edge {from} -[{label}]-> {to}"))?;
         Ok(Edge {
             edge_id,

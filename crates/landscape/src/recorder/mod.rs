@@ -12,6 +12,7 @@
 //! writes nothing.
 
 mod batches;
+mod buffer;
 mod calls;
 mod checkpoints;
 mod graph;
@@ -47,6 +48,10 @@ pub struct Recorder {
     in_unit: bool,
     /// Next call index per call parent, seeded from the database.
     call_indices: HashMap<String, u32>,
+    /// Hot-path records of the open unit, written as multi-row inserts.
+    buffer: buffer::WriteBuffer,
+    /// A flush failure met where no error could be returned; the commit reports it.
+    poisoned: Option<LandscapeError>,
 }
 
 type Tm = <DbConnection as Connection>::TransactionManager;
@@ -58,16 +63,37 @@ impl Recorder {
     }
 
     pub fn new(conn: DbConnection, payloads: Option<PayloadStore>) -> Recorder {
-        Recorder { conn, payloads, in_unit: false, call_indices: HashMap::new() }
+        Recorder {
+            conn,
+            payloads,
+            in_unit: false,
+            call_indices: HashMap::new(),
+            buffer: buffer::WriteBuffer::default(),
+            poisoned: None,
+        }
     }
 
     pub fn payload_store(&self) -> Option<&PayloadStore> {
         self.payloads.as_ref()
     }
 
-    /// The underlying connection, for raw SQL in tests and tools.
+    /// The underlying connection, for raw SQL in tests and tools (buffered
+    /// records are written first).
     pub fn connection(&mut self) -> &mut DbConnection {
+        if let Err(error) = self.buffer.flush(&mut self.conn) {
+            self.poisoned.get_or_insert(error);
+        }
         &mut self.conn
+    }
+
+    /// The connection, after the write buffer went to the database: every
+    /// statement that is not itself buffered goes through here.
+    fn conn(&mut self) -> Result<&mut DbConnection> {
+        if let Some(error) = self.poisoned.take() {
+            return Err(error);
+        }
+        self.buffer.flush(&mut self.conn)?;
+        Ok(&mut self.conn)
     }
 
     /// Starts a unit of work: everything recorded until [`Recorder::commit_unit`]
@@ -86,6 +112,12 @@ impl Recorder {
         if !self.in_unit {
             return Err(LandscapeError::InvalidWrite("no unit of work is open".into()));
         }
+        if let Err(error) = self.conn() {
+            self.in_unit = false;
+            self.buffer.clear();
+            let _ = Tm::rollback_transaction(&mut self.conn);
+            return Err(error);
+        }
         // Blobs the unit refers to are durable before the unit is.
         if let Some(store) = &self.payloads {
             store.sync()?;
@@ -102,6 +134,8 @@ impl Recorder {
         }
         self.in_unit = false;
         self.call_indices.clear();
+        self.buffer.clear();
+        self.poisoned = None;
         Tm::rollback_transaction(&mut self.conn)?;
         Ok(())
     }
@@ -112,11 +146,11 @@ impl Recorder {
 
     /// Runs `f` atomically (a transaction, or a savepoint inside a unit).
     fn atomic<T>(&mut self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
-        self.conn.transaction(f)
+        self.conn()?.transaction(f)
     }
 
     fn begin_savepoint(&mut self) -> Result<()> {
-        Tm::begin_transaction(&mut self.conn)?;
+        Tm::begin_transaction(self.conn()?)?;
         Ok(())
     }
 

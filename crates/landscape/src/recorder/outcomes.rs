@@ -62,14 +62,14 @@ fn tier3_json(value: &Value) -> (ContentHash, String) {
     }
 }
 
-pub(crate) fn insert_outcome(
-    conn: &mut DbConnection,
+/// The outcome's row, validated (required fields present and non-empty).
+pub(crate) fn outcome_row(
     outcome_id: &OutcomeId,
     run_id: &RunId,
     token_id: &TokenId,
     detail: &OutcomeDetail,
     context_json: Option<&str>,
-) -> Result<()> {
+) -> Result<super::buffer::OutcomeInsert> {
     let mut sink_name = None;
     let mut batch_id = None;
     let mut fork_group_id = None;
@@ -113,29 +113,57 @@ pub(crate) fn insert_outcome(
         }
     }
     let outcome = detail.outcome();
+    Ok(super::buffer::OutcomeInsert {
+        outcome_id: outcome_id.as_str().to_owned(),
+        run_id: run_id.as_str().to_owned(),
+        token_id: token_id.as_str().to_owned(),
+        outcome: outcome.as_str(),
+        is_terminal: i32::from(outcome.is_terminal()),
+        recorded_at: now().1,
+        sink_name: sink_name.map(str::to_owned),
+        batch_id: batch_id.map(str::to_owned),
+        fork_group_id: fork_group_id.map(str::to_owned),
+        join_group_id: join_group_id.map(str::to_owned),
+        expand_group_id: expand_group_id.map(str::to_owned),
+        error_hash: error_hash.map(str::to_owned),
+        context_json: context_json.map(str::to_owned),
+        expected_branches_json,
+    })
+}
+
+pub(crate) fn insert_outcome(
+    conn: &mut DbConnection,
+    outcome_id: &OutcomeId,
+    run_id: &RunId,
+    token_id: &TokenId,
+    detail: &OutcomeDetail,
+    context_json: Option<&str>,
+) -> Result<()> {
+    let row = outcome_row(outcome_id, run_id, token_id, detail, context_json)?;
     let result = crate::on_backend!(conn, |c| diesel::insert_into(token_outcomes::table)
         .values((
-            token_outcomes::outcome_id.eq(outcome_id.as_str()),
-            token_outcomes::run_id.eq(run_id.as_str()),
-            token_outcomes::token_id.eq(token_id.as_str()),
-            token_outcomes::outcome.eq(outcome.as_str()),
-            token_outcomes::is_terminal.eq(i32::from(outcome.is_terminal())),
-            token_outcomes::recorded_at.eq(now().1),
-            token_outcomes::sink_name.eq(sink_name),
-            token_outcomes::batch_id.eq(batch_id),
-            token_outcomes::fork_group_id.eq(fork_group_id),
-            token_outcomes::join_group_id.eq(join_group_id),
-            token_outcomes::expand_group_id.eq(expand_group_id),
-            token_outcomes::error_hash.eq(error_hash),
-            token_outcomes::context_json.eq(context_json),
-            token_outcomes::expected_branches_json.eq(expected_branches_json.as_deref()),
+            token_outcomes::outcome_id.eq(&row.outcome_id),
+            token_outcomes::run_id.eq(&row.run_id),
+            token_outcomes::token_id.eq(&row.token_id),
+            token_outcomes::outcome.eq(row.outcome),
+            token_outcomes::is_terminal.eq(row.is_terminal),
+            token_outcomes::recorded_at.eq(row.recorded_at),
+            token_outcomes::sink_name.eq(row.sink_name.as_deref()),
+            token_outcomes::batch_id.eq(row.batch_id.as_deref()),
+            token_outcomes::fork_group_id.eq(row.fork_group_id.as_deref()),
+            token_outcomes::join_group_id.eq(row.join_group_id.as_deref()),
+            token_outcomes::expand_group_id.eq(row.expand_group_id.as_deref()),
+            token_outcomes::error_hash.eq(row.error_hash.as_deref()),
+            token_outcomes::context_json.eq(row.context_json.as_deref()),
+            token_outcomes::expected_branches_json.eq(row.expected_branches_json.as_deref()),
         ))
         .execute(c));
     match result {
         Ok(affected) => ensure_one(affected, || format!("insert of outcome for token {token_id}")),
-        Err(error) if is_unique_violation(&error) => {
-            Err(LandscapeError::IllegalTransition(format!("token {token_id} already has a terminal outcome; {outcome} refused")))
-        }
+        Err(error) if is_unique_violation(&error) => Err(LandscapeError::IllegalTransition(format!(
+            "token {token_id} already has a terminal outcome; {} refused",
+            row.outcome
+        ))),
         Err(error) => Err(error.into()),
     }
 }
@@ -152,7 +180,12 @@ impl Recorder {
     ) -> Result<TokenOutcome> {
         let context_json = context.map(canonical_json).transpose()?;
         let outcome_id = OutcomeId::new();
-        insert_outcome(&mut self.conn, &outcome_id, run_id, token_id, &detail, context_json.as_deref())?;
+        if self.in_unit {
+            let row = outcome_row(&outcome_id, run_id, token_id, &detail, context_json.as_deref())?;
+            self.buffer.outcomes.push(row);
+        } else {
+            insert_outcome(self.conn()?, &outcome_id, run_id, token_id, &detail, context_json.as_deref())?;
+        }
         Ok(TokenOutcome {
             outcome_id,
             run_id: run_id.clone(),
@@ -179,7 +212,7 @@ impl Recorder {
                 artifacts::idempotency_key.eq(artifact.idempotency_key),
                 artifacts::created_at.eq(naive),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of artifact {}", artifact.path_or_uri))?;
         Ok(Artifact {
             artifact_id,
@@ -220,7 +253,7 @@ impl Recorder {
                 validation_errors::expected_type.eq(violation.expected_type.as_deref()),
                 validation_errors::actual_type.eq(violation.actual_type.as_deref()),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || "insert of validation error".to_owned())?;
         Ok(ValidationError {
             error_id,
@@ -262,7 +295,7 @@ impl Recorder {
                 transform_errors::destination.eq(error.destination),
                 transform_errors::created_at.eq(naive),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of transform error for token {}", error.token_id))?;
         Ok(TransformError {
             error_id,

@@ -32,14 +32,14 @@ fn exactly_one<T>(mut found: Vec<T>, what: impl FnOnce() -> String) -> Result<T>
 impl Recorder {
     pub fn get_run(&mut self, run_id: &RunId) -> Result<Run> {
         let found: Vec<RunRow> =
-            runs::table.filter(runs::run_id.eq(run_id.as_str())).select(RunRow::as_select()).limit(2).load(&mut self.conn)?;
+            runs::table.filter(runs::run_id.eq(run_id.as_str())).select(RunRow::as_select()).limit(2).load(self.conn()?)?;
         loaders::run(exactly_one(found, || format!("run {run_id}"))?)
     }
 
     /// All runs, newest first.
     pub fn list_runs(&mut self) -> Result<Vec<Run>> {
         let found: Vec<RunRow> =
-            runs::table.order((runs::started_at.desc(), runs::run_id.desc())).select(RunRow::as_select()).load(&mut self.conn)?;
+            runs::table.order((runs::started_at.desc(), runs::run_id.desc())).select(RunRow::as_select()).load(self.conn()?)?;
         found.into_iter().map(loaders::run).collect()
     }
 
@@ -48,7 +48,7 @@ impl Recorder {
             .filter(nodes::run_id.eq(run_id.as_str()))
             .order((nodes::sequence_in_pipeline.asc(), nodes::registered_at.asc(), nodes::node_id.asc()))
             .select(NodeRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::node).collect()
     }
 
@@ -57,7 +57,7 @@ impl Recorder {
             .filter(edges::run_id.eq(run_id.as_str()))
             .order((edges::created_at.asc(), edges::edge_id.asc()))
             .select(EdgeRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::edge).collect()
     }
 
@@ -66,7 +66,7 @@ impl Recorder {
             .filter(rows::run_id.eq(run_id.as_str()))
             .order(rows::row_index.asc())
             .select(RowRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::source_row).collect()
     }
 
@@ -75,7 +75,7 @@ impl Recorder {
             .filter(tokens::token_id.eq(token_id.as_str()))
             .select(TokenRow::as_select())
             .limit(2)
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         loaders::token(exactly_one(found, || format!("token {token_id}"))?)
     }
 
@@ -84,7 +84,7 @@ impl Recorder {
             .filter(tokens::row_id.eq(row_id.as_str()))
             .order((tokens::created_at.asc(), tokens::token_id.asc()))
             .select(TokenRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::token).collect()
     }
 
@@ -93,7 +93,7 @@ impl Recorder {
             .filter(token_parents::token_id.eq(token_id.as_str()))
             .order(token_parents::ordinal.asc())
             .select(TokenParentRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::token_parent).collect()
     }
 
@@ -102,7 +102,7 @@ impl Recorder {
             .filter(node_states::state_id.eq(state_id.as_str()))
             .select(NodeStateRow::as_select())
             .limit(2)
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         loaders::node_state(exactly_one(found, || format!("node state {state_id}"))?)
     }
 
@@ -112,7 +112,7 @@ impl Recorder {
             .filter(node_states::token_id.eq(token_id.as_str()))
             .order((node_states::step_index.asc(), node_states::attempt.asc(), node_states::state_id.asc()))
             .select(NodeStateRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::node_state).collect()
     }
 
@@ -121,15 +121,15 @@ impl Recorder {
             .filter(routing_events::state_id.eq(state_id.as_str()))
             .order((routing_events::ordinal.asc(), routing_events::event_id.asc()))
             .select(RoutingEventRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::routing_event).collect()
     }
 
     pub fn get_calls(&mut self, parent: &CallParent) -> Result<Vec<Call>> {
         let query = calls::table.order(calls::call_index.asc()).select(CallRow::as_select()).into_boxed();
         let found: Vec<CallRow> = match parent {
-            CallParent::State(id) => query.filter(calls::state_id.eq(id.as_str())).load(&mut self.conn)?,
-            CallParent::Operation(id) => query.filter(calls::operation_id.eq(id.as_str())).load(&mut self.conn)?,
+            CallParent::State(id) => query.filter(calls::state_id.eq(id.as_str())).load(self.conn()?)?,
+            CallParent::Operation(id) => query.filter(calls::operation_id.eq(id.as_str())).load(self.conn()?)?,
         };
         found.into_iter().map(loaders::call).collect()
     }
@@ -139,7 +139,7 @@ impl Recorder {
             .filter(operations::operation_id.eq(operation_id.as_str()))
             .select(OperationRow::as_select())
             .limit(2)
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         loaders::operation(exactly_one(found, || format!("operation {operation_id}"))?)
     }
 
@@ -148,7 +148,7 @@ impl Recorder {
             .filter(batches::batch_id.eq(batch_id.as_str()))
             .select(BatchRow::as_select())
             .limit(2)
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         loaders::batch(exactly_one(found, || format!("batch {batch_id}"))?)
     }
 
@@ -160,7 +160,7 @@ impl Recorder {
             .filter(batches::status.eq_any(statuses))
             .order((batches::created_at.asc(), batches::batch_id.asc()))
             .select(BatchRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::batch).collect()
     }
 
@@ -169,7 +169,7 @@ impl Recorder {
             .filter(batch_members::batch_id.eq(batch_id.as_str()))
             .order(batch_members::ordinal.asc())
             .select(BatchMemberRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::batch_member).collect()
     }
 
@@ -179,7 +179,7 @@ impl Recorder {
             .filter(token_outcomes::token_id.eq(token_id.as_str()))
             .order((token_outcomes::is_terminal.asc(), token_outcomes::recorded_at.asc(), token_outcomes::outcome_id.asc()))
             .select(TokenOutcomeRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::token_outcome).collect()
     }
 
@@ -188,7 +188,7 @@ impl Recorder {
             .filter(artifacts::run_id.eq(run_id.as_str()))
             .order((artifacts::created_at.asc(), artifacts::artifact_id.asc()))
             .select(ArtifactRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::artifact).collect()
     }
 
@@ -197,7 +197,7 @@ impl Recorder {
             .filter(validation_errors::run_id.eq(run_id.as_str()))
             .order((validation_errors::created_at.asc(), validation_errors::error_id.asc()))
             .select(ValidationErrorRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::validation_error).collect()
     }
 
@@ -206,7 +206,7 @@ impl Recorder {
             .filter(transform_errors::run_id.eq(run_id.as_str()))
             .order((transform_errors::created_at.asc(), transform_errors::error_id.asc()))
             .select(TransformErrorRow::as_select())
-            .load(&mut self.conn)?;
+            .load(self.conn()?)?;
         found.into_iter().map(loaders::transform_error).collect()
     }
 }

@@ -32,7 +32,7 @@ impl Recorder {
                 runs::owner_pid.eq(owner.as_ref().map(|o| i64::from(o.pid))),
                 runs::heartbeat_at.eq(owner.as_ref().map(|_| naive)),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of run {run_id}"))?;
         Ok(Run {
             run_id,
@@ -104,7 +104,7 @@ impl Recorder {
                 runs::owner_pid.eq(i64::from(owner.1)),
                 runs::heartbeat_at.eq(naive),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         if affected == 0 {
             let current = self.get_run(run_id)?;
             return Err(LandscapeError::IllegalTransition(format!(
@@ -120,7 +120,7 @@ impl Recorder {
         let (_, naive) = now();
         let affected = diesel::update(runs::table.filter(runs::run_id.eq(run_id.as_str())))
             .set(runs::heartbeat_at.eq(naive))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("heartbeat of run {run_id}"))
     }
 
@@ -155,7 +155,7 @@ impl Recorder {
                 runs::export_format.eq(format),
                 runs::export_sink.eq(sink),
             ))
-            .execute(&mut self.conn)?;
+            .execute(self.conn()?)?;
         ensure_one(affected, || format!("export status of run {run_id}"))
     }
 
@@ -165,7 +165,7 @@ impl Recorder {
     pub fn compute_reproducibility_grade(&mut self, run_id: &RunId) -> Result<ReproducibilityGrade> {
         self.get_run(run_id)?;
         let values: Vec<String> =
-            nodes::table.filter(nodes::run_id.eq(run_id.as_str())).select(nodes::determinism).distinct().load(&mut self.conn)?;
+            nodes::table.filter(nodes::run_id.eq(run_id.as_str())).select(nodes::determinism).distinct().load(self.conn()?)?;
         let mut grade = ReproducibilityGrade::FullReproducible;
         for value in values {
             let determinism: Determinism = value.parse()?;

@@ -62,7 +62,7 @@ impl Recorder {
     /// Opens a node state.
     pub fn begin_node_state(&mut self, new: NewNodeState<'_>) -> Result<NodeState> {
         let common = common_of(new);
-        insert_state(&mut self.conn, &common, NodeStateStatus::Open, None, None, None)?;
+        insert_state(self.conn()?, &common, NodeStateStatus::Open, None, None, None)?;
         Ok(NodeState::Open { common })
     }
 
@@ -77,7 +77,29 @@ impl Recorder {
         let duration_ms = check_duration(duration_ms)?;
         let common = common_of(new);
         let (at, naive) = now();
-        insert_state(&mut self.conn, &common, completion.status(), Some(&completion), Some(duration_ms), Some(naive))?;
+        if self.in_unit {
+            let (output_hash, error_json, success_reason_json, context_after_json) = completion_columns(&completion);
+            self.buffer.states.push(super::buffer::StateInsert {
+                state_id: common.state_id.as_str().to_owned(),
+                token_id: common.token_id.as_str().to_owned(),
+                run_id: common.run_id.as_str().to_owned(),
+                node_id: common.node_id.as_str().to_owned(),
+                step_index: i32_of("step_index", common.step_index)?,
+                attempt: i32_of("attempt", common.attempt)?,
+                status: completion.status().as_str(),
+                input_hash: common.input_hash.as_str().to_owned(),
+                output_hash: output_hash.map(str::to_owned),
+                context_before_json: common.context_before_json.clone(),
+                context_after_json: context_after_json.map(str::to_owned),
+                duration_ms: Some(duration_ms),
+                error_json: error_json.map(str::to_owned),
+                success_reason_json: success_reason_json.map(str::to_owned),
+                started_at: common.started_at.naive_utc(),
+                completed_at: Some(naive),
+            });
+        } else {
+            insert_state(self.conn()?, &common, completion.status(), Some(&completion), Some(duration_ms), Some(naive))?;
+        }
         Ok(state_of(common, completion, at, duration_ms))
     }
 
@@ -106,7 +128,7 @@ impl Recorder {
             node_states::duration_ms.eq(duration_ms),
             node_states::completed_at.eq(naive),
         ))
-        .execute(&mut self.conn)?;
+        .execute(self.conn()?)?;
         if affected == 0 {
             let current = self.get_node_state(state_id)?;
             return Err(LandscapeError::IllegalTransition(format!(
@@ -172,8 +194,10 @@ impl Recorder {
             }
             Ok(())
         };
-        if events.len() == 1 {
-            insert(&mut self.conn)?;
+        if self.in_unit {
+            self.buffer.events.extend(events.iter().cloned());
+        } else if events.len() == 1 {
+            insert(self.conn()?)?;
         } else {
             self.atomic(insert)?;
         }

@@ -61,7 +61,27 @@ impl Recorder {
     ) -> Result<Row> {
         let row_id = RowId::new();
         let (at, naive) = now();
-        let affected = crate::on_backend!(&mut self.conn, |c| diesel::insert_into(rows::table)
+        if self.in_unit {
+            self.buffer.rows.push(super::buffer::RowInsert {
+                row_id: row_id.as_str().to_owned(),
+                run_id: run_id.as_str().to_owned(),
+                source_node_id: source_node_id.as_str().to_owned(),
+                row_index: i64_of("row_index", row_index)?,
+                hash: hash.as_str().to_owned(),
+                data_ref: data_ref.clone(),
+                created_at: naive,
+            });
+            return Ok(Row {
+                row_id,
+                run_id: run_id.clone(),
+                source_node_id: source_node_id.clone(),
+                row_index,
+                source_data_hash: hash,
+                source_data_ref: data_ref,
+                created_at: at,
+            });
+        }
+        let affected = crate::on_backend!(self.conn()?, |c| diesel::insert_into(rows::table)
             .values((
                 rows::row_id.eq(row_id.as_str()),
                 rows::run_id.eq(run_id.as_str()),
@@ -94,7 +114,11 @@ impl Recorder {
             step_in_pipeline: None,
             created_at: now().0,
         };
-        insert_token(&mut self.conn, &token)?;
+        if self.in_unit {
+            self.buffer.tokens.push(token.clone());
+        } else {
+            insert_token(self.conn()?, &token)?;
+        }
         Ok(token)
     }
 
@@ -250,7 +274,10 @@ fn check_parent(conn: &mut DbConnection, parent: &Token) -> Result<()> {
     }
 }
 
-pub(crate) fn insert_token(conn: &mut DbConnection, token: &Token) -> Result<()> {
+/// A token's lineage as its nullable columns.
+pub(crate) type TokenColumns<'a> = (&'a Token, Option<&'a str>, Option<&'a str>, Option<&'a str>, Option<&'a str>, Option<i32>);
+
+pub(crate) fn token_columns(token: &Token) -> Result<TokenColumns<'_>> {
     let (fork, join, expand, branch) = match &token.lineage {
         TokenLineage::Initial => (None, None, None, None),
         TokenLineage::Forked { fork_group_id, branch_name } => {
@@ -262,6 +289,11 @@ pub(crate) fn insert_token(conn: &mut DbConnection, token: &Token) -> Result<()>
         }
     };
     let step = token.step_in_pipeline.map(|s| i32_of("step_in_pipeline", s)).transpose()?;
+    Ok((token, fork, join, expand, branch, step))
+}
+
+pub(crate) fn insert_token(conn: &mut DbConnection, token: &Token) -> Result<()> {
+    let (_, fork, join, expand, branch, step) = token_columns(token)?;
     let affected = crate::on_backend!(conn, |c| diesel::insert_into(tokens::table)
         .values((
             tokens::token_id.eq(token.token_id.as_str()),
