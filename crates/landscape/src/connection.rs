@@ -133,7 +133,7 @@ fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
             };
             sqlite.batch_execute(&format!(
                 "{journal} PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; \
-                 PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
+                 PRAGMA cache_size = -65536;"
             ))?;
         }
         DbConnection::Postgresql(pg) => {
