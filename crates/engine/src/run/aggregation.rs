@@ -24,6 +24,8 @@ pub(crate) struct AggregationBuffer {
     batch: Option<Batch>,
     members: Vec<(Token, Row, ContentHash)>,
     first_arrival: Option<Instant>,
+    /// The node's parsed trigger condition, kept across batches.
+    condition: Option<Condition>,
 }
 
 impl AggregationBuffer {
@@ -75,7 +77,12 @@ impl Runtime<'_> {
             }
         }
         if let Some(source) = &trigger.condition {
-            let condition = Condition::parse(source).map_err(|e| EngineError::Config(e.to_string()))?;
+            // Parsed once per node, not once per arriving row.
+            if self.buffers[node].condition.is_none() {
+                self.buffers[node].condition = Some(Condition::parse(source).map_err(|e| EngineError::Config(e.to_string()))?);
+            }
+            let condition =
+                self.buffers[node].condition.clone().ok_or_else(|| EngineError::Invariant("no trigger condition".into()))?;
             let age = self.buffers[node].first_arrival.map_or(Duration::ZERO, |t| t.elapsed());
             let fired = condition
                 .evaluate(&trigger_row(count, age))
@@ -123,7 +130,8 @@ impl Runtime<'_> {
         reason: String,
         queue: &mut VecDeque<Work>,
     ) -> Result<(), EngineError> {
-        let buffer = std::mem::take(&mut self.buffers[node]);
+        let condition = self.buffers[node].condition.take();
+        let buffer = std::mem::replace(&mut self.buffers[node], AggregationBuffer { condition, ..AggregationBuffer::default() });
         let Some(batch) = buffer.batch else { return Ok(()) };
         if buffer.members.is_empty() {
             return Ok(());

@@ -12,7 +12,7 @@ use contracts::{
 use super::{ensure_one, i32_of, i64_of, now, Recorder};
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
-use crate::schema::{rows, token_parents, tokens};
+use crate::schema::{token_parents, tokens};
 
 /// The documented fallback hash for source data that cannot be canonicalised
 /// (for example an integer beyond ±2^53-1): SHA-256 of its plain JSON text,
@@ -61,38 +61,19 @@ impl Recorder {
     ) -> Result<Row> {
         let row_id = RowId::new();
         let (at, naive) = now();
-        if self.in_unit {
-            self.buffer.rows.push(super::buffer::RowInsert {
-                row_id: row_id.as_str().to_owned(),
-                run_id: run_id.as_str().to_owned(),
-                source_node_id: source_node_id.as_str().to_owned(),
-                row_index: i64_of("row_index", row_index)?,
-                hash: hash.as_str().to_owned(),
-                data_ref: data_ref.clone(),
-                created_at: naive,
-            });
-            return Ok(Row {
-                row_id,
-                run_id: run_id.clone(),
-                source_node_id: source_node_id.clone(),
-                row_index,
-                source_data_hash: hash,
-                source_data_ref: data_ref,
-                created_at: at,
-            });
+        // One write path: buffered in a unit, flushed at once outside one.
+        self.buffer.rows.push(super::buffer::RowInsert {
+            row_id: row_id.as_str().to_owned(),
+            run_id: run_id.as_str().to_owned(),
+            source_node_id: source_node_id.as_str().to_owned(),
+            row_index: i64_of("row_index", row_index)?,
+            hash: hash.as_str().to_owned(),
+            data_ref: data_ref.clone(),
+            created_at: naive,
+        });
+        if !self.in_unit {
+            self.conn()?;
         }
-        let affected = crate::on_backend!(self.conn()?, |c| diesel::insert_into(rows::table)
-            .values((
-                rows::row_id.eq(row_id.as_str()),
-                rows::run_id.eq(run_id.as_str()),
-                rows::source_node_id.eq(source_node_id.as_str()),
-                rows::row_index.eq(i64_of("row_index", row_index)?),
-                rows::source_data_hash.eq(hash.as_str()),
-                rows::source_data_ref.eq(data_ref.as_deref()),
-                rows::created_at.eq(naive),
-            ))
-            .execute(c))?;
-        ensure_one(affected, || format!("insert of row {row_index}"))?;
         Ok(Row {
             row_id,
             run_id: run_id.clone(),

@@ -85,13 +85,6 @@ impl CsvSink {
             SchemaMode::Observed => first.keys().cloned().collect(),
         }
     }
-
-    fn encode(&mut self, fields: &[String]) -> Result<(), PluginError> {
-        let mut writer = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(&mut self.buffer);
-        writer.write_record(fields).map_err(|e| PluginError::Contract(format!("csv encoding failed: {e}")))?;
-        writer.flush().map_err(|source| PluginError::Io { context: "csv buffer".into(), source })?;
-        Ok(())
-    }
 }
 
 impl Sink for CsvSink {
@@ -104,10 +97,14 @@ impl Sink for CsvSink {
         if self.columns.is_none() {
             let columns = self.columns_for(first);
             let header: Vec<String> = columns.iter().map(|c| self.headers.display(c).to_owned()).collect();
-            self.encode(&header)?;
+            let mut writer = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(std::mem::take(&mut self.buffer));
+            writer.write_record(&header).map_err(|e| PluginError::Contract(format!("csv encoding failed: {e}")))?;
+            self.buffer = writer.into_inner().map_err(|e| PluginError::Contract(format!("csv encoding failed: {e}")))?;
             self.columns = Some(columns);
         }
         let columns = self.columns.clone().unwrap_or_default();
+        // One CSV writer for the whole call, not one per row.
+        let mut writer = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(std::mem::take(&mut self.buffer));
         for row in rows {
             for field in self.schema.fields.iter().filter(|f| f.required) {
                 if !row.contains_key(&field.name) {
@@ -123,9 +120,9 @@ impl Sink for CsvSink {
                 }
             }
             let cells: Vec<String> = columns.iter().map(|c| row.get(c).map_or(String::new(), cell_text)).collect();
-            self.encode(&cells)?;
+            writer.write_record(&cells).map_err(|e| PluginError::Contract(format!("csv encoding failed: {e}")))?;
         }
-        let bytes = std::mem::take(&mut self.buffer);
+        let bytes = writer.into_inner().map_err(|e| PluginError::Contract(format!("csv encoding failed: {e}")))?;
         self.file.write(&bytes)
     }
 
