@@ -5,8 +5,12 @@
 //! human or, with `--format json`, for a script.
 #![forbid(unsafe_code)]
 
+mod explain;
 mod export;
+mod landscape_args;
+mod purge;
 mod run;
+mod runs;
 mod validate;
 
 use std::path::PathBuf;
@@ -112,6 +116,66 @@ enum Command {
         #[arg(long)]
         sign: bool,
     },
+    /// Explain an output: the lineage of a row or token back to its source
+    /// row, as a tree — every node it visited (with input and output hashes),
+    /// each routing decision and why, calls, batch membership and the flush
+    /// that consumed it, fork/join/expand parents and siblings, errors, the
+    /// outcome and the artifact it went into.
+    ///
+    /// `--row N` explains every output of source row N (a forked row has
+    /// several; `--sink` keeps the one at that sink); `--token ID` one token.
+    ///
+    /// Example: elspeth explain --settings examples/threshold_gate/settings.yaml --run latest --row 2
+    Explain {
+        #[command(flatten)]
+        landscape: landscape_args::LandscapeArgs,
+        /// Run id, or `latest`.
+        #[arg(long, short)]
+        run: String,
+        /// The source row: its number as `explain` and the sinks show it
+        /// (row_index, from 0), or its row id.
+        #[arg(long, conflicts_with = "token", required_unless_present = "token")]
+        row: Option<String>,
+        /// A token id (from an earlier explain or an export).
+        #[arg(long, short)]
+        token: Option<String>,
+        /// With --row: only the output that reached this sink.
+        #[arg(long, requires = "row")]
+        sink: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Shorthand for --format json.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the runs of a Landscape: status (a `running` run whose process is
+    /// gone is shown as interrupted, resumable), times, row and outcome
+    /// counts, reproducibility grade and export status.
+    Runs {
+        #[command(flatten)]
+        landscape: landscape_args::LandscapeArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Delete stored payloads (source rows, call requests and responses,
+    /// routing reasons, operation data) of completed and failed runs that
+    /// ended more than N days ago. Running and interrupted runs are never
+    /// touched; payloads shared with other runs are kept; every hash stays,
+    /// and explain marks purged data. A run that loses recorded responses
+    /// its replay needs drops to reproducibility grade attributable_only.
+    Purge {
+        #[command(flatten)]
+        landscape: landscape_args::LandscapeArgs,
+        /// Keep payloads of runs that ended less than N days ago (0: purge
+        /// every ended run).
+        #[arg(long)]
+        retention_days: u32,
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Verify a JSON Lines export offline: signatures (key from
     /// ELSPETH_SIGNING_KEY), chain and counts. Exits 0 when valid, 2 naming
     /// the first problem when edited, deleted, inserted or reordered.
@@ -129,6 +193,14 @@ fn main() -> ExitCode {
         Command::Run { settings, execute, format, chunk_size } => run::run(&settings, execute, format, chunk_size),
         Command::Export { run, database, format, output, sign } => export::export(&run, &database, format, &output, sign),
         Command::Verify { path, format } => export::verify(&path, format),
+        Command::Explain { landscape, run, row, token, sink, format, json } => {
+            let format = if json { Format::Json } else { format };
+            explain::explain(&landscape, &run, &explain::Target { row, token, sink }, format)
+        }
+        Command::Runs { landscape, format } => runs::runs(&landscape, format),
+        Command::Purge { landscape, retention_days, dry_run, format } => {
+            purge::purge(&landscape, retention_days, dry_run, format)
+        }
     };
     match result {
         Ok(code) => code,
@@ -136,6 +208,17 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Writes `text` to stdout. A reader that stops early (`elspeth explain … |
+/// head`) closes the pipe; that ends the output quietly instead of failing.
+pub(crate) fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        Ok(()) | Err(_) => Ok(()),
     }
 }
 

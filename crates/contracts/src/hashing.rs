@@ -67,6 +67,21 @@ pub fn stable_hash_json(value: &serde_json::Value) -> Result<ContentHash, Canoni
     Ok(ContentHash::of_bytes(canonical_json(value)?.as_bytes()))
 }
 
+/// The output hash of a sink node state: it commits to the row written and to
+/// the artifact (path and content hash) as it was right after the write, so
+/// lineage can name the artifact a row went into and prove it.
+pub fn sink_write_hash(
+    row_hash: &ContentHash,
+    artifact_path: &str,
+    artifact_hash: &ContentHash,
+) -> Result<ContentHash, CanonicalError> {
+    stable_hash_json(&serde_json::json!({
+        "row": row_hash.as_str(),
+        "artifact_path": artifact_path,
+        "content_hash": artifact_hash.as_str(),
+    }))
+}
+
 /// The error hash recorded on failed, quarantined and diverted outcomes: the
 /// first 16 hex characters of the SHA-256 of the error message.
 pub fn error_hash(message: &str) -> String {

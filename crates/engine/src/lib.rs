@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 pub mod dag;
 pub mod expression;
+pub mod ownership;
 pub mod pipeline;
 pub mod run;
 pub mod settings;

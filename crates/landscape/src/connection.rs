@@ -102,9 +102,34 @@ impl DatabaseUrl {
 /// (for example one written by the Python reference), or a schema newer than
 /// this build knows, is refused with [`LandscapeError::IncompatibleSchema`].
 pub fn open(url: &str) -> Result<DbConnection> {
+    open_with(url, Create::Yes)
+}
+
+/// Opens a Landscape that must already exist, for commands that read an audit
+/// trail (`explain`, `runs`, `purge`, `export`): a missing SQLite file, or a
+/// database without this implementation's schema, is an error and nothing is
+/// created.
+pub fn open_existing(url: &str) -> Result<DbConnection> {
+    open_with(url, Create::No)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Create {
+    Yes,
+    No,
+}
+
+fn open_with(url: &str, create: Create) -> Result<DbConnection> {
     let parsed = DatabaseUrl::parse(url)?;
     let open_error = |error: diesel::ConnectionError| LandscapeError::Open { url: url.to_owned(), reason: error.to_string() };
+    let refuse = |reason: &str| LandscapeError::Open { url: url.to_owned(), reason: reason.to_owned() };
     let mut connection = match &parsed {
+        DatabaseUrl::SqliteFile(path) if create == Create::No && !path.is_file() => {
+            return Err(refuse("no such database file (nothing was created)"));
+        }
+        DatabaseUrl::SqliteMemory if create == Create::No => {
+            return Err(refuse("an in-memory database holds no earlier run"));
+        }
         DatabaseUrl::SqliteFile(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
@@ -120,6 +145,9 @@ pub fn open(url: &str) -> Result<DbConnection> {
         DatabaseUrl::Postgresql(pg_url) => DbConnection::Postgresql(PgConnection::establish(pg_url).map_err(open_error)?),
     };
     configure(&mut connection, &parsed)?;
+    if create == Create::No && !table_names(&mut connection)?.iter().any(|t| t == "__diesel_schema_migrations") {
+        return Err(refuse("the database holds no Landscape (no schema version of this implementation)"));
+    }
     migrate(&mut connection)?;
     Ok(connection)
 }

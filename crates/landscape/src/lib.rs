@@ -14,13 +14,14 @@ pub mod connection;
 pub mod error;
 pub mod export;
 pub mod introspect;
+pub mod lineage;
 mod loaders;
 mod models;
 pub mod payload_store;
 pub mod recorder;
 pub mod schema;
 
-pub use connection::{open, DatabaseUrl, DbConnection};
+pub use connection::{open, open_existing, DatabaseUrl, DbConnection};
 pub use error::{LandscapeError, Result};
 pub use payload_store::PayloadStore;
 pub use recorder::Recorder;

@@ -49,6 +49,22 @@ pub enum OutcomeDetail {
 }
 
 impl OutcomeDetail {
+    /// The sink the token was delivered (or diverted) to, if any.
+    pub fn sink_name(&self) -> Option<&str> {
+        match self {
+            OutcomeDetail::Completed { sink_name }
+            | OutcomeDetail::Routed { sink_name }
+            | OutcomeDetail::Diverted { sink_name, .. } => Some(sink_name),
+            OutcomeDetail::Quarantined { sink_name, .. } => sink_name.as_deref(),
+            OutcomeDetail::Forked { .. }
+            | OutcomeDetail::Failed { .. }
+            | OutcomeDetail::ConsumedInBatch { .. }
+            | OutcomeDetail::Coalesced { .. }
+            | OutcomeDetail::Expanded { .. }
+            | OutcomeDetail::Buffered { .. } => None,
+        }
+    }
+
     pub fn outcome(&self) -> RowOutcome {
         match self {
             OutcomeDetail::Completed { .. } => RowOutcome::Completed,

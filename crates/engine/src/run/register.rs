@@ -16,14 +16,6 @@ use crate::settings::fingerprint_secrets;
 
 const ENGINE_VERSION: &str = concat!("engine:", env!("CARGO_PKG_VERSION"));
 
-fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
 pub(crate) fn begin<'r>(
     pipeline: Pipeline,
     recorder: &'r mut Recorder,
@@ -32,7 +24,7 @@ pub(crate) fn begin<'r>(
     let Pipeline { loaded, graph, plugins } = pipeline;
     let mut settings_json = serde_json::to_value(&loaded.settings).map_err(|e| EngineError::Invariant(e.to_string()))?;
     fingerprint_secrets(&mut settings_json, &options.secrets, "").map_err(EngineError::Config)?;
-    let run = recorder.begin_run(&settings_json, Some((host_name(), std::process::id())))?;
+    let run = recorder.begin_run(&settings_json, Some((crate::ownership::host_name(), std::process::id())))?;
     let run_id = run.run_id.clone();
 
     let mut conditions = vec![None; graph.nodes.len()];

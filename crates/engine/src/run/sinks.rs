@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use contracts::plugin::ArtifactDescriptor;
 use contracts::records::{OutcomeDetail, Token};
-use contracts::{error_hash, stable_hash_json, ContentHash, OperationType, Row};
+use contracts::{error_hash, sink_write_hash, ContentHash, OperationType, Row};
 use landscape::recorder::{NewArtifact, NewNodeState, OperationCompletion, StateCompletion};
 
 use super::processor::{EngineError, Runtime};
@@ -117,8 +117,8 @@ impl Runtime<'_> {
         let step = self.graph.nodes[sink].step;
         let mut first = None;
         for delivery in deliveries {
-            let output = serde_json::json!({"row": delivery.hash.as_str(), "artifact_path": artifact.path_or_uri, "content_hash": artifact.content_hash.as_str()});
-            let output_hash = stable_hash_json(&output).map_err(landscape::LandscapeError::from)?;
+            let output_hash = sink_write_hash(&delivery.hash, &artifact.path_or_uri, &artifact.content_hash)
+                .map_err(landscape::LandscapeError::from)?;
             let state = self.recorder.record_node_state(
                 NewNodeState {
                     token: &delivery.token,

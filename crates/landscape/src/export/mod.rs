@@ -20,7 +20,7 @@
 //! in `runs.exported_at`, not in the file.
 
 mod csv_files;
-mod records;
+pub(crate) mod records;
 mod verify;
 
 use sha2::{Digest, Sha256};

@@ -68,7 +68,7 @@ macro_rules! stream {
     }};
 }
 
-fn run_record(run: Run) -> Map<String, J> {
+pub(crate) fn run_record(run: Run) -> Map<String, J> {
     let Run {
         run_id,
         started_at,
@@ -112,7 +112,7 @@ fn run_record(run: Run) -> Map<String, J> {
     map
 }
 
-fn node_record(node: Node) -> Map<String, J> {
+pub(crate) fn node_record(node: Node) -> Map<String, J> {
     let Node {
         node_id,
         run_id,
@@ -149,7 +149,7 @@ fn node_record(node: Node) -> Map<String, J> {
     map
 }
 
-fn edge_record(edge: Edge) -> Map<String, J> {
+pub(crate) fn edge_record(edge: Edge) -> Map<String, J> {
     let Edge { edge_id, run_id, from_node_id, to_node_id, label, default_mode, created_at } = edge;
     let mut map = record("edge", &run_id);
     map.insert("edge_id".into(), s(edge_id));
@@ -170,7 +170,7 @@ fn payload(map: &mut Map<String, J>, prefix: &str, value: Option<PayloadRef>) {
     map.insert(format!("{prefix}_data_ref"), data_ref);
 }
 
-fn operation_record(operation: Operation) -> Map<String, J> {
+pub(crate) fn operation_record(operation: Operation) -> Map<String, J> {
     let Operation { operation_id, run_id, node_id, operation_type, started_at, input, state } = operation;
     let mut map = record("operation", &run_id);
     map.insert("operation_id".into(), s(operation_id));
@@ -194,7 +194,7 @@ fn operation_record(operation: Operation) -> Map<String, J> {
     map
 }
 
-fn call_record(call: Call, run_id: &RunId) -> Map<String, J> {
+pub(crate) fn call_record(call: Call, run_id: &RunId) -> Map<String, J> {
     let Call {
         call_id,
         parent,
@@ -230,7 +230,7 @@ fn call_record(call: Call, run_id: &RunId) -> Map<String, J> {
     map
 }
 
-fn row_record(row: Row) -> Map<String, J> {
+pub(crate) fn row_record(row: Row) -> Map<String, J> {
     let Row { row_id, run_id, source_node_id, row_index, source_data_hash, source_data_ref, created_at } = row;
     let mut map = record("row", &run_id);
     map.insert("row_id".into(), s(row_id));
@@ -242,7 +242,7 @@ fn row_record(row: Row) -> Map<String, J> {
     map
 }
 
-fn token_record(token: Token) -> Map<String, J> {
+pub(crate) fn token_record(token: Token) -> Map<String, J> {
     let Token { token_id, row_id, run_id, lineage, step_in_pipeline, created_at } = token;
     let mut map = record("token", &run_id);
     map.insert("token_id".into(), s(token_id));
@@ -262,7 +262,7 @@ fn token_record(token: Token) -> Map<String, J> {
     map
 }
 
-fn token_parent_record(parent: TokenParent, run_id: &RunId) -> Map<String, J> {
+pub(crate) fn token_parent_record(parent: TokenParent, run_id: &RunId) -> Map<String, J> {
     let TokenParent { token_id, parent_token_id, ordinal } = parent;
     let mut map = record("token_parent", run_id);
     map.insert("token_id".into(), s(token_id));
@@ -271,7 +271,7 @@ fn token_parent_record(parent: TokenParent, run_id: &RunId) -> Map<String, J> {
     map
 }
 
-fn outcome_record(outcome: TokenOutcome) -> Map<String, J> {
+pub(crate) fn outcome_record(outcome: TokenOutcome) -> Map<String, J> {
     let is_terminal = outcome.is_terminal();
     let TokenOutcome { outcome_id, run_id, token_id, recorded_at, detail, context_json } = outcome;
     let mut map = record("token_outcome", &run_id);
@@ -326,7 +326,7 @@ fn outcome_record(outcome: TokenOutcome) -> Map<String, J> {
     map
 }
 
-fn node_state_record(state: NodeState) -> Map<String, J> {
+pub(crate) fn node_state_record(state: NodeState) -> Map<String, J> {
     let status = state.status();
     let (common, output_hash, completed_at, duration_ms, context_after_json, error_json, success_reason_json) = match state {
         NodeState::Open { common } => (common, None, None, None, None, None, None),
@@ -361,7 +361,7 @@ fn node_state_record(state: NodeState) -> Map<String, J> {
     map
 }
 
-fn routing_event_record(event: RoutingEvent, run_id: &RunId) -> Map<String, J> {
+pub(crate) fn routing_event_record(event: RoutingEvent, run_id: &RunId) -> Map<String, J> {
     let RoutingEvent { event_id, state_id, edge_id, routing_group_id, ordinal, mode, reason_hash, reason_ref, created_at } =
         event;
     let mut map = record("routing_event", run_id);
@@ -377,7 +377,7 @@ fn routing_event_record(event: RoutingEvent, run_id: &RunId) -> Map<String, J> {
     map
 }
 
-fn batch_record(batch: Batch) -> Map<String, J> {
+pub(crate) fn batch_record(batch: Batch) -> Map<String, J> {
     let Batch { batch_id, run_id, aggregation_node_id, attempt, retry_of_batch_id, created_at, state } = batch;
     let mut map = record("batch", &run_id);
     map.insert("batch_id".into(), s(batch_id));
@@ -405,7 +405,7 @@ fn batch_record(batch: Batch) -> Map<String, J> {
     map
 }
 
-fn batch_member_record(member: BatchMember) -> Map<String, J> {
+pub(crate) fn batch_member_record(member: BatchMember) -> Map<String, J> {
     let BatchMember { batch_id, run_id, token_id, ordinal } = member;
     let mut map = record("batch_member", &run_id);
     map.insert("batch_id".into(), s(batch_id));
@@ -414,7 +414,7 @@ fn batch_member_record(member: BatchMember) -> Map<String, J> {
     map
 }
 
-fn artifact_record(artifact: Artifact) -> Map<String, J> {
+pub(crate) fn artifact_record(artifact: Artifact) -> Map<String, J> {
     let Artifact {
         artifact_id,
         run_id,
@@ -440,7 +440,7 @@ fn artifact_record(artifact: Artifact) -> Map<String, J> {
     map
 }
 
-fn validation_error_record(error: ValidationError) -> Map<String, J> {
+pub(crate) fn validation_error_record(error: ValidationError) -> Map<String, J> {
     let ValidationError {
         error_id,
         run_id,
@@ -476,7 +476,7 @@ fn validation_error_record(error: ValidationError) -> Map<String, J> {
     map
 }
 
-fn transform_error_record(error: TransformError) -> Map<String, J> {
+pub(crate) fn transform_error_record(error: TransformError) -> Map<String, J> {
     let TransformError {
         error_id,
         run_id,

@@ -18,6 +18,7 @@ mod checkpoints;
 mod graph;
 mod outcomes;
 mod queries;
+mod retention;
 mod runs;
 mod states;
 mod tokens;
@@ -38,6 +39,7 @@ pub use calls::{NewCall, OperationCompletion};
 pub use checkpoints::{NewCheckpoint, NewSecretResolution, CHECKPOINT_FORMAT_VERSION};
 pub use graph::NewNode;
 pub use outcomes::{NewArtifact, NewTransformError, NewValidationError};
+pub use retention::{PurgePlan, PurgeReport};
 pub use states::{NewNodeState, StateCompletion};
 pub use tokens::fallback_hash;
 
@@ -62,6 +64,11 @@ impl Recorder {
         Ok(Recorder::new(crate::connection::open(url)?, payloads))
     }
 
+    /// Opens a Landscape that must already exist (see [`crate::open_existing`]).
+    pub fn open_existing(url: &str, payloads: Option<PayloadStore>) -> Result<Recorder> {
+        Ok(Recorder::new(crate::connection::open_existing(url)?, payloads))
+    }
+
     pub fn new(conn: DbConnection, payloads: Option<PayloadStore>) -> Recorder {
         Recorder {
             conn,
@@ -84,6 +91,22 @@ impl Recorder {
             self.poisoned.get_or_insert(error);
         }
         &mut self.conn
+    }
+
+    /// The lineage of one token (see [`crate::lineage`]).
+    pub fn explain(&mut self, run_id: &contracts::RunId, token_id: &contracts::TokenId) -> Result<crate::lineage::Lineage> {
+        self.conn()?;
+        crate::lineage::explain_token(&mut self.conn, self.payloads.as_ref(), run_id, token_id)
+    }
+
+    /// The tokens a source row ended as (see [`crate::lineage::row_outputs`]).
+    pub fn row_outputs(
+        &mut self,
+        run_id: &contracts::RunId,
+        row: &crate::lineage::RowSelector,
+        sink: Option<&str>,
+    ) -> Result<Vec<contracts::TokenId>> {
+        crate::lineage::row_outputs(self.conn()?, run_id, row, sink)
     }
 
     /// The connection, after the write buffer went to the database: every

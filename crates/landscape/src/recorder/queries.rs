@@ -7,7 +7,7 @@ use contracts::records::{
     Artifact, Batch, BatchMember, Call, CallParent, Edge, Node, NodeState, Operation, RoutingEvent, Row, Run, Token,
     TokenOutcome, TokenParent, TransformError, ValidationError,
 };
-use contracts::{BatchId, BatchStatus, OperationId, RowId, RunId, StateId, TokenId};
+use contracts::{BatchId, BatchStatus, OperationId, RowId, RowOutcome, RunId, StateId, TokenId};
 
 use super::Recorder;
 use crate::error::{LandscapeError, Result};
@@ -208,5 +208,28 @@ impl Recorder {
             .select(TransformErrorRow::as_select())
             .load(self.conn()?)?;
         found.into_iter().map(loaders::transform_error).collect()
+    }
+
+    /// How many source rows a run recorded.
+    pub fn count_rows(&mut self, run_id: &RunId) -> Result<u64> {
+        let count: i64 = rows::table.filter(rows::run_id.eq(run_id.as_str())).count().get_result(self.conn()?)?;
+        u64::try_from(count).map_err(|_| LandscapeError::integrity("negative row count"))
+    }
+
+    /// Terminal outcomes of a run, counted per outcome.
+    pub fn count_terminal_outcomes(&mut self, run_id: &RunId) -> Result<Vec<(RowOutcome, u64)>> {
+        let found: Vec<(String, i64)> = token_outcomes::table
+            .filter(token_outcomes::run_id.eq(run_id.as_str()))
+            .filter(token_outcomes::is_terminal.eq(1))
+            .group_by(token_outcomes::outcome)
+            .select((token_outcomes::outcome, diesel::dsl::count_star()))
+            .order(token_outcomes::outcome.asc())
+            .load(self.conn()?)?;
+        found
+            .into_iter()
+            .map(|(outcome, count)| {
+                Ok((outcome.parse()?, u64::try_from(count).map_err(|_| LandscapeError::integrity("negative outcome count"))?))
+            })
+            .collect()
     }
 }

@@ -1,0 +1,253 @@
+//! `elspeth explain`: the lineage of an output as a readable tree (or JSON):
+//! what happened to the row, at which node, and why, back to the source row.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use contracts::records::{BatchState, NodeState, OutcomeDetail, TokenLineage};
+use contracts::{ContentHash, RowId, StateId, TokenId};
+use landscape::lineage::{Lineage, Payload, RowSelector, StateHistory, TokenHistory};
+
+use crate::landscape_args::{resolve_run, LandscapeArgs};
+use crate::Format;
+
+/// What to explain.
+pub(crate) struct Target {
+    pub(crate) row: Option<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) sink: Option<String>,
+}
+
+pub(crate) fn explain(landscape: &LandscapeArgs, run: &str, target: &Target, format: Format) -> anyhow::Result<ExitCode> {
+    let mut recorder = landscape.open()?;
+    let run_id = resolve_run(&mut recorder, run)?;
+    let tokens: Vec<TokenId> = match (&target.token, &target.row) {
+        (Some(token), None) => vec![TokenId::parse(token).map_err(|e| anyhow::format_err!("--token {token:?}: {e}"))?],
+        (None, Some(row)) => {
+            let selector =
+                match row.parse::<u64>() {
+                    Ok(index) => RowSelector::Index(index),
+                    Err(_) => RowSelector::Id(RowId::parse(row).map_err(|e| {
+                        anyhow::format_err!("--row {row:?}: give the row number explain prints, or a row id ({e})")
+                    })?),
+                };
+            recorder.row_outputs(&run_id, &selector, target.sink.as_deref())?
+        }
+        _ => anyhow::bail!("name what to explain with --row N or --token ID"),
+    };
+    let lineages = tokens.iter().map(|t| recorder.explain(&run_id, t)).collect::<Result<Vec<_>, _>>()?;
+    match format {
+        Format::Json => {
+            let outputs: Vec<serde_json::Value> = lineages.iter().map(Lineage::to_json).collect();
+            crate::print_out(&format!("{}\n", serde_json::json!({"run_id": run_id.as_str(), "outputs": outputs})))?;
+        }
+        Format::Text => crate::print_out(&render(&lineages))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text report of one or more lineages (the outputs of one row).
+pub(crate) fn render(lineages: &[Lineage]) -> String {
+    let mut out = String::new();
+    if lineages.len() > 1 {
+        let _ = writeln!(out, "{} outputs; each is explained below.\n", lineages.len());
+    }
+    for (i, lineage) in lineages.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        render_one(&mut out, lineage);
+    }
+    out
+}
+
+fn short(hash: &ContentHash) -> String {
+    format!("{}…", &hash.as_str()[..12])
+}
+
+fn render_one(out: &mut String, lineage: &Lineage) {
+    let target = lineage.target();
+    let _ = writeln!(out, "Run {}", lineage.run_id);
+    let _ = writeln!(out, "Token {} — {}", target.token.token_id, outcome_line(target));
+    let mut shown = Shown::default();
+    render_token(out, lineage, target, "", &mut shown);
+}
+
+fn outcome_line(history: &TokenHistory) -> String {
+    let Some(outcome) = history.terminal_outcome() else {
+        return match history.outcomes.last() {
+            Some(o) => format!("{} (not terminal yet)", o.detail.outcome().as_str().to_uppercase()),
+            None => "no outcome recorded".to_owned(),
+        };
+    };
+    let name = outcome.detail.outcome().as_str().to_uppercase();
+    match &outcome.detail {
+        OutcomeDetail::Completed { sink_name } | OutcomeDetail::Routed { sink_name } => format!("{name} to sink {sink_name}"),
+        OutcomeDetail::Diverted { sink_name, error_hash } => format!("{name} to sink {sink_name} (error {error_hash})"),
+        OutcomeDetail::Quarantined { error_hash, sink_name } => match sink_name {
+            Some(sink) => format!("{name} to sink {sink} (error {error_hash})"),
+            None => format!("{name}, discarded (error {error_hash})"),
+        },
+        OutcomeDetail::Failed { error_hash, batch_id } => match batch_id {
+            Some(batch) => format!("{name} in batch {batch} (error {error_hash})"),
+            None => format!("{name} (error {error_hash})"),
+        },
+        OutcomeDetail::Forked { expected_branches, .. } => format!("{name} into branches {}", expected_branches.join(", ")),
+        OutcomeDetail::ConsumedInBatch { batch_id } => format!("{name} {batch_id}"),
+        OutcomeDetail::Coalesced { join_group_id } => format!("{name} (join group {join_group_id})"),
+        OutcomeDetail::Expanded { count, .. } => format!("{name} into {count} tokens"),
+        OutcomeDetail::Buffered { batch_id } => format!("{name} in batch {batch_id}"),
+    }
+}
+
+fn origin(token: &TokenHistory) -> String {
+    match &token.token.lineage {
+        TokenLineage::Initial => "the source row's first token".to_owned(),
+        TokenLineage::Forked { branch_name, .. } => format!("forked onto branch {branch_name}"),
+        TokenLineage::Joined { .. } => format!("merged from {} branch tokens", token.parents.len()),
+        TokenLineage::Expanded { branch_name, .. } => {
+            let from = if token.parents.len() > 1 {
+                format!("made by a batch flush from {} tokens", token.parents.len())
+            } else {
+                "expanded from its parent".to_owned()
+            };
+            match branch_name {
+                Some(branch) => format!("{from}, on branch {branch}"),
+                None => from,
+            }
+        }
+    }
+}
+
+/// What the report already printed: each token and each state once.
+#[derive(Default)]
+struct Shown {
+    tokens: HashSet<TokenId>,
+    states: HashSet<StateId>,
+}
+
+fn render_token(out: &mut String, lineage: &Lineage, history: &TokenHistory, indent: &str, shown: &mut Shown) {
+    shown.tokens.insert(history.token.token_id.clone());
+    let _ = writeln!(out, "{indent}  origin: {}", origin(history));
+    if !history.siblings.is_empty() {
+        let ids: Vec<&str> = history.siblings.iter().map(TokenId::as_str).collect();
+        let _ = writeln!(out, "{indent}  siblings: {}", ids.join(", "));
+    }
+    if let Some(row) = lineage.row(&history.token.row_id) {
+        if history.parents.is_empty() {
+            let _ = writeln!(
+                out,
+                "{indent}  source row {} (row id {}), hash {}",
+                row.row.row_index,
+                row.row.row_id,
+                short(&row.row.source_data_hash)
+            );
+            let data = match &row.payload {
+                Payload::Available(data) => data.to_string(),
+                Payload::Purged => "purged (the hash above remains)".to_owned(),
+                Payload::NotStored => "not stored".to_owned(),
+                Payload::StoreNotGiven => "not read (no payload store given)".to_owned(),
+            };
+            let _ = writeln!(out, "{indent}  data: {data}");
+            for error in &row.validation_errors {
+                let _ =
+                    writeln!(out, "{indent}  validation error ({}): {} → {}", error.schema_mode, error.error, error.destination);
+            }
+        }
+    }
+    for state in &history.states {
+        shown.states.insert(state.state.common().state_id.clone());
+        render_state(out, lineage, state, indent);
+    }
+    for batch in &history.batches {
+        let trigger = match &batch.batch.state {
+            BatchState::Draft => "still buffering".to_owned(),
+            BatchState::Executing { trigger, .. } => format!("executing, {}", trigger.trigger_reason),
+            BatchState::Completed { trigger, .. } => format!("completed, {}", trigger.trigger_reason),
+            BatchState::Failed { flush: Some((trigger, _)), .. } => format!("failed, {}", trigger.trigger_reason),
+            BatchState::Failed { flush: None, .. } => "failed before flushing".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{indent}  batch {} member #{} ({trigger}, attempt {})",
+            batch.batch.batch_id, batch.member.ordinal, batch.batch.attempt
+        );
+        if let Some(flush) = &batch.flush {
+            if shown.states.insert(flush.state.common().state_id.clone()) {
+                render_state(out, lineage, flush, &format!("{indent}  "));
+            } else {
+                let _ = writeln!(out, "{indent}    flushed at step {} (shown above)", flush.state.common().step_index);
+            }
+        }
+    }
+    for error in &history.transform_errors {
+        let details = error.error_details_json.as_deref().unwrap_or("no details");
+        let _ = writeln!(out, "{indent}  transform error at {}: {details} → {}", error.transform_id, error.destination);
+    }
+    let outcomes: Vec<String> = history.outcomes.iter().map(|o| o.detail.outcome().as_str().to_uppercase()).collect();
+    if !outcomes.is_empty() {
+        let _ = writeln!(out, "{indent}  outcomes: {}", outcomes.join(", "));
+    }
+    for parent in &history.parents {
+        let Some(parent_history) = lineage.token(&parent.parent_token_id) else { continue };
+        if shown.tokens.contains(&parent.parent_token_id) {
+            let _ = writeln!(out, "{indent}  ↳ parent token {} (shown above)", parent.parent_token_id);
+            continue;
+        }
+        let _ = writeln!(out, "{indent}  ↳ parent token {} — {}", parent.parent_token_id, outcome_line(parent_history));
+        render_token(out, lineage, parent_history, &format!("{indent}    "), shown);
+    }
+}
+
+fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, indent: &str) {
+    let common = history.state.common();
+    let (kind, plugin) = lineage.node(&common.node_id).map_or(("node", "?"), |n| (n.node_type.as_str(), n.plugin_name.as_str()));
+    let status = history.state.status().as_str();
+    let retry = if common.attempt > 0 { format!(" attempt {}", common.attempt) } else { String::new() };
+    let (output, context, error) = match &history.state {
+        NodeState::Open { .. } => (None, None, None),
+        NodeState::Pending { context_after_json, .. } => (None, context_after_json.as_deref(), None),
+        NodeState::Completed { output_hash, context_after_json, .. } => (Some(output_hash), context_after_json.as_deref(), None),
+        NodeState::Failed { output_hash, context_after_json, error_json, .. } => {
+            (output_hash.as_ref(), context_after_json.as_deref(), Some(error_json.as_str()))
+        }
+    };
+    let hashes = match output {
+        Some(output) if output == &common.input_hash => format!("in = out {}", short(output)),
+        Some(output) => format!("in {} → out {}", short(&common.input_hash), short(output)),
+        None => format!("in {}", short(&common.input_hash)),
+    };
+    let _ = writeln!(out, "{indent}  [{}] {kind} {plugin} ({}){retry}: {status}, {hashes}", common.step_index, common.node_id);
+    let detail = format!("{indent}      ");
+    if let Some(context) = context {
+        let _ = writeln!(out, "{detail}{context}");
+    }
+    if let Some(error) = error {
+        let _ = writeln!(out, "{detail}error: {error}");
+    }
+    for event in &history.routing_events {
+        match lineage.edge(&event.edge_id) {
+            Some(edge) => {
+                let _ = writeln!(out, "{detail}route {:?} → {} ({})", edge.label, edge.to_node_id, event.mode.as_str());
+            }
+            None => {
+                let _ = writeln!(out, "{detail}route on edge {} ({})", event.edge_id, event.mode.as_str());
+            }
+        }
+    }
+    for call in &history.calls {
+        let latency = call.latency_ms.map_or_else(|| "latency not recorded".to_owned(), |ms| format!("{ms:.3} ms"));
+        let _ =
+            writeln!(out, "{detail}call #{} {} {}: {latency}", call.call_index, call.call_type.as_str(), call.status.as_str());
+    }
+    if let Some(artifact) = &history.artifact {
+        let _ = writeln!(
+            out,
+            "{detail}wrote {} ({} bytes, sha256 {})",
+            artifact.path_or_uri,
+            artifact.size_bytes,
+            short(&artifact.content_hash)
+        );
+    }
+}
