@@ -8,6 +8,7 @@
 mod explain;
 mod export;
 mod landscape_args;
+mod plugins_list;
 mod purge;
 mod run;
 mod runs;
@@ -176,11 +177,29 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// The built-in plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
     /// Verify a JSON Lines export offline: signatures (key from
     /// ELSPETH_SIGNING_KEY), chain and counts. Exits 0 when valid, 2 naming
     /// the first problem when edited, deleted, inserted or reordered.
     Verify {
         path: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// List the built-in plugins with their determinism (recorded on every
+    /// node, it decides a run's reproducibility grade) and their options.
+    List {
+        /// Only plugins of this kind.
+        #[arg(long, short = 't', value_enum)]
+        r#type: Option<plugins_list::KindFilter>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -197,6 +216,7 @@ fn main() -> ExitCode {
             let format = if json { Format::Json } else { format };
             explain::explain(&landscape, &run, &explain::Target { row, token, sink }, format)
         }
+        Command::Plugins { command: PluginsCommand::List { r#type, format } } => plugins_list::list(r#type, format),
         Command::Runs { landscape, format } => runs::runs(&landscape, format),
         Command::Purge { landscape, retention_days, dry_run, format } => {
             purge::purge(&landscape, retention_days, dry_run, format)

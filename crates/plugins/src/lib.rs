@@ -9,6 +9,7 @@
 //! first use.
 #![forbid(unsafe_code)]
 
+mod catalogue;
 mod options;
 mod row_schema;
 mod sinks;
@@ -17,19 +18,16 @@ mod transforms;
 
 use contracts::plugin::{BatchTransform, Options, PluginError, PluginRegistry, Sink, Source, Transform};
 
+pub use catalogue::{OptionDoc, PluginDoc, PluginKind, CATALOGUE};
 pub use sources::normalize_header;
 
 /// The registry of built-in plugins.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BuiltinPlugins;
 
-const SOURCES: &[&str] = &["csv", "json", "null"];
-const TRANSFORMS: &[&str] = &["passthrough", "field_mapper", "truncate", "keyword_filter", "json_explode"];
-const BATCH_TRANSFORMS: &[&str] = &["batch_stats", "batch_replicate"];
-const SINKS: &[&str] = &["csv", "json"];
-
-fn unknown(kind: &str, name: &str, known: &[&str]) -> PluginError {
-    PluginError::Config(format!("unknown {kind} plugin {name:?} (available: {})", known.join(", ")))
+fn unknown(kind: PluginKind, name: &str) -> PluginError {
+    let known = catalogue::names(kind).join(", ");
+    PluginError::Config(format!("unknown {} plugin {name:?} (available: {known})", kind.as_str().replace('_', " ")))
 }
 
 impl PluginRegistry for BuiltinPlugins {
@@ -38,7 +36,7 @@ impl PluginRegistry for BuiltinPlugins {
             "csv" => Ok(Box::new(sources::CsvSource::new(options)?)),
             "json" => Ok(Box::new(sources::JsonSource::new(options)?)),
             "null" => Ok(Box::new(sources::NullSource::new(options)?)),
-            other => Err(unknown("source", other, SOURCES)),
+            other => Err(unknown(PluginKind::Source, other)),
         }
     }
 
@@ -49,7 +47,7 @@ impl PluginRegistry for BuiltinPlugins {
             "truncate" => Ok(Box::new(transforms::Truncate::new(options)?)),
             "keyword_filter" => Ok(Box::new(transforms::KeywordFilter::new(options)?)),
             "json_explode" => Ok(Box::new(transforms::JsonExplode::new(options)?)),
-            other => Err(unknown("transform", other, TRANSFORMS)),
+            other => Err(unknown(PluginKind::Transform, other)),
         }
     }
 
@@ -57,7 +55,7 @@ impl PluginRegistry for BuiltinPlugins {
         match plugin {
             "batch_stats" => Ok(Box::new(transforms::BatchStats::new(options)?)),
             "batch_replicate" => Ok(Box::new(transforms::BatchReplicate::new(options)?)),
-            other => Err(unknown("batch transform", other, BATCH_TRANSFORMS)),
+            other => Err(unknown(PluginKind::BatchTransform, other)),
         }
     }
 
@@ -65,11 +63,11 @@ impl PluginRegistry for BuiltinPlugins {
         match plugin {
             "csv" => Ok(Box::new(sinks::CsvSink::new(options)?)),
             "json" => Ok(Box::new(sinks::JsonSink::new(options)?)),
-            other => Err(unknown("sink", other, SINKS)),
+            other => Err(unknown(PluginKind::Sink, other)),
         }
     }
 
     fn is_batch_aware(&self, plugin: &str) -> bool {
-        BATCH_TRANSFORMS.contains(&plugin)
+        catalogue::names(PluginKind::BatchTransform).contains(&plugin)
     }
 }

@@ -236,6 +236,3 @@ pub(crate) fn i32_of(what: &str, value: u32) -> Result<i32> {
 pub(crate) fn i64_of(what: &str, value: u64) -> Result<i64> {
     i64::try_from(value).map_err(|_| LandscapeError::InvalidWrite(format!("{what} {value} is too large")))
 }
-
-#[cfg(test)]
-mod tests;

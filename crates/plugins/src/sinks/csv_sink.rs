@@ -15,6 +15,9 @@ fn default_delimiter() -> String {
     ",".to_owned()
 }
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo = PluginInfo { name: "csv", version: "1.0.0", determinism: Determinism::IoWrite };
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CsvSinkOptions {
@@ -89,7 +92,7 @@ impl CsvSink {
 
 impl Sink for CsvSink {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "csv", version: "1.0.0", determinism: Determinism::IoWrite }
+        INFO
     }
 
     fn write(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<(), PluginError> {

@@ -8,6 +8,9 @@ use serde::Deserialize;
 use super::durable_file::DurableFile;
 use super::{renamed, HeaderNames, Headers};
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo = PluginInfo { name: "json", version: "1.0.0", determinism: Determinism::IoWrite };
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Format {
@@ -94,7 +97,7 @@ impl JsonSink {
 
 impl Sink for JsonSink {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "json", version: "1.0.0", determinism: Determinism::IoWrite }
+        INFO
     }
 
     fn write(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<(), PluginError> {

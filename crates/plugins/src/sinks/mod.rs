@@ -2,9 +2,9 @@
 //! running SHA-256 of every byte written, so the artifact hash always equals
 //! the hash of the file's content.
 
-mod csv_sink;
+pub(crate) mod csv_sink;
 mod durable_file;
-mod json_sink;
+pub(crate) mod json_sink;
 
 pub(crate) use csv_sink::CsvSink;
 pub(crate) use json_sink::JsonSink;

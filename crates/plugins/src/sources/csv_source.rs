@@ -17,6 +17,9 @@ fn default_delimiter() -> String {
     ",".to_owned()
 }
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo = PluginInfo { name: "csv", version: "1.0.0", determinism: Determinism::IoRead };
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CsvSourceOptions {
@@ -154,7 +157,7 @@ impl CsvSource {
 
 impl Source for CsvSource {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "csv", version: "1.0.0", determinism: Determinism::IoRead }
+        INFO
     }
 
     fn next_item(&mut self, _ctx: &mut PluginContext) -> Result<Option<SourceItem>, PluginError> {

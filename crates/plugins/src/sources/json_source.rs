@@ -13,6 +13,9 @@ use serde::Deserialize;
 use super::{parse_failure, validated_item};
 use crate::row_schema::RowValidator;
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo = PluginInfo { name: "json", version: "1.0.0", determinism: Determinism::IoRead };
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Format {
@@ -157,7 +160,7 @@ impl JsonSource {
 
 impl Source for JsonSource {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "json", version: "1.0.0", determinism: Determinism::IoRead }
+        INFO
     }
 
     fn next_item(&mut self, _ctx: &mut PluginContext) -> Result<Option<SourceItem>, PluginError> {

@@ -1,10 +1,10 @@
 //! Sources: where rows come from. Bad records are quarantined
 //! (`SourceItem::Invalid`), never fatal; only an unreadable input stops a run.
 
-mod csv_source;
+pub(crate) mod csv_source;
 mod headers;
-mod json_source;
-mod null_source;
+pub(crate) mod json_source;
+pub(crate) mod null_source;
 
 pub(crate) use csv_source::CsvSource;
 pub use headers::normalize_header;

@@ -3,6 +3,9 @@
 use contracts::plugin::{Options, PluginContext, PluginError, PluginInfo, Source, SourceItem, SourcePosition};
 use contracts::Determinism;
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo = PluginInfo { name: "null", version: "1.0.0", determinism: Determinism::Deterministic };
+
 pub(crate) struct NullSource;
 
 impl NullSource {
@@ -16,7 +19,7 @@ impl NullSource {
 
 impl Source for NullSource {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "null", version: "1.0.0", determinism: Determinism::Deterministic }
+        INFO
     }
 
     fn next_item(&mut self, _ctx: &mut PluginContext) -> Result<Option<SourceItem>, PluginError> {

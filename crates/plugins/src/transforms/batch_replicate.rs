@@ -22,6 +22,10 @@ fn default_true() -> bool {
     true
 }
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo =
+    PluginInfo { name: "batch_replicate", version: "1.0.0", determinism: Determinism::Deterministic };
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchReplicateOptions {
@@ -57,7 +61,7 @@ impl BatchReplicate {
 
 impl BatchTransform for BatchReplicate {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "batch_replicate", version: "1.0.0", determinism: Determinism::Deterministic }
+        INFO
     }
 
     fn process_batch(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<BatchResult, PluginError> {

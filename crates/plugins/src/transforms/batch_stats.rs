@@ -11,6 +11,9 @@ fn default_true() -> bool {
     true
 }
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo = PluginInfo { name: "batch_stats", version: "1.0.0", determinism: Determinism::Deterministic };
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchStatsOptions {
@@ -67,7 +70,7 @@ fn error(reason: &str, context: serde_json::Value) -> BatchResult {
 
 impl BatchTransform for BatchStats {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "batch_stats", version: "1.0.0", determinism: Determinism::Deterministic }
+        INFO
     }
 
     #[allow(clippy::cast_precision_loss)]

@@ -7,6 +7,10 @@ use contracts::{Determinism, Row, Value};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo =
+    PluginInfo { name: "field_mapper", version: "1.0.0", determinism: Determinism::Deterministic };
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FieldMapperOptions {
@@ -63,7 +67,7 @@ fn lookup<'a>(row: &'a Row, source: &str) -> Result<Option<&'a Value>, String> {
 
 impl Transform for FieldMapper {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "field_mapper", version: "1.0.0", determinism: Determinism::Deterministic }
+        INFO
     }
 
     fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {

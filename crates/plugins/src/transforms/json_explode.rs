@@ -14,6 +14,10 @@ fn default_true() -> bool {
     true
 }
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo =
+    PluginInfo { name: "json_explode", version: "1.0.0", determinism: Determinism::Deterministic };
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonExplodeOptions {
@@ -44,7 +48,7 @@ impl JsonExplode {
 
 impl Transform for JsonExplode {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "json_explode", version: "1.0.0", determinism: Determinism::Deterministic }
+        INFO
     }
 
     fn creates_tokens(&self) -> bool {

@@ -6,6 +6,10 @@ use contracts::{Determinism, Row, Value};
 use regex::Regex;
 use serde::Deserialize;
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo =
+    PluginInfo { name: "keyword_filter", version: "1.0.0", determinism: Determinism::Deterministic };
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Fields {
@@ -92,7 +96,7 @@ impl KeywordFilter {
 
 impl Transform for KeywordFilter {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "keyword_filter", version: "1.0.0", determinism: Determinism::Deterministic }
+        INFO
     }
 
     fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {

@@ -2,13 +2,13 @@
 //! batches). Problems with a row's data are error results routed by
 //! `on_error`; a broken plugin contract stops the run.
 
-mod batch_replicate;
-mod batch_stats;
-mod field_mapper;
-mod json_explode;
-mod keyword_filter;
-mod passthrough;
-mod truncate;
+pub(crate) mod batch_replicate;
+pub(crate) mod batch_stats;
+pub(crate) mod field_mapper;
+pub(crate) mod json_explode;
+pub(crate) mod keyword_filter;
+pub(crate) mod passthrough;
+pub(crate) mod truncate;
 
 pub(crate) use batch_replicate::BatchReplicate;
 pub(crate) use batch_stats::BatchStats;

@@ -4,6 +4,9 @@ use contracts::plugin::{Options, PluginContext, PluginError, PluginInfo, Transfo
 use contracts::{Determinism, Row};
 use serde::Deserialize;
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo = PluginInfo { name: "passthrough", version: "1.0.0", determinism: Determinism::Deterministic };
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PassthroughOptions {
@@ -27,7 +30,7 @@ impl Passthrough {
 
 impl Transform for Passthrough {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "passthrough", version: "1.0.0", determinism: Determinism::Deterministic }
+        INFO
     }
 
     fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {

@@ -6,6 +6,9 @@ use contracts::{Determinism, Row, Value};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+/// What this plugin records on its node.
+pub(crate) const INFO: PluginInfo = PluginInfo { name: "truncate", version: "1.0.0", determinism: Determinism::Deterministic };
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TruncateOptions {
@@ -45,7 +48,7 @@ impl Truncate {
 
 impl Transform for Truncate {
     fn info(&self) -> PluginInfo {
-        PluginInfo { name: "truncate", version: "1.0.0", determinism: Determinism::Deterministic }
+        INFO
     }
 
     fn process(&mut self, mut row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {

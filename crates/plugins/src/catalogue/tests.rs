@@ -1,0 +1,61 @@
+//! The catalogue matches what the plugins really accept.
+
+use contracts::plugin::{Options, PluginError, PluginRegistry};
+
+use super::{PluginKind, CATALOGUE};
+use crate::BuiltinPlugins;
+
+fn construct(kind: PluginKind, name: &str, options: &Options) -> Result<(), PluginError> {
+    let registry = BuiltinPlugins;
+    match kind {
+        PluginKind::Source => registry.source(name, options).map(drop),
+        PluginKind::Transform => registry.transform(name, options).map(drop),
+        PluginKind::BatchTransform => registry.batch_transform(name, options).map(drop),
+        PluginKind::Sink => registry.sink(name, options).map(drop),
+    }
+}
+
+/// The option names serde lists after "expected one of" for an unknown key.
+fn accepted_options(message: &str) -> Option<Vec<String>> {
+    let (_, list) = message.split_once("expected one of ")?;
+    Some(list.split(", ").map(|name| name.trim_matches(|c: char| c == '`' || c.is_whitespace()).to_owned()).collect())
+}
+
+#[test]
+fn every_documented_option_is_accepted_and_every_accepted_option_documented() {
+    for doc in CATALOGUE {
+        let mut probe = Options::new();
+        probe.insert("__probe__".into(), true.into());
+        let error = construct(doc.kind, doc.info.name, &probe).expect_err("an unknown option must be refused");
+        let message = error.to_string();
+        assert!(message.contains("__probe__"), "{}: {message}", doc.info.name);
+        let mut documented: Vec<String> = doc.options.iter().map(|o| o.name.to_owned()).collect();
+        documented.sort();
+        match accepted_options(&message) {
+            Some(mut accepted) => {
+                accepted.sort();
+                assert_eq!(documented, accepted, "options of {} {}", doc.kind.as_str(), doc.info.name);
+            }
+            None => {
+                for option in doc.options {
+                    let mut one = Options::new();
+                    one.insert(option.name.into(), serde_json::json!({"mode": "observed"}));
+                    if let Err(error) = construct(doc.kind, doc.info.name, &one) {
+                        assert!(!error.to_string().contains("unknown option"), "{}: {error}", doc.info.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn names_are_unique_per_kind_and_every_plugin_is_documented() {
+    for doc in CATALOGUE {
+        let same = CATALOGUE.iter().filter(|d| d.kind == doc.kind && d.info.name == doc.info.name).count();
+        assert_eq!(same, 1, "{} {} listed twice", doc.kind.as_str(), doc.info.name);
+        assert!(!doc.summary.is_empty() && doc.options.iter().all(|o| !o.description.is_empty()));
+    }
+    let error = construct(PluginKind::Sink, "nope", &Options::new()).expect_err("unknown plugin");
+    assert_eq!(error.to_string(), "invalid options: unknown sink plugin \"nope\" (available: csv, json)");
+}
