@@ -3,6 +3,7 @@
 mod aggregation;
 mod cli;
 mod coalesce;
+mod explain;
 mod export;
 mod run;
 mod validate;

@@ -47,31 +47,27 @@ pub(crate) fn explain(landscape: &LandscapeArgs, run: &str, target: &Target, for
     Ok(ExitCode::SUCCESS)
 }
 
-/// The text report of one or more lineages (the outputs of one row).
+/// The text report of one or more lineages (the outputs of one row). A
+/// token or state shared by several outputs (the forked parent, the members
+/// of a batch) is printed in full once and referred to afterwards.
 pub(crate) fn render(lineages: &[Lineage]) -> String {
     let mut out = String::new();
+    let Some(first) = lineages.first() else { return out };
+    let _ = writeln!(out, "Run {}", first.run_id);
     if lineages.len() > 1 {
-        let _ = writeln!(out, "{} outputs; each is explained below.\n", lineages.len());
+        let _ = writeln!(out, "{} outputs; each is explained below.", lineages.len());
     }
-    for (i, lineage) in lineages.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        render_one(&mut out, lineage);
+    let mut shown = Shown::default();
+    for lineage in lineages {
+        let target = lineage.target();
+        let _ = writeln!(out, "\nToken {} — {}", target.token.token_id, outcome_line(target));
+        render_token(&mut out, lineage, target, "", &mut shown);
     }
     out
 }
 
 fn short(hash: &ContentHash) -> String {
     format!("{}…", &hash.as_str()[..12])
-}
-
-fn render_one(out: &mut String, lineage: &Lineage) {
-    let target = lineage.target();
-    let _ = writeln!(out, "Run {}", lineage.run_id);
-    let _ = writeln!(out, "Token {} — {}", target.token.token_id, outcome_line(target));
-    let mut shown = Shown::default();
-    render_token(out, lineage, target, "", &mut shown);
 }
 
 fn outcome_line(history: &TokenHistory) -> String {

@@ -53,17 +53,8 @@ pub(crate) fn write_export(
 }
 
 pub(crate) fn export(run: &str, database: &str, format: ExportFormat, output: &Path, sign: bool) -> anyhow::Result<ExitCode> {
-    let mut recorder = Recorder::open(database, None)?;
-    let run_id = if run == "latest" {
-        recorder
-            .list_runs()?
-            .into_iter()
-            .next()
-            .map(|r| r.run_id)
-            .ok_or_else(|| anyhow::format_err!("the Landscape holds no runs"))?
-    } else {
-        RunId::parse(run)?
-    };
+    let mut recorder = Recorder::open_existing(database, None)?;
+    let run_id = crate::landscape_args::resolve_run(&mut recorder, run)?;
     let records = write_export(&mut recorder, &run_id, format, output, sign)?;
     recorder.set_export_status(&run_id, ExportStatus::Completed, None, Some(format.as_str()), None)?;
     let rss = crate::peak_rss_bytes().map_or_else(String::new, |b| format!(" (peak RSS {:.1} MB)", b as f64 / 1_048_576.0));

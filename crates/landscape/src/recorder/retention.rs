@@ -27,7 +27,8 @@ pub struct PurgePlan {
     pub cutoff: Timestamp,
     /// Runs whose payloads are eligible, oldest first.
     pub expired_runs: Vec<RunId>,
-    /// Blobs to delete: referenced by eligible runs and by no other run.
+    /// Blobs to delete: referenced by eligible runs and by no other run, and
+    /// still in the store.
     pub refs: Vec<String>,
     /// Blobs of eligible runs kept because another run still refers to them.
     pub shared: usize,
@@ -85,7 +86,17 @@ impl Recorder {
             }
         }
         let shared = expired.intersection(&active).count();
-        let refs: Vec<String> = expired.difference(&active).cloned().collect();
+        let mut refs = Vec::new();
+        for candidate in expired.difference(&active) {
+            // Blobs an earlier purge deleted are referenced still, but gone.
+            let present = match &self.payloads {
+                Some(store) => store.exists(candidate)?,
+                None => true,
+            };
+            if present {
+                refs.push(candidate.clone());
+            }
+        }
         replay_needs.retain(|r, _| refs.binary_search(r).is_ok());
         Ok(PurgePlan { cutoff, expired_runs, refs, shared, replay_needs })
     }
