@@ -156,3 +156,52 @@ fn merge_metadata_is_recorded_and_the_merged_hash_is_what_the_sink_received() {
     assert!(pairs.iter().all(|(merged, received)| merged == received), "{pairs:?}");
     check(dir.path(), "examples/fork_coalesce/runs/audit.db");
 }
+
+/// Found by the random-pipeline proptest: an aggregation in transform mode
+/// makes several tokens of one row; each is forked and each fork must join
+/// on its own, not on the row.
+#[test]
+fn several_forks_of_one_row_join_separately() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("input.jsonl"), "{\"id\": 1}\n{\"id\": 2}\n").expect("input");
+    let settings = r"
+source:
+  plugin: json
+  on_success: in
+  options: {path: input.jsonl, schema: {mode: observed}, on_validation_failure: discard}
+aggregations:
+- name: batch
+  plugin: batch_replicate
+  input: in
+  on_success: batched
+  on_error: discard
+  output_mode: transform
+  trigger: {count: 2}
+  options: {schema: {mode: observed}}
+gates:
+- name: split
+  input: batched
+  condition: 'True'
+  routes: {'true': fork, 'false': out}
+  fork_to: [a, b]
+coalesce:
+- name: join
+  branches: {a: a, b: b}
+  on_success: out
+  policy: require_all
+sinks:
+  out:
+    plugin: json
+    on_write_failure: discard
+    options: {path: out.jsonl, schema: {mode: observed}}
+landscape: {url: 'sqlite:///audit.db'}
+payload_store: {base_path: payloads}
+";
+    std::fs::write(dir.path().join("settings.yaml"), settings).expect("settings");
+    let output = elspeth_in(dir.path(), &["run", "--settings", "settings.yaml", "--execute", "--format", "json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("summary");
+    assert_eq!(summary["status"], "completed", "{summary}");
+    assert_eq!(outcome_count(&summary, "coalesced"), 4, "{summary}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).expect("out").lines().count(), 2);
+    check(dir.path(), "audit.db");
+}

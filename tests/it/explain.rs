@@ -3,6 +3,7 @@
 //! the source rows, integrity errors on broken lineage, read commands that
 //! never create a database, retention that keeps hashes.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use landscape::connection::{execute_raw, query_i64, query_pairs};
@@ -67,7 +68,7 @@ fn explain_example(example: &str) -> String {
     let mut conn = landscape_at(dir.path(), &db);
     let mut report = String::new();
     for row in interesting_rows(&mut conn) {
-        report.push_str(&format!("$ elspeth explain --row {row}\n"));
+        let _ = writeln!(report, "$ elspeth explain --row {row}");
         report.push_str(&stdout_of(&explain(dir.path(), &settings, &["--row", &row.to_string()])));
         report.push('\n');
     }
@@ -151,7 +152,7 @@ fn failed_tokens_and_both_aggregation_modes_are_explained() {
         let dir = tempfile::tempdir().expect("temp dir");
         failing_pipeline(dir.path(), mode);
         for row in ["0", "1", "3"] {
-            report.push_str(&format!("$ elspeth explain --row {row}   # output_mode {mode}\n"));
+            let _ = writeln!(report, "$ elspeth explain --row {row}   # output_mode {mode}");
             report.push_str(&stdout_of(&explain(dir.path(), "settings.yaml", &["--row", row])));
             report.push('\n');
         }

@@ -5,5 +5,6 @@ mod cli;
 mod coalesce;
 mod explain;
 mod export;
+mod random_pipelines;
 mod run;
 mod validate;

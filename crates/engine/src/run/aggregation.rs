@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use contracts::plugin::{BatchResult, PluginError};
 use contracts::records::{Batch, BatchTrigger, OutcomeDetail, Token};
-use contracts::{canonical_json, error_hash, stable_hash, ContentHash, Row, TriggerType, Value};
+use contracts::{canonical_json, error_hash, stable_hash, Row, TriggerType, Value};
 use landscape::recorder::{BatchCompletion, NewNodeState, StateCompletion};
 use landscape::LandscapeError;
 
@@ -22,7 +22,7 @@ use crate::settings::OutputModeSetting;
 #[derive(Default)]
 pub(crate) struct AggregationBuffer {
     batch: Option<Batch>,
-    members: Vec<(Token, Row, ContentHash)>,
+    members: Vec<Work>,
     first_arrival: Option<Instant>,
     /// The node's parsed trigger condition, kept across batches.
     condition: Option<Condition>,
@@ -69,7 +69,7 @@ impl Runtime<'_> {
             u32::try_from(self.buffers[node].members.len()).map_err(|_| EngineError::Invariant("batch too large".into()))?;
         self.recorder.add_batch_member(&batch_id, &self.run_id, &work.token.token_id, ordinal)?;
         self.outcome(&work.token, OutcomeDetail::Buffered { batch_id }, None)?;
-        self.buffers[node].members.push((work.token, work.row, work.hash));
+        self.buffers[node].members.push(work);
         let count = self.buffers[node].members.len();
         if let Some(limit) = trigger.count {
             if u64::try_from(count).unwrap_or(u64::MAX) >= limit {
@@ -137,14 +137,14 @@ impl Runtime<'_> {
             return Ok(());
         }
         let settings = self.loaded.settings.aggregations[index].clone();
-        let rows: Vec<Row> = buffer.members.iter().map(|(_, row, _)| row.clone()).collect();
+        let rows: Vec<Row> = buffer.members.iter().map(|w| w.row.clone()).collect();
         let batch_rows = Value::Object(Row::from_iter([(
             "batch_rows".to_owned(),
             Value::List(rows.iter().cloned().map(Value::Object).collect()),
         )]));
         let input_hash = stable_hash(&batch_rows).map_err(LandscapeError::from)?;
-        let representative = buffer.members[0].0.clone();
-        let member_ids: Vec<&str> = buffer.members.iter().map(|(t, _, _)| t.token_id.as_str()).collect();
+        let representative = buffer.members[0].token.clone();
+        let member_ids: Vec<&str> = buffer.members.iter().map(|w| w.token.token_id.as_str()).collect();
         let context_before =
             canonical_json(&serde_json::json!({"batch_id": batch.batch_id.as_str(), "member_token_ids": member_ids}))
                 .map_err(LandscapeError::from)?;
@@ -219,20 +219,26 @@ impl Runtime<'_> {
                 self.recorder.complete_batch(&batch.batch_id, BatchCompletion::Completed)?;
                 let Value::List(values) = list else { unreachable!("constructed as a list") };
                 if passthrough {
-                    for ((token, _, _), value) in buffer.members.into_iter().zip(values) {
+                    for (member, value) in buffer.members.into_iter().zip(values) {
                         let hash = stable_hash(&value).map_err(LandscapeError::from)?;
                         let Value::Object(row) = value else { unreachable!("rows are objects") };
-                        self.route_from(Work { token, row, hash, at: node }, node, queue)?;
+                        self.route_from(Work { row, hash, at: node, ..member }, node, queue)?;
                     }
                 } else {
-                    let members: Vec<&Token> = buffer.members.iter().map(|(t, _, _)| t).collect();
+                    let members: Vec<&Token> = buffer.members.iter().map(|w| &w.token).collect();
+                    // Outputs stay joinable downstream only when every member
+                    // came from the same fork.
+                    let fork_group = buffer.members[0]
+                        .fork_group
+                        .clone()
+                        .filter(|group| buffer.members.iter().all(|w| w.fork_group.as_ref() == Some(group)));
                     for value in values {
                         let hash = stable_hash(&value).map_err(LandscapeError::from)?;
                         let Value::Object(row) = value else { unreachable!("rows are objects") };
                         let token = self.recorder.create_batch_output_token(&members, self.graph.nodes[node].step)?;
-                        self.route_from(Work { token, row, hash, at: node }, node, queue)?;
+                        self.route_from(Work { token, row, hash, at: node, fork_group: fork_group.clone() }, node, queue)?;
                     }
-                    for (token, _, _) in &buffer.members {
+                    for Work { token, .. } in &buffer.members {
                         self.outcome(token, OutcomeDetail::ConsumedInBatch { batch_id: batch.batch_id.clone() }, None)?;
                     }
                 }
@@ -256,7 +262,7 @@ impl Runtime<'_> {
         &mut self,
         state_id: &contracts::StateId,
         batch: &Batch,
-        members: &[(Token, Row, ContentHash)],
+        members: &[Work],
         error: &serde_json::Value,
         duration: f64,
         context_after_json: Option<String>,
@@ -269,7 +275,7 @@ impl Runtime<'_> {
             duration,
         )?;
         self.recorder.complete_batch(&batch.batch_id, BatchCompletion::Failed)?;
-        for (token, _, _) in members {
+        for Work { token, .. } in members {
             self.outcome(
                 token,
                 OutcomeDetail::Failed { error_hash: hash.clone(), batch_id: Some(batch.batch_id.clone()) },
@@ -287,7 +293,7 @@ impl Runtime<'_> {
             let buffer = std::mem::take(&mut self.buffers[node]);
             let Some(batch) = buffer.batch else { continue };
             self.recorder.complete_batch(&batch.batch_id, BatchCompletion::Failed)?;
-            for (token, _, _) in &buffer.members {
+            for Work { token, .. } in &buffer.members {
                 self.outcome(
                     token,
                     OutcomeDetail::Failed { error_hash: hash.clone(), batch_id: Some(batch.batch_id.clone()) },

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use contracts::records::{OutcomeDetail, Token, TokenLineage};
-use contracts::{canonical_json, error_hash, stable_hash, ContentHash, Row, RowId, StateId, Value};
+use contracts::{canonical_json, error_hash, stable_hash, ContentHash, ForkGroupId, Row, StateId, Value};
 use indexmap::IndexMap;
 use landscape::recorder::{NewNodeState, StateCompletion};
 use landscape::LandscapeError;
@@ -25,7 +25,9 @@ struct Arrival {
     arrived_at: Instant,
 }
 
-/// Branches of one row waiting at one coalesce.
+/// Branches of one fork (one token split into branches) waiting at one
+/// coalesce. Keyed by the fork, not the row: a row can be forked more than
+/// once (after an aggregation or an expansion made several tokens of it).
 struct Entry {
     first_arrival: Instant,
     arrivals: IndexMap<String, Arrival>,
@@ -34,8 +36,8 @@ struct Entry {
 /// Waiting entries of every coalesce node.
 #[derive(Default)]
 pub(crate) struct CoalesceState {
-    entries: HashMap<(NodeIdx, RowId), Entry>,
-    resolved: HashSet<(NodeIdx, RowId)>,
+    entries: HashMap<(NodeIdx, ForkGroupId), Entry>,
+    resolved: HashSet<(NodeIdx, ForkGroupId)>,
 }
 
 impl CoalesceState {
@@ -90,9 +92,17 @@ impl Runtime<'_> {
             input_hash: work.hash.clone(),
             context_before_json: None,
         })?;
-        let key = (node, work.token.row_id.clone());
         let now = Instant::now();
         let arrival = Arrival { token: work.token, row: work.row, state_id: state.common().state_id.clone(), arrived_at: now };
+        let Some(fork_group) = work.fork_group else {
+            let reason = serde_json::json!({
+                "failure_reason": "no_single_fork",
+                "detail": "the token descends from several forks (a batch of branch tokens), so there is nothing to join it with",
+                "branch": branch,
+            });
+            return self.fail_arrivals(vec![arrival], &reason);
+        };
+        let key = (node, fork_group);
         if self.coalesces.resolved.contains(&key) {
             let reason = serde_json::json!({"failure_reason": "late_arrival", "branch": branch, "merge_policy": policy_name(settings.policy)});
             return self.fail_arrivals(vec![arrival], &reason);
@@ -117,7 +127,7 @@ impl Runtime<'_> {
     /// Entries of this coalesce whose timeout passed are resolved now.
     fn expire_timeouts(&mut self, node: NodeIdx, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
         let Some(timeout) = self.loaded.settings.coalesce[index].timeout_seconds else { return Ok(()) };
-        let expired: Vec<(NodeIdx, RowId)> = self
+        let expired: Vec<(NodeIdx, ForkGroupId)> = self
             .coalesces
             .entries
             .iter()
@@ -132,7 +142,7 @@ impl Runtime<'_> {
 
     /// End of source: every waiting entry is resolved by its policy.
     pub(crate) fn resolve_coalesces_at_end(&mut self) -> Result<(), EngineError> {
-        let mut keys: Vec<(NodeIdx, RowId)> = self.coalesces.entries.keys().cloned().collect();
+        let mut keys: Vec<(NodeIdx, ForkGroupId)> = self.coalesces.entries.keys().cloned().collect();
         keys.sort_by(|a, b| (self.graph.nodes[a.0].step, a.1.as_str()).cmp(&(self.graph.nodes[b.0].step, b.1.as_str())));
         for key in keys {
             let crate::dag::NodeKind::Coalesce(index) = self.graph.nodes[key.0].kind else {
@@ -149,7 +159,7 @@ impl Runtime<'_> {
     /// branch arrived (timeout, end of source).
     fn resolve(
         &mut self,
-        key: (NodeIdx, RowId),
+        key: (NodeIdx, ForkGroupId),
         index: usize,
         cause: Option<String>,
         queue: &mut VecDeque<Work>,
@@ -299,7 +309,7 @@ impl Runtime<'_> {
             )?;
             self.outcome(&arrival.token, OutcomeDetail::Coalesced { join_group_id: join_group_id.clone() }, Some(&metadata))?;
         }
-        self.route_from(Work { token: joined, row: merged, hash: merged_hash, at: node }, node, queue)
+        self.route_from(Work { token: joined, row: merged, hash: merged_hash, at: node, fork_group: None }, node, queue)
     }
 
     /// Fails every arrived token: its open state and its outcome.

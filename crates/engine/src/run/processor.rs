@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use contracts::plugin::{InvalidRecord, PluginContext, PluginError, SourceItem, TransformResult};
 use contracts::records::{CallParent, OutcomeDetail, Token};
 use contracts::{
-    canonical_json, error_hash, stable_hash, ContentHash, EdgeId, OperationId, RoutingMode, Row, RowOutcome, RunId, StateId,
-    Value,
+    canonical_json, error_hash, stable_hash, ContentHash, EdgeId, ForkGroupId, OperationId, RoutingMode, Row, RowOutcome, RunId,
+    StateId, Value,
 };
 use landscape::recorder::{NewCall, NewNodeState, NewTransformError, NewValidationError, OperationCompletion, StateCompletion};
 use landscape::{LandscapeError, Recorder};
@@ -43,6 +43,9 @@ pub(crate) struct Work {
     pub(crate) row: Row,
     pub(crate) hash: ContentHash,
     pub(crate) at: NodeIdx,
+    /// The fork this token's branch came from (inherited through branch
+    /// transforms and expansions): what a coalesce joins on.
+    pub(crate) fork_group: Option<ForkGroupId>,
 }
 
 pub(crate) struct Runtime<'r> {
@@ -324,7 +327,7 @@ impl<'r> Runtime<'r> {
                     StateCompletion::Completed { output_hash: hash.clone(), context_after_json: None, success_reason_json: None };
                 self.visit(&token, source, 0, hash.clone(), completion, 0.0)?;
                 let mut queue = VecDeque::new();
-                self.route_from(Work { token, row, hash, at: source }, source, &mut queue)?;
+                self.route_from(Work { token, row, hash, at: source, fork_group: None }, source, &mut queue)?;
                 self.drain(queue)
             }
             SourceItem::Invalid(invalid) => self.quarantine(row_index, invalid),
@@ -458,7 +461,7 @@ impl<'r> Runtime<'r> {
                     let output_hash =
                         self.transform_succeeded(&work, node, attempt, duration, &value, success_reason.as_ref())?;
                     let Value::Object(row) = value else { unreachable!("constructed as an object") };
-                    return self.route_from(Work { token: work.token, row, hash: output_hash, at: node }, node, queue);
+                    return self.route_from(Work { row, hash: output_hash, at: node, ..work }, node, queue);
                 }
                 Ok(TransformResult::Rows { rows, success_reason }) => {
                     if !self.plugins.transforms[index].creates_tokens() {
@@ -479,7 +482,11 @@ impl<'r> Runtime<'r> {
                     for (child, value) in children.into_iter().zip(values) {
                         let hash = stable_hash(&value).map_err(LandscapeError::from)?;
                         let Value::Object(row) = value else { unreachable!("constructed from rows") };
-                        self.route_from(Work { token: child, row, hash, at: node }, node, queue)?;
+                        self.route_from(
+                            Work { token: child, row, hash, at: node, fork_group: work.fork_group.clone() },
+                            node,
+                            queue,
+                        )?;
                     }
                     return Ok(());
                 }
@@ -665,10 +672,16 @@ impl<'r> Runtime<'r> {
                     .map(|b| Ok((self.edge(node, b)?, RoutingMode::Copy)))
                     .collect::<Result<Vec<_>, EngineError>>()?;
                 self.recorder.record_routing_events(&state_id, &routes, Some(&reason))?;
-                let (children, _) = self.recorder.fork_token(&work.token, &branches, self.graph.nodes[node].step)?;
+                let (children, fork_group) = self.recorder.fork_token(&work.token, &branches, self.graph.nodes[node].step)?;
                 self.count(RowOutcome::Forked, None);
                 for (child, branch) in children.into_iter().zip(&branches) {
-                    let child_work = Work { token: child, row: work.row.clone(), hash: work.hash.clone(), at: node };
+                    let child_work = Work {
+                        token: child,
+                        row: work.row.clone(),
+                        hash: work.hash.clone(),
+                        at: node,
+                        fork_group: Some(fork_group.clone()),
+                    };
                     match self.graph.fork_branches[node].get(branch).cloned() {
                         Some(BranchTarget::Sink(sink)) => {
                             self.pending[sink].push(Delivery {
