@@ -5,6 +5,8 @@
 //!   release `elspeth` binary on generated inputs: rows/s, peak RSS and audit
 //!   DB size per input size, and rows/s against the same pipeline with its
 //!   Landscape in memory (the ratio shows what durable auditing costs);
+//! - export and explain: records/s and peak RSS of a signed export of each
+//!   gate run, and the time `elspeth explain` takes for its middle row;
 //! - recorder: audit records per second through the recorder in one unit of
 //!   work, against the same inserts as plain SQL.
 //!
@@ -116,9 +118,12 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
         "  {:>9} {:>10} {:>13} {:>10} {:>22} {:>16}",
         "rows", "rows/s", "peak RSS MB", "audit MB", "in-memory audit rows/s", "ratio file/mem"
     );
+    let mut after_runs = Vec::new();
+    let mut explain_baseline: Option<f64> = None;
     for size in sizes {
         let input = data.join(format!("input_{size}.csv"));
         let file = run_once("gate", &input, false)?;
+        after_runs.push(export_and_explain(*size, &mut explain_baseline)?);
         let memory = run_once("gate", &input, true)?;
         println!(
             "  {:>9} {:>10.0} {:>13.1} {:>10.1} {:>22.0} {:>16.2}",
@@ -131,26 +136,51 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
         );
     }
     println!("  reference (Python, 10k rows, same machine class): 49-59 rows/s, 190 MB peak RSS");
-    println!("export of the gate run's audit trail (JSON Lines, signed)");
-    for size in sizes {
-        let input = data.join(format!("input_{size}.csv"));
-        run_once("gate", &input, false)?;
-        let dir = bench_root().join("runs").join("gate-file");
-        let started = Instant::now();
-        let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
-            .current_dir(&dir)
-            .env("ELSPETH_SIGNING_KEY", "bench-key")
-            .args(["export", "--run", "latest", "--database", "sqlite:///audit.db", "--output", "export.jsonl", "--sign"])
-            .output()?;
-        let elapsed = started.elapsed().as_secs_f64();
-        anyhow::ensure!(output.status.success(), "export failed: {}", String::from_utf8_lossy(&output.stderr));
-        let text = String::from_utf8_lossy(&output.stdout);
-        let records: f64 =
-            text.split_whitespace().skip_while(|w| !w.ends_with(':')).nth(1).and_then(|n| n.parse().ok()).unwrap_or(0.0);
-        let rss = text.split("peak RSS ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or("?");
-        println!("  {size:>9} rows: {records:>10.0} records, {:>10.0} records/s, peak RSS {rss} MB", records / elapsed);
+    println!("export of the gate run's audit trail (JSON Lines, signed), and explain of one row");
+    for line in after_runs {
+        println!("{line}");
     }
     Ok(())
+}
+
+/// Exports the audit trail of the gate run just made, then explains its
+/// middle row; returns the report lines.
+fn export_and_explain(size: u64, explain_baseline: &mut Option<f64>) -> anyhow::Result<String> {
+    let dir = bench_root().join("runs").join("gate-file");
+    let started = Instant::now();
+    let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
+        .current_dir(&dir)
+        .env("ELSPETH_SIGNING_KEY", "bench-key")
+        .args(["export", "--run", "latest", "--database", "sqlite:///audit.db", "--output", "export.jsonl", "--sign"])
+        .output()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    anyhow::ensure!(output.status.success(), "export failed: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let records: f64 =
+        text.split_whitespace().skip_while(|w| !w.ends_with(':')).nth(1).and_then(|n| n.parse().ok()).unwrap_or(0.0);
+    let rss = text.split("peak RSS ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or("?");
+    let explain_ms = explain_middle_row(&dir, size)?;
+    let baseline = *explain_baseline.get_or_insert(explain_ms);
+    Ok(format!(
+        "  {size:>9} rows: {records:>10.0} records, {:>10.0} records/s, peak RSS {rss} MB; \
+         explain of row {} {explain_ms:.0} ms (whole process, {:.2}x the smallest run's)",
+        records / elapsed,
+        size / 2,
+        explain_ms / baseline
+    ))
+}
+
+/// Wall time of `elspeth explain --row N/2 --format json` on the latest run.
+fn explain_middle_row(dir: &Path, size: u64) -> anyhow::Result<f64> {
+    let row = (size / 2).to_string();
+    let started = Instant::now();
+    let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
+        .current_dir(dir)
+        .args(["explain", "--database", "sqlite:///audit.db", "--run", "latest", "--row", &row, "--format", "json"])
+        .output()?;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(output.status.success(), "explain failed: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(elapsed)
 }
 
 fn setup(n_label: &str) -> anyhow::Result<(tempfile::TempDir, Recorder, RowRecord)> {

@@ -4,5 +4,6 @@ mod export;
 mod fixtures;
 mod integrity;
 mod invariants;
+mod lineage;
 mod recorder;
 mod schema;
