@@ -2,6 +2,7 @@
 //! shared payloads, parents in another run.
 
 use contracts::records::{CallParent, OutcomeDetail};
+use diesel::RunQueryDsl;
 use contracts::{CallStatus, CallType, Determinism, NodeType, ReproducibilityGrade, RunStatus};
 use landscape::lineage::Payload;
 use landscape::recorder::{NewCall, NewNode, StateCompletion};
@@ -135,7 +136,6 @@ fn a_parent_in_another_run_is_an_integrity_error() {
     let second = fixture(&mut recorder);
     let (children, _) = recorder.fork_token(&second.token, &["a".into(), "b".into()], 1).expect("fork");
     let child = &children[0];
-    use diesel::RunQueryDsl;
     diesel::sql_query("PRAGMA foreign_keys = OFF").execute(recorder.connection()).expect("pragma");
     diesel::sql_query(format!(
         "UPDATE token_parents SET parent_token_id = '{}' WHERE token_id = '{}'",
