@@ -85,17 +85,28 @@ fn require_all_fails_the_arrived_branch_when_another_is_lost() {
         .expect("q"),
         1
     );
+    // The lost branch was reported when it was lost, not found missing at
+    // the end of the source.
+    assert_eq!(
+        query_i64(
+            &mut db,
+            "SELECT count(*) AS n FROM node_states WHERE status = 'failed' \
+             AND error_json LIKE '%\"branches_lost\":{\"b\":\"discarded after an error\"}%' AND error_json NOT LIKE '%end of source%'"
+        )
+        .expect("q"),
+        1
+    );
     check(dir.path(), "audit.db");
 }
 
 #[test]
-fn best_effort_merges_what_arrived_by_the_end() {
+fn best_effort_merges_as_soon_as_the_other_branch_is_lost() {
     let dir = tempfile::tempdir().expect("temp dir");
     let summary = pipeline(dir.path(), "  policy: best_effort\n  timeout_seconds: 60");
     assert_eq!(outcome_count(&summary, "coalesced"), 3);
     assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).expect("out").lines().count(), 2);
     let mut db = landscape_at(dir.path(), "audit.db");
-    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'coalesced' AND context_json LIKE '%\"branches_lost\":{\"b\"%'").expect("q"), 1);
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'coalesced' AND context_json LIKE '%\"branches_lost\":{\"b\":\"discarded after an error\"}%'").expect("q"), 1);
     check(dir.path(), "audit.db");
 }
 

@@ -38,6 +38,11 @@ struct Entry {
 pub(crate) struct CoalesceState {
     entries: HashMap<(NodeIdx, ForkGroupId), Entry>,
     resolved: HashSet<(NodeIdx, ForkGroupId)>,
+    /// Branches of a fork that will never arrive (failed, discarded, or sent
+    /// to a sink), with why.
+    lost: HashMap<(NodeIdx, ForkGroupId), IndexMap<String, String>>,
+    /// Entries a branch loss made decidable, resolved when the queue drains.
+    decided: Vec<(NodeIdx, ForkGroupId)>,
 }
 
 impl CoalesceState {
@@ -111,17 +116,63 @@ impl Runtime<'_> {
         let entry =
             self.coalesces.entries.entry(key.clone()).or_insert_with(|| Entry { first_arrival: now, arrivals: IndexMap::new() });
         entry.arrivals.insert(branch, arrival);
-        let arrived = entry.arrivals.len();
-        let expected = settings.branches.len();
-        let ready = match settings.policy {
-            CoalescePolicy::RequireAll | CoalescePolicy::BestEffort => arrived == expected,
-            CoalescePolicy::Quorum => u64::try_from(arrived).unwrap_or(u64::MAX) >= settings.quorum_count.unwrap_or(u64::MAX),
-            CoalescePolicy::First => true,
-        };
+        let ready = self.is_decided(&key, index);
         if ready {
             self.resolve(key, index, None, queue)?;
         }
         Ok(())
+    }
+
+    /// Whether an entry can resolve now: its policy is met, or the branches
+    /// lost so far make it impossible to meet.
+    fn is_decided(&self, key: &(NodeIdx, ForkGroupId), index: usize) -> bool {
+        let settings = &self.loaded.settings.coalesce[index];
+        let arrived = self.coalesces.entries.get(key).map_or(0, |e| e.arrivals.len());
+        let lost = self.coalesces.lost.get(key).map_or(0, IndexMap::len);
+        let expected = settings.branches.len();
+        let quorum = usize::try_from(settings.quorum_count.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+        match settings.policy {
+            CoalescePolicy::RequireAll => arrived == expected || lost > 0,
+            CoalescePolicy::BestEffort => arrived + lost >= expected,
+            CoalescePolicy::Quorum => arrived >= quorum || expected.saturating_sub(lost) < quorum,
+            CoalescePolicy::First => arrived > 0,
+        }
+    }
+
+    /// A token on a fork branch will never reach its coalesce. The entry of
+    /// its fork resolves as soon as that decides it (at the next queue drain).
+    pub(crate) fn note_branch_loss(&mut self, token: &Token, reason: String) {
+        let TokenLineage::Forked { fork_group_id, branch_name } = &token.lineage else { return };
+        let Some(&node) = self.graph.branch_coalesce.get(branch_name) else { return };
+        let crate::dag::NodeKind::Coalesce(index) = self.graph.nodes[node].kind else { return };
+        let key = (node, fork_group_id.clone());
+        if self.coalesces.resolved.contains(&key) {
+            return;
+        }
+        let lost = self.coalesces.lost.entry(key.clone()).or_default();
+        lost.insert(branch_name.clone(), reason);
+        let all_lost = lost.len() >= self.loaded.settings.coalesce[index].branches.len();
+        if !self.coalesces.entries.contains_key(&key) {
+            if all_lost {
+                // Nothing arrived and nothing will: there is nothing to merge.
+                self.coalesces.lost.remove(&key);
+            }
+            return;
+        }
+        if self.is_decided(&key, index) && !self.coalesces.decided.contains(&key) {
+            self.coalesces.decided.push(key);
+        }
+    }
+
+    /// Resolves the entries branch losses decided; returns whether any did.
+    pub(crate) fn resolve_decided(&mut self, queue: &mut VecDeque<Work>) -> Result<bool, EngineError> {
+        let decided = std::mem::take(&mut self.coalesces.decided);
+        let any = !decided.is_empty();
+        for key in decided {
+            let crate::dag::NodeKind::Coalesce(index) = self.graph.nodes[key.0].kind else { continue };
+            self.resolve(key, index, Some("branch lost".to_owned()), queue)?;
+        }
+        Ok(any)
     }
 
     /// Entries of this coalesce whose timeout passed are resolved now.
@@ -165,7 +216,7 @@ impl Runtime<'_> {
         queue: &mut VecDeque<Work>,
     ) -> Result<(), EngineError> {
         let Some(entry) = self.coalesces.entries.remove(&key) else { return Ok(()) };
-        self.coalesces.resolved.insert(key.clone());
+        let losses = self.coalesces.lost.remove(&key).unwrap_or_default();
         let node = key.0;
         let settings = self.coalesce_settings(index);
         let expected: Vec<String> = settings.branches.resolved().keys().cloned().collect();
@@ -173,9 +224,18 @@ impl Runtime<'_> {
         let lost: serde_json::Map<String, serde_json::Value> = expected
             .iter()
             .filter(|b| !entry.arrivals.contains_key(*b))
-            .map(|b| (b.clone(), serde_json::Value::String(cause.clone().unwrap_or_else(|| "not arrived".into()))))
+            .map(|b| {
+                let why = losses.get(b).cloned().or_else(|| cause.clone()).unwrap_or_else(|| "not arrived".into());
+                (b.clone(), serde_json::Value::String(why))
+            })
             .collect();
         let complete = lost.is_empty();
+        // Remember the fork only while a branch may still come (to fail it as
+        // a late arrival): a fork whose every branch is accounted for costs
+        // no memory once resolved.
+        if entry.arrivals.len() + losses.len() < expected.len() {
+            self.coalesces.resolved.insert(key.clone());
+        }
         let failure = match settings.policy {
             CoalescePolicy::RequireAll if !complete => Some("incomplete_branches"),
             CoalescePolicy::Quorum if u64::try_from(arrived.len()).unwrap_or(0) < settings.quorum_count.unwrap_or(u64::MAX) => {
@@ -194,6 +254,7 @@ impl Runtime<'_> {
                 "failure_reason": reason,
                 "expected_branches": expected,
                 "branches_arrived": arrived,
+                "branches_lost": lost,
                 "merge_policy": policy_name(settings.policy),
             });
             if let Some(cause) = &cause {

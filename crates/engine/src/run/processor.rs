@@ -168,9 +168,25 @@ impl<'r> Runtime<'r> {
             | OutcomeDetail::Expanded { .. }
             | OutcomeDetail::Buffered { .. } => None,
         };
+        let lost = match &detail {
+            OutcomeDetail::Failed { .. } => Some("failed"),
+            OutcomeDetail::Quarantined { sink_name: None, .. } => Some("discarded after an error"),
+            OutcomeDetail::Completed { .. }
+            | OutcomeDetail::Routed { .. }
+            | OutcomeDetail::Diverted { .. }
+            | OutcomeDetail::Quarantined { sink_name: Some(_), .. }
+            | OutcomeDetail::Forked { .. }
+            | OutcomeDetail::ConsumedInBatch { .. }
+            | OutcomeDetail::Coalesced { .. }
+            | OutcomeDetail::Expanded { .. }
+            | OutcomeDetail::Buffered { .. } => None,
+        };
         self.recorder.record_token_outcome(&self.run_id, &token.token_id, detail, context)?;
         if outcome.is_terminal() {
             self.count(outcome, sink.as_deref());
+        }
+        if let Some(reason) = lost {
+            self.note_branch_loss(token, reason.to_owned());
         }
         Ok(())
     }
@@ -369,12 +385,10 @@ impl<'r> Runtime<'r> {
                         row
                     }
                 };
-                self.pending[sink].push(Delivery {
-                    token,
-                    row,
-                    hash: record.source_data_hash,
-                    kind: DeliveryKind::Quarantined { error_hash: hash },
-                });
+                self.deliver(
+                    sink,
+                    Delivery { token, row, hash: record.source_data_hash, kind: DeliveryKind::Quarantined { error_hash: hash } },
+                );
                 Ok(())
             }
             None => self.outcome(&token, OutcomeDetail::Quarantined { error_hash: hash, sink_name: None }, None),
@@ -387,12 +401,7 @@ impl<'r> Runtime<'r> {
             queue.push_back(Work { at: next, ..work });
             Ok(())
         } else if let Some(sink) = self.graph.terminal_sink[from] {
-            self.pending[sink].push(Delivery {
-                token: work.token,
-                row: work.row,
-                hash: work.hash,
-                kind: DeliveryKind::Completed,
-            });
+            self.deliver(sink, Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Completed });
             Ok(())
         } else {
             Err(EngineError::Invariant(format!("node {:?} has neither a next node nor a sink", self.graph.nodes[from].name)))
@@ -413,7 +422,15 @@ impl<'r> Runtime<'r> {
 
     pub(crate) fn drain(&mut self, mut queue: VecDeque<Work>) -> Result<(), EngineError> {
         let mut guard = 0_usize;
-        while let Some(work) = queue.pop_front() {
+        loop {
+            let Some(work) = queue.pop_front() else {
+                // Coalesces a lost branch decided resolve now; what they
+                // merge goes on through the queue.
+                if self.resolve_decided(&mut queue)? {
+                    continue;
+                }
+                break;
+            };
             guard += 1;
             if guard > 100_000 {
                 return Err(EngineError::Invariant("work queue did not drain after 100000 steps".into()));
@@ -429,12 +446,10 @@ impl<'r> Runtime<'r> {
                 NodeKind::Coalesce(i) => self.coalesce(work, i, &mut queue)?,
                 NodeKind::Sink(_) => {
                     let sink = work.at;
-                    self.pending[sink].push(Delivery {
-                        token: work.token,
-                        row: work.row,
-                        hash: work.hash,
-                        kind: DeliveryKind::Completed,
-                    });
+                    self.deliver(
+                        sink,
+                        Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Completed },
+                    );
                 }
             }
         }
@@ -600,12 +615,7 @@ impl<'r> Runtime<'r> {
             Some(sink) => {
                 let edge = self.edge(node, &format!("__error_{name}__"))?;
                 self.recorder.record_routing_events(&state.common().state_id, &[(edge, RoutingMode::Divert)], Some(reason))?;
-                self.pending[sink].push(Delivery {
-                    token: work.token,
-                    row: work.row,
-                    hash: work.hash,
-                    kind: DeliveryKind::Routed,
-                });
+                self.deliver(sink, Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Routed });
                 Ok(())
             }
             None => self.outcome(&work.token, OutcomeDetail::Quarantined { error_hash: hash, sink_name: None }, None),
@@ -653,12 +663,7 @@ impl<'r> Runtime<'r> {
             RouteTarget::Sink(sink) => {
                 let edge = self.edge(node, &label)?;
                 self.recorder.record_routing_events(&state_id, &[(edge, RoutingMode::Move)], Some(&reason))?;
-                self.pending[sink].push(Delivery {
-                    token: work.token,
-                    row: work.row,
-                    hash: work.hash,
-                    kind: DeliveryKind::Routed,
-                });
+                self.deliver(sink, Delivery { token: work.token, row: work.row, hash: work.hash, kind: DeliveryKind::Routed });
             }
             RouteTarget::Node(next) => {
                 let edge = self.edge(node, &label)?;
@@ -684,12 +689,15 @@ impl<'r> Runtime<'r> {
                     };
                     match self.graph.fork_branches[node].get(branch).cloned() {
                         Some(BranchTarget::Sink(sink)) => {
-                            self.pending[sink].push(Delivery {
-                                token: child_work.token,
-                                row: child_work.row,
-                                hash: child_work.hash,
-                                kind: DeliveryKind::Completed,
-                            });
+                            self.deliver(
+                                sink,
+                                Delivery {
+                                    token: child_work.token,
+                                    row: child_work.row,
+                                    hash: child_work.hash,
+                                    kind: DeliveryKind::Completed,
+                                },
+                            );
                         }
                         Some(BranchTarget::Coalesce(target) | BranchTarget::Node(target)) => {
                             queue.push_back(Work { at: target, ..child_work });

@@ -29,6 +29,20 @@ pub(crate) struct Delivery {
 }
 
 impl Runtime<'_> {
+    /// Queues a token for its sink write. A fork branch token headed for a
+    /// coalesce that goes to a sink instead is a lost branch: the coalesce is
+    /// told now, not at the end of the source.
+    pub(crate) fn deliver(&mut self, sink: NodeIdx, delivery: Delivery) {
+        let how = match delivery.kind {
+            DeliveryKind::Completed => "delivered",
+            DeliveryKind::Routed => "routed",
+            DeliveryKind::Quarantined { .. } => "quarantined",
+        };
+        let reason = format!("{how} to sink {}", self.graph.nodes[sink].name);
+        self.note_branch_loss(&delivery.token, reason);
+        self.pending[sink].push(delivery);
+    }
+
     /// Writes every sink's pending rows durably, then records their states
     /// and outcomes. On a sink failure the tokens end failed (never with a
     /// delivery outcome) and the run stops.

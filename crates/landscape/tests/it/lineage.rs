@@ -2,8 +2,8 @@
 //! shared payloads, parents in another run.
 
 use contracts::records::{CallParent, OutcomeDetail};
-use diesel::RunQueryDsl;
 use contracts::{CallStatus, CallType, Determinism, NodeType, ReproducibilityGrade, RunStatus};
+use diesel::RunQueryDsl;
 use landscape::lineage::Payload;
 use landscape::recorder::{NewCall, NewNode, StateCompletion};
 use landscape::{LandscapeError, PayloadStore, Recorder};
