@@ -7,4 +7,5 @@ mod explain;
 mod export;
 mod random_pipelines;
 mod run;
+mod timers;
 mod validate;

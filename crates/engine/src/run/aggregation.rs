@@ -34,6 +34,10 @@ impl AggregationBuffer {
     }
 }
 
+/// How often a buffer whose trigger condition may depend on its age is
+/// re-evaluated while the source is idle.
+const CONDITION_POLL: Duration = Duration::from_millis(100);
+
 /// A batch row map `{batch_count, batch_age_seconds}` for trigger conditions.
 fn trigger_row(count: usize, age: Duration) -> Row {
     let mut row = Row::new();
@@ -48,12 +52,10 @@ impl Runtime<'_> {
     pub(crate) fn aggregate(&mut self, work: Work, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
         let node = work.at;
         let trigger = self.loaded.settings.aggregations[index].trigger.clone();
-        // Time-based triggers are checked before a new row joins.
-        if let (Some(timeout), Some(first)) = (trigger.timeout_seconds, self.buffers[node].first_arrival) {
-            if first.elapsed().as_secs_f64() >= timeout && !self.buffers[node].is_empty() {
-                let reason = format!("timeout after {timeout} s");
-                self.flush_aggregation(node, index, TriggerType::Timeout, reason, queue)?;
-            }
+        // Time-based triggers are checked before a new row joins (and by the
+        // timer while the source is idle).
+        if let Some((trigger_type, reason)) = self.due_time_trigger(node, index)? {
+            self.flush_aggregation(node, index, trigger_type, reason, queue)?;
         }
         if self.buffers[node].batch.is_none() {
             let batch = self.recorder.create_batch(&self.run_id, &self.graph.nodes[node].id)?;
@@ -76,28 +78,71 @@ impl Runtime<'_> {
                 return self.flush_aggregation(node, index, TriggerType::Count, format!("count reached {limit}"), queue);
             }
         }
-        if let Some(source) = &trigger.condition {
-            // Parsed once per node, not once per arriving row.
-            if self.buffers[node].condition.is_none() {
-                self.buffers[node].condition = Some(Condition::parse(source).map_err(|e| EngineError::Config(e.to_string()))?);
-            }
-            let condition =
-                self.buffers[node].condition.clone().ok_or_else(|| EngineError::Invariant("no trigger condition".into()))?;
-            let age = self.buffers[node].first_arrival.map_or(Duration::ZERO, |t| t.elapsed());
-            let fired = condition
-                .evaluate(&trigger_row(count, age))
-                .map_err(|e| EngineError::Invariant(format!("trigger condition: {e}")))?;
-            if fired.truthy() {
-                return self.flush_aggregation(
-                    node,
-                    index,
-                    TriggerType::Condition,
-                    format!("condition {source} became true"),
-                    queue,
-                );
-            }
+        if let Some(reason) = self.condition_fired(node, index)? {
+            return self.flush_aggregation(node, index, TriggerType::Condition, reason, queue);
         }
         Ok(())
+    }
+
+    /// Evaluates the trigger condition on the buffer's count and age; the
+    /// reason when it holds.
+    fn condition_fired(&mut self, node: NodeIdx, index: usize) -> Result<Option<String>, EngineError> {
+        let Some(source) = self.loaded.settings.aggregations[index].trigger.condition.clone() else { return Ok(None) };
+        if self.buffers[node].is_empty() {
+            return Ok(None);
+        }
+        // Parsed once per node, not once per arriving row.
+        if self.buffers[node].condition.is_none() {
+            self.buffers[node].condition = Some(Condition::parse(&source).map_err(|e| EngineError::Config(e.to_string()))?);
+        }
+        let condition =
+            self.buffers[node].condition.clone().ok_or_else(|| EngineError::Invariant("no trigger condition".into()))?;
+        let age = self.buffers[node].first_arrival.map_or(Duration::ZERO, |t| t.elapsed());
+        let fired = condition
+            .evaluate(&trigger_row(self.buffers[node].members.len(), age))
+            .map_err(|e| EngineError::Invariant(format!("trigger condition: {e}")))?;
+        Ok(fired.truthy().then(|| format!("condition {source} became true")))
+    }
+
+    /// The timeout or age condition that is due for a non-empty buffer.
+    fn due_time_trigger(&mut self, node: NodeIdx, index: usize) -> Result<Option<(TriggerType, String)>, EngineError> {
+        let Some(first) = self.buffers[node].first_arrival.filter(|_| !self.buffers[node].is_empty()) else { return Ok(None) };
+        if let Some(timeout) = self.loaded.settings.aggregations[index].trigger.timeout_seconds {
+            if first.elapsed().as_secs_f64() >= timeout {
+                return Ok(Some((TriggerType::Timeout, format!("timeout after {timeout} s"))));
+            }
+        }
+        Ok(self.condition_fired(node, index)?.map(|reason| (TriggerType::Condition, reason)))
+    }
+
+    /// When the next aggregation timer may fire: a buffer's timeout, or soon
+    /// for a buffer whose condition may turn true as it ages.
+    pub(crate) fn next_aggregation_timer(&self) -> Option<Instant> {
+        self.graph
+            .pipeline
+            .iter()
+            .filter_map(|&node| {
+                let crate::dag::NodeKind::Aggregation(index) = self.graph.nodes[node].kind else { return None };
+                let first = self.buffers[node].first_arrival.filter(|_| !self.buffers[node].is_empty())?;
+                let trigger = &self.loaded.settings.aggregations[index].trigger;
+                let timeout = trigger.timeout_seconds.map(|t| first + Duration::from_secs_f64(t));
+                let condition = trigger.condition.as_ref().map(|_| Instant::now() + CONDITION_POLL);
+                [timeout, condition].into_iter().flatten().min()
+            })
+            .min()
+    }
+
+    /// Flushes every buffer whose timeout or age condition is due.
+    pub(crate) fn fire_aggregation_timers(&mut self, queue: &mut VecDeque<Work>) -> Result<bool, EngineError> {
+        let mut fired = false;
+        for node in self.graph.pipeline.clone() {
+            let crate::dag::NodeKind::Aggregation(index) = self.graph.nodes[node].kind else { continue };
+            if let Some((trigger_type, reason)) = self.due_time_trigger(node, index)? {
+                self.flush_aggregation(node, index, trigger_type, reason, queue)?;
+                fired = true;
+            }
+        }
+        Ok(fired)
     }
 
     /// End of source: every non-empty buffer flushes, in topological order,

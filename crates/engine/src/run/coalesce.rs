@@ -175,6 +175,30 @@ impl Runtime<'_> {
         Ok(any)
     }
 
+    /// When the next coalesce timeout falls due.
+    pub(crate) fn next_coalesce_timer(&self) -> Option<Instant> {
+        self.coalesces
+            .entries
+            .iter()
+            .filter_map(|((node, _), entry)| {
+                let crate::dag::NodeKind::Coalesce(index) = self.graph.nodes[*node].kind else { return None };
+                let timeout = self.loaded.settings.coalesce[index].timeout_seconds?;
+                Some(entry.first_arrival + std::time::Duration::from_secs_f64(timeout))
+            })
+            .min()
+    }
+
+    /// Resolves every entry whose timeout passed; returns whether any did.
+    pub(crate) fn fire_coalesce_timers(&mut self, queue: &mut VecDeque<Work>) -> Result<bool, EngineError> {
+        let before = self.coalesces.entries.len();
+        for node in self.graph.pipeline.clone() {
+            if let crate::dag::NodeKind::Coalesce(index) = self.graph.nodes[node].kind {
+                self.expire_timeouts(node, index, queue)?;
+            }
+        }
+        Ok(self.coalesces.entries.len() < before)
+    }
+
     /// Entries of this coalesce whose timeout passed are resolved now.
     fn expire_timeouts(&mut self, node: NodeIdx, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
         let Some(timeout) = self.loaded.settings.coalesce[index].timeout_seconds else { return Ok(()) };

@@ -12,6 +12,7 @@ mod coalesce;
 mod processor;
 mod register;
 mod sinks;
+mod source_thread;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

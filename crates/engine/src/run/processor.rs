@@ -15,10 +15,15 @@ use landscape::recorder::{NewCall, NewNodeState, NewTransformError, NewValidatio
 use landscape::{LandscapeError, Recorder};
 
 use super::sinks::{Delivery, DeliveryKind};
+use super::source_thread::{Received, SourceOnThread, SourceThread};
 use super::{outcome_key, Progress, RunOptions};
 use crate::dag::{BranchTarget, Graph, NodeIdx, NodeKind, PipelinePlugins, RouteTarget};
 use crate::expression::Condition;
 use crate::settings::LoadedSettings;
+
+/// How long the engine waits for the source before it looks at the clock
+/// and the interrupt flag again.
+const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// Why a run stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +223,22 @@ impl<'r> Runtime<'r> {
             self.recorder.begin_operation(&self.run_id, &source_id, contracts::OperationType::SourceLoad, Some(&input))?;
         self.source_operation = Some(operation.operation_id);
         let chunk_size = options.chunk_size.max(1);
+        let source = std::mem::replace(&mut self.plugins.source, Box::new(SourceOnThread::placeholder()));
+        let mut reader = SourceThread::spawn(source, PluginContext::new(self.run_id.clone(), source_id), chunk_size);
+        let result = self.drive_chunks(&mut reader, options, started, chunk_size);
+        if let Some(source) = reader.into_source() {
+            self.plugins.source = source;
+        }
+        result
+    }
+
+    fn drive_chunks(
+        &mut self,
+        reader: &mut SourceThread,
+        options: &mut RunOptions,
+        started: Instant,
+        chunk_size: usize,
+    ) -> Result<bool, EngineError> {
         loop {
             if super::interrupted(&options.interrupt) {
                 return Ok(false);
@@ -225,8 +246,31 @@ impl<'r> Runtime<'r> {
             self.recorder.begin_unit()?;
             let mut exhausted = false;
             let mut failure = None;
-            for _ in 0..chunk_size {
-                let item = self.plugins.source.next_item(&mut self.contexts[0]);
+            let mut read = 0;
+            while read < chunk_size {
+                // Wake up for the next timer, and often enough to notice an
+                // interrupt while the source is idle.
+                let poll = Instant::now() + IDLE_POLL;
+                let deadline = self.next_timer().map_or(poll, |timer| timer.min(poll));
+                let item = match reader.next(Some(deadline)) {
+                    Received::Idle => {
+                        match self.fire_timers() {
+                            // What the timers released is written and committed now.
+                            Ok(true) => break,
+                            Ok(false) => {}
+                            Err(error) => {
+                                failure = Some(error);
+                                break;
+                            }
+                        }
+                        if super::interrupted(&options.interrupt) {
+                            break;
+                        }
+                        continue;
+                    }
+                    Received::Item(item) => item,
+                };
+                read += 1;
                 match item {
                     Ok(None) => {
                         exhausted = true;
@@ -261,7 +305,7 @@ impl<'r> Runtime<'r> {
                     failure = Some(error);
                 }
             }
-            self.bind_field_resolution();
+            self.bind_field_resolution(reader);
             let flushed = self.flush_sinks();
             if let Err(error) = &flushed {
                 if failure.is_none() && !matches!(error, EngineError::Landscape(_)) {
@@ -292,13 +336,27 @@ impl<'r> Runtime<'r> {
         }
     }
 
-    fn bind_field_resolution(&mut self) {
+    /// The earliest time a timer (aggregation timeout or age condition,
+    /// coalesce timeout) may fire.
+    fn next_timer(&self) -> Option<Instant> {
+        [self.next_aggregation_timer(), self.next_coalesce_timer()].into_iter().flatten().min()
+    }
+
+    /// Fires every timer that is due; returns whether any did.
+    fn fire_timers(&mut self) -> Result<bool, EngineError> {
+        let mut queue = VecDeque::new();
+        let fired = self.fire_aggregation_timers(&mut queue)? | self.fire_coalesce_timers(&mut queue)?;
+        self.drain(queue)?;
+        Ok(fired)
+    }
+
+    fn bind_field_resolution(&mut self, reader: &SourceThread) {
         if self.bound_field_resolution {
             return;
         }
-        if let Some(resolution) = self.plugins.source.field_resolution() {
+        if let Some(resolution) = reader.field_resolution() {
             for sink in self.plugins.sinks.values_mut() {
-                sink.bind_field_resolution(&resolution);
+                sink.bind_field_resolution(resolution);
             }
             self.bound_field_resolution = true;
         }
