@@ -138,3 +138,87 @@ fn passthrough_mode_keeps_the_member_tokens() {
     assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'consumed_in_batch'").expect("q"), 0);
     assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
 }
+
+fn command_batch(command: &str, extra: &str) -> String {
+    format!("command_batch\n  options:\n    command: {command}\n    poll_interval_seconds: 0.05\n    work_dir: jobs\n    schema: {{mode: observed}}{extra}")
+}
+
+#[test]
+fn a_command_batch_runs_in_the_background_pending_then_completed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = command_batch("[sh, -c, 'sleep 0.3; cat']", "");
+    write(dir.path(), &amounts(&[1, 2, 3, 4, 5, 6]), "    count: 2", &plugin, "passthrough");
+    let summary = run(dir.path());
+    assert_eq!(summary["status"], "completed", "{summary}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).expect("out").lines().count(), 6);
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM batches WHERE status = 'completed'").expect("q"), 3);
+    // Each flush is one state, completed after its job; the job is a process call of that state.
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM batches b JOIN node_states s ON s.state_id = b.aggregation_state_id WHERE s.status = 'completed' AND s.output_hash IS NOT NULL AND s.duration_ms >= 300").expect("q"),
+        3
+    );
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM calls c JOIN batches b ON b.aggregation_state_id = c.state_id WHERE c.call_type = 'process' AND c.status = 'success' AND c.response_hash IS NOT NULL").expect("q"),
+        3
+    );
+    // The engine went on while a job ran: the next batch began before the previous one ended.
+    let times =
+        query_pairs(&mut db, "SELECT created_at AS a, completed_at AS b FROM batches ORDER BY created_at, batch_id").expect("q");
+    assert!(times[1].0 < times[0].1, "batch 2 began at {} after batch 1 ended at {}", times[1].0, times[0].1);
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+    assert!(std::fs::read_dir(dir.path().join("jobs")).expect("jobs").next().is_none(), "job files are removed");
+}
+
+#[test]
+fn a_failing_or_malformed_command_fails_its_batch_with_the_reason() {
+    for (command, reason, detail) in [
+        ("[sh, -c, 'echo boom >&2; exit 3']", "command_failed", "\"exit_status\":3"),
+        ("[echo, not json]", "malformed_output", "\"line\":1"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(dir.path(), &amounts(&[1, 2]), "    count: 2", &command_batch(command, ""), "transform");
+        let summary = run(dir.path());
+        assert_eq!(summary["status"], "completed", "{summary}");
+        let mut db = landscape_at(dir.path(), "audit.db");
+        assert_eq!(
+            query_i64(&mut db, &format!("SELECT count(*) AS n FROM batches b JOIN node_states s ON s.state_id = b.aggregation_state_id WHERE b.status = 'failed' AND s.status = 'failed' AND s.error_json LIKE '%{reason}%' AND s.error_json LIKE '%{detail}%'")).expect("q"),
+            1,
+            "{command}"
+        );
+        assert_eq!(
+            query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'failed' AND batch_id IS NOT NULL")
+                .expect("q"),
+            2
+        );
+        assert_eq!(
+            query_i64(&mut db, "SELECT count(*) AS n FROM calls WHERE call_type = 'process' AND status = 'error'").expect("q"),
+            1
+        );
+        assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+    }
+}
+
+#[test]
+fn a_batch_pending_longer_than_allowed_fails_with_a_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        &amounts(&[1, 2]),
+        "    count: 2\n  max_pending_seconds: 0.3",
+        &command_batch("[sleep, '30']", ""),
+        "transform",
+    );
+    let summary = run(dir.path());
+    assert_eq!(summary["status"], "completed", "{summary}");
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(
+        query_i64(
+            &mut db,
+            "SELECT count(*) AS n FROM node_states WHERE status = 'failed' AND error_json LIKE '%still pending after%'"
+        )
+        .expect("q"),
+        1
+    );
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}

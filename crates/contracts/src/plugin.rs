@@ -181,6 +181,9 @@ pub trait BatchTransform: Send {
     fn process_batch(&mut self, rows: &[Row], ctx: &mut PluginContext) -> Result<BatchResult, PluginError>;
     /// Asks again about pending work.
     fn poll(&mut self, job: &serde_json::Value, ctx: &mut PluginContext) -> Result<BatchResult, PluginError>;
+    /// The engine gave up on pending work (it waited too long, or the run
+    /// failed): stop it and free what it holds.
+    fn cancel(&mut self, _job: &serde_json::Value) {}
 }
 
 /// What a sink wrote, registered as an artifact.

@@ -180,6 +180,18 @@ pub const CATALOGUE: &[PluginDoc] = &[
         ],
     },
     PluginDoc {
+        kind: PluginKind::BatchTransform,
+        info: transforms::command_batch::INFO,
+        summary: "Runs a program on the batch in the background: rows as JSON Lines on its stdin, output rows as JSON Lines on its stdout",
+        options: &[
+            SCHEMA,
+            required("command", "the program and its arguments, e.g. [python3, score.py]"),
+            optional("poll_interval_seconds", "how often to check whether the program ended (default 0.2)"),
+            optional("work_dir", "where the job files live (default: the system temp dir)"),
+            REQUIRED_INPUT,
+        ],
+    },
+    PluginDoc {
         kind: PluginKind::Sink,
         info: sinks::csv_sink::INFO,
         summary: "Writes rows to a CSV file, durably (flushed and synced) before outcomes are recorded",

@@ -1,6 +1,7 @@
 //! Built-in plugins: sources (`csv`, `json`, `null`), transforms
 //! (`passthrough`, `field_mapper`, `truncate`, `keyword_filter`,
-//! `json_explode`), batch transforms (`batch_stats`, `batch_replicate`) and
+//! `json_explode`), batch transforms (`batch_stats`, `batch_replicate`,
+//! `command_batch`) and
 //! sinks (`csv`, `json`).
 //!
 //! Architecture invariant: plugins depend on `contracts` only and never see a
@@ -55,6 +56,7 @@ impl PluginRegistry for BuiltinPlugins {
         match plugin {
             "batch_stats" => Ok(Box::new(transforms::BatchStats::new(options)?)),
             "batch_replicate" => Ok(Box::new(transforms::BatchReplicate::new(options)?)),
+            "command_batch" => Ok(Box::new(transforms::CommandBatch::new(options)?)),
             other => Err(unknown(PluginKind::BatchTransform, other)),
         }
     }

@@ -34,6 +34,22 @@ impl AggregationBuffer {
     }
 }
 
+/// A flush whose batch transform is still working: its node state is
+/// PENDING and its batch executing until a poll brings the answer.
+pub(crate) struct PendingFlush {
+    node: NodeIdx,
+    index: usize,
+    batch: Batch,
+    state_id: contracts::StateId,
+    members: Vec<Work>,
+    trigger_type: TriggerType,
+    started: Instant,
+    next_poll: Instant,
+    /// What the plugin needs to find its work again; `None` until it first
+    /// answered pending.
+    job: Option<serde_json::Value>,
+}
+
 /// How often a buffer whose trigger condition may depend on its age is
 /// re-evaluated while the source is idle.
 const CONDITION_POLL: Duration = Duration::from_millis(100);
@@ -129,12 +145,13 @@ impl Runtime<'_> {
                 let condition = trigger.condition.as_ref().map(|_| Instant::now() + CONDITION_POLL);
                 [timeout, condition].into_iter().flatten().min()
             })
+            .chain(self.pending_flushes.iter().map(|f| f.next_poll))
             .min()
     }
 
     /// Flushes every buffer whose timeout or age condition is due.
     pub(crate) fn fire_aggregation_timers(&mut self, queue: &mut VecDeque<Work>) -> Result<bool, EngineError> {
-        let mut fired = false;
+        let mut fired = self.poll_pending_flushes(queue)?;
         for node in self.graph.pipeline.clone() {
             let crate::dag::NodeKind::Aggregation(index) = self.graph.nodes[node].kind else { continue };
             if let Some((trigger_type, reason)) = self.due_time_trigger(node, index)? {
@@ -181,7 +198,6 @@ impl Runtime<'_> {
         if buffer.members.is_empty() {
             return Ok(());
         }
-        let settings = self.loaded.settings.aggregations[index].clone();
         let rows: Vec<Row> = buffer.members.iter().map(|w| w.row.clone()).collect();
         let batch_rows = Value::Object(Row::from_iter([(
             "batch_rows".to_owned(),
@@ -206,52 +222,113 @@ impl Runtime<'_> {
         let trigger = BatchTrigger { trigger_type, trigger_reason: reason };
         self.recorder.start_batch(&batch.batch_id, &trigger, &state_id)?;
         let started = Instant::now();
-        let mut result = self.plugins.aggregations[index].process_batch(&rows, &mut self.contexts[node]);
-        let max_pending = settings.max_pending_seconds.map(Duration::from_secs_f64);
-        let mut pending_state = false;
-        // An async batch: the state is PENDING while the job runs, then the same state completes.
-        while let Ok(BatchResult::Pending { check_after, job }) = &result {
-            if !pending_state {
-                let context = canonical_json(&serde_json::json!({"job": job, "batch_id": batch.batch_id.as_str()}))
-                    .map_err(LandscapeError::from)?;
-                self.recorder.complete_node_state(
-                    &state_id,
-                    &StateCompletion::Pending { context_after_json: Some(context) },
-                    started.elapsed().as_secs_f64() * 1000.0,
-                )?;
-                pending_state = true;
-            }
-            if max_pending.is_some_and(|limit| started.elapsed() >= limit) {
-                let mut map = serde_json::Map::new();
-                map.insert("reason".into(), "batch_failed".into());
-                map.insert("error".into(), format!("still pending after {} s", started.elapsed().as_secs()).into());
-                result = Ok(BatchResult::Error { reason: map });
-                break;
-            }
-            std::thread::sleep(*check_after);
-            let job = job.clone();
-            result = self.plugins.aggregations[index].poll(&job, &mut self.contexts[node]);
+        let result = self.plugins.aggregations[index].process_batch(&rows, &mut self.contexts[node]);
+        self.record_calls(node, &state_id)?;
+        let flush = PendingFlush {
+            node,
+            index,
+            batch,
+            state_id,
+            members: buffer.members,
+            trigger_type,
+            started,
+            next_poll: started,
+            job: None,
+        };
+        self.settle_flush(flush, result, queue)
+    }
+
+    /// Handles what the batch transform answered: pending parks the flush
+    /// (its state PENDING, the batch executing) until the next poll; rows or
+    /// an error end it.
+    fn settle_flush(
+        &mut self,
+        mut flush: PendingFlush,
+        result: Result<BatchResult, PluginError>,
+        queue: &mut VecDeque<Work>,
+    ) -> Result<(), EngineError> {
+        let Ok(BatchResult::Pending { check_after, job }) = result else { return self.finish_flush(flush, result, queue) };
+        if flush.job.is_none() {
+            let context = canonical_json(&serde_json::json!({"job": job, "batch_id": flush.batch.batch_id.as_str()}))
+                .map_err(LandscapeError::from)?;
+            self.recorder.complete_node_state(
+                &flush.state_id,
+                &StateCompletion::Pending { context_after_json: Some(context) },
+                flush.started.elapsed().as_secs_f64() * 1000.0,
+            )?;
         }
+        let max_pending = self.loaded.settings.aggregations[flush.index].max_pending_seconds.map(Duration::from_secs_f64);
+        if max_pending.is_some_and(|limit| flush.started.elapsed() >= limit) {
+            let mut map = serde_json::Map::new();
+            map.insert("reason".into(), "batch_failed".into());
+            map.insert("error".into(), format!("still pending after {} s", flush.started.elapsed().as_secs()).into());
+            self.plugins.aggregations[flush.index].cancel(&job);
+            flush.job = Some(job);
+            return self.finish_flush(flush, Ok(BatchResult::Error { reason: map }), queue);
+        }
+        flush.job = Some(job);
+        flush.next_poll = Instant::now() + check_after;
+        self.pending_flushes.push(flush);
+        Ok(())
+    }
+
+    /// Polls every pending flush that is due; returns whether any ended.
+    pub(crate) fn poll_pending_flushes(&mut self, queue: &mut VecDeque<Work>) -> Result<bool, EngineError> {
+        let now = Instant::now();
+        let (due, waiting): (Vec<PendingFlush>, Vec<PendingFlush>) =
+            std::mem::take(&mut self.pending_flushes).into_iter().partition(|f| f.next_poll <= now);
+        self.pending_flushes = waiting;
+        let before = self.pending_flushes.len() + due.len();
+        for flush in due {
+            let job = flush.job.clone().unwrap_or(serde_json::Value::Null);
+            let result = self.plugins.aggregations[flush.index].poll(&job, &mut self.contexts[flush.node]);
+            self.record_calls(flush.node, &flush.state_id)?;
+            self.settle_flush(flush, result, queue)?;
+        }
+        Ok(self.pending_flushes.len() < before)
+    }
+
+    /// At the end of the source: waits for the next pending flush to be due,
+    /// polls it and lets its outputs go on.
+    pub(crate) fn wait_for_pending_flushes(&mut self) -> Result<(), EngineError> {
+        if let Some(next) = self.pending_flushes.iter().map(|f| f.next_poll).min() {
+            // A real wait for external work, not synchronisation.
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        let mut queue = VecDeque::new();
+        self.poll_pending_flushes(&mut queue)?;
+        self.drain(queue)
+    }
+
+    /// Ends a flush with the transform's final answer.
+    fn finish_flush(
+        &mut self,
+        flush: PendingFlush,
+        result: Result<BatchResult, PluginError>,
+        queue: &mut VecDeque<Work>,
+    ) -> Result<(), EngineError> {
+        let PendingFlush { node, index, batch, state_id, members, trigger_type, started, .. } = flush;
+        let settings = &self.loaded.settings.aggregations[index];
+        let name = settings.name.clone();
+        let passthrough = settings.output_mode == OutputModeSetting::Passthrough;
+        let expected_output_count = settings.expected_output_count;
         let duration = started.elapsed().as_secs_f64() * 1000.0;
-        let context_after = serde_json::json!({"trigger_type": trigger_type.as_str(), "buffer_size": buffer.members.len(), "batch_id": batch.batch_id.as_str()});
+        let context_after = serde_json::json!({"trigger_type": trigger_type.as_str(), "buffer_size": members.len(), "batch_id": batch.batch_id.as_str()});
         let context_json = Some(canonical_json(&context_after).map_err(LandscapeError::from)?);
         match result {
             Ok(BatchResult::Rows(out)) => {
-                let passthrough = settings.output_mode == OutputModeSetting::Passthrough;
-                let count_mismatch =
-                    settings.expected_output_count.is_some_and(|n| u64::try_from(out.len()).unwrap_or(u64::MAX) != n);
-                if (passthrough && out.len() != buffer.members.len()) || count_mismatch {
-                    let message =
-                        format!("the batch transform returned {} rows for {} buffered rows", out.len(), buffer.members.len());
+                let count_mismatch = expected_output_count.is_some_and(|n| u64::try_from(out.len()).unwrap_or(u64::MAX) != n);
+                if (passthrough && out.len() != members.len()) || count_mismatch {
+                    let message = format!("the batch transform returned {} rows for {} buffered rows", out.len(), members.len());
                     self.fail_flush(
                         &state_id,
                         &batch,
-                        &buffer.members,
+                        &members,
                         &serde_json::json!({"exception": message, "type": "PluginContractViolation"}),
                         duration,
                         context_json,
                     )?;
-                    return Err(EngineError::Plugin { node: settings.name, source: PluginError::Contract(message) });
+                    return Err(EngineError::Plugin { node: name, source: PluginError::Contract(message) });
                 }
                 let values: Vec<Value> = out.into_iter().map(Value::Object).collect();
                 let list = Value::List(values);
@@ -264,26 +341,26 @@ impl Runtime<'_> {
                 self.recorder.complete_batch(&batch.batch_id, BatchCompletion::Completed)?;
                 let Value::List(values) = list else { unreachable!("constructed as a list") };
                 if passthrough {
-                    for (member, value) in buffer.members.into_iter().zip(values) {
+                    for (member, value) in members.into_iter().zip(values) {
                         let hash = stable_hash(&value).map_err(LandscapeError::from)?;
                         let Value::Object(row) = value else { unreachable!("rows are objects") };
                         self.route_from(Work { row, hash, at: node, ..member }, node, queue)?;
                     }
                 } else {
-                    let members: Vec<&Token> = buffer.members.iter().map(|w| &w.token).collect();
+                    let tokens: Vec<&Token> = members.iter().map(|w| &w.token).collect();
                     // Outputs stay joinable downstream only when every member
                     // came from the same fork.
-                    let fork_group = buffer.members[0]
+                    let fork_group = members[0]
                         .fork_group
                         .clone()
-                        .filter(|group| buffer.members.iter().all(|w| w.fork_group.as_ref() == Some(group)));
+                        .filter(|group| members.iter().all(|w| w.fork_group.as_ref() == Some(group)));
                     for value in values {
                         let hash = stable_hash(&value).map_err(LandscapeError::from)?;
                         let Value::Object(row) = value else { unreachable!("rows are objects") };
-                        let token = self.recorder.create_batch_output_token(&members, self.graph.nodes[node].step)?;
+                        let token = self.recorder.create_batch_output_token(&tokens, self.graph.nodes[node].step)?;
                         self.route_from(Work { token, row, hash, at: node, fork_group: fork_group.clone() }, node, queue)?;
                     }
-                    for Work { token, .. } in &buffer.members {
+                    for Work { token, .. } in &members {
                         self.outcome(token, OutcomeDetail::ConsumedInBatch { batch_id: batch.batch_id.clone() }, None)?;
                     }
                 }
@@ -291,13 +368,13 @@ impl Runtime<'_> {
             }
             Ok(BatchResult::Error { reason }) => {
                 let reason = serde_json::Value::Object(reason);
-                self.fail_flush(&state_id, &batch, &buffer.members, &reason, duration, context_json)
+                self.fail_flush(&state_id, &batch, &members, &reason, duration, context_json)
             }
-            Ok(BatchResult::Pending { .. }) => Err(EngineError::Invariant("pending batch left the polling loop".into())),
+            Ok(BatchResult::Pending { .. }) => Err(EngineError::Invariant("a pending answer reached the end of a flush".into())),
             Err(source) => {
                 let error = serde_json::json!({"exception": source.to_string(), "type": "PluginError"});
-                self.fail_flush(&state_id, &batch, &buffer.members, &error, duration, context_json)?;
-                Err(EngineError::Plugin { node: settings.name, source })
+                self.fail_flush(&state_id, &batch, &members, &error, duration, context_json)?;
+                Err(EngineError::Plugin { node: name, source })
             }
         }
     }
@@ -334,6 +411,14 @@ impl Runtime<'_> {
     /// their members end FAILED.
     pub(crate) fn abandon_buffers(&mut self, reason: &str) -> Result<(), EngineError> {
         let hash = error_hash(reason);
+        for flush in std::mem::take(&mut self.pending_flushes) {
+            if let Some(job) = &flush.job {
+                self.plugins.aggregations[flush.index].cancel(job);
+            }
+            let error = serde_json::json!({"exception": format!("the run ended while the batch was pending: {reason}"), "type": "RunFailed"});
+            let duration = flush.started.elapsed().as_secs_f64() * 1000.0;
+            self.fail_flush(&flush.state_id, &flush.batch, &flush.members, &error, duration, None)?;
+        }
         for node in 0..self.buffers.len() {
             let buffer = std::mem::take(&mut self.buffers[node]);
             let Some(batch) = buffer.batch else { continue };

@@ -72,6 +72,8 @@ pub(crate) struct Runtime<'r> {
     bound_field_resolution: bool,
     /// Open aggregation batches, per node.
     pub(crate) buffers: Vec<super::aggregation::AggregationBuffer>,
+    /// Flushes whose batch transform answered pending, polled by the timers.
+    pub(crate) pending_flushes: Vec<super::aggregation::PendingFlush>,
     /// Branch tokens waiting at coalesces.
     pub(crate) coalesces: super::coalesce::CoalesceState,
 }
@@ -113,6 +115,7 @@ impl<'r> Runtime<'r> {
             source_operation: None,
             bound_field_resolution: false,
             buffers: (0..n_nodes).map(|_| super::aggregation::AggregationBuffer::default()).collect(),
+            pending_flushes: Vec::new(),
             coalesces: super::coalesce::CoalesceState::default(),
         }
     }
@@ -196,7 +199,7 @@ impl<'r> Runtime<'r> {
         Ok(())
     }
 
-    fn record_calls(&mut self, node: NodeIdx, state_id: &StateId) -> Result<(), EngineError> {
+    pub(crate) fn record_calls(&mut self, node: NodeIdx, state_id: &StateId) -> Result<(), EngineError> {
         let calls = self.contexts[node].take_calls();
         let parent = CallParent::State(state_id.clone());
         for call in &calls {
@@ -271,6 +274,7 @@ impl<'r> Runtime<'r> {
                     Received::Item(item) => item,
                 };
                 read += 1;
+                let timers_due = Instant::now() >= deadline;
                 match item {
                     Ok(None) => {
                         exhausted = true;
@@ -285,6 +289,13 @@ impl<'r> Runtime<'r> {
                     Err(source) => {
                         failure =
                             Some(EngineError::Plugin { node: format!("source {}", self.graph.nodes[0].plugin_name), source });
+                        break;
+                    }
+                }
+                // A busy source does not hold timers back.
+                if timers_due {
+                    if let Err(error) = self.fire_timers() {
+                        failure = Some(error);
                         break;
                     }
                 }
@@ -472,6 +483,11 @@ impl<'r> Runtime<'r> {
         loop {
             self.resolve_coalesces_at_end()?;
             self.flush_aggregations_at_end()?;
+            if !self.pending_flushes.is_empty() {
+                // Outstanding async batches decide what is left: wait for them.
+                self.wait_for_pending_flushes()?;
+                continue;
+            }
             if self.coalesces.is_empty() && self.buffers.iter().all(super::aggregation::AggregationBuffer::is_empty) {
                 return Ok(());
             }

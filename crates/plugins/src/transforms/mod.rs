@@ -4,6 +4,7 @@
 
 pub(crate) mod batch_replicate;
 pub(crate) mod batch_stats;
+pub(crate) mod command_batch;
 pub(crate) mod field_mapper;
 pub(crate) mod json_explode;
 pub(crate) mod keyword_filter;
@@ -12,6 +13,7 @@ pub(crate) mod truncate;
 
 pub(crate) use batch_replicate::BatchReplicate;
 pub(crate) use batch_stats::BatchStats;
+pub(crate) use command_batch::CommandBatch;
 pub(crate) use field_mapper::FieldMapper;
 pub(crate) use json_explode::JsonExplode;
 pub(crate) use keyword_filter::KeywordFilter;
