@@ -222,7 +222,7 @@ impl Runtime<'_> {
         let trigger = BatchTrigger { trigger_type, trigger_reason: reason };
         self.recorder.start_batch(&batch.batch_id, &trigger, &state_id)?;
         let started = Instant::now();
-        let result = self.plugins.aggregations[index].process_batch(&rows, &mut self.contexts[node]);
+        let result = super::guarded(|| self.plugins.aggregations[index].process_batch(&rows, &mut self.contexts[node]));
         self.record_calls(node, &state_id)?;
         let flush = PendingFlush {
             node,
@@ -281,7 +281,7 @@ impl Runtime<'_> {
         let before = self.pending_flushes.len() + due.len();
         for flush in due {
             let job = flush.job.clone().unwrap_or(serde_json::Value::Null);
-            let result = self.plugins.aggregations[flush.index].poll(&job, &mut self.contexts[flush.node]);
+            let result = super::guarded(|| self.plugins.aggregations[flush.index].poll(&job, &mut self.contexts[flush.node]));
             self.record_calls(flush.node, &flush.state_id)?;
             self.settle_flush(flush, result, queue)?;
         }

@@ -108,3 +108,22 @@ pub(crate) fn outcome_key(outcome: RowOutcome) -> &'static str {
 pub(crate) fn interrupted(flag: &AtomicBool) -> bool {
     flag.load(Ordering::Relaxed)
 }
+
+/// Runs plugin code; a panic in it becomes a contract error, so the engine
+/// records the failed state (and batch) before the run stops instead of
+/// unwinding past the audit trail.
+pub(crate) fn guarded<T>(
+    call: impl FnOnce() -> Result<T, contracts::plugin::PluginError>,
+) -> Result<T, contracts::plugin::PluginError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(contracts::plugin::PluginError::Contract(format!("the plugin panicked: {message}")))
+        }
+    }
+}

@@ -542,7 +542,7 @@ impl<'r> Runtime<'r> {
         let max_attempts = self.loaded.settings.retry.max_attempts.max(1);
         for attempt in 0..max_attempts {
             let started = Instant::now();
-            let result = self.plugins.transforms[index].process(work.row.clone(), &mut self.contexts[node]);
+            let result = super::guarded(|| self.plugins.transforms[index].process(work.row.clone(), &mut self.contexts[node]));
             let duration = ms(started.elapsed());
             match result {
                 Ok(TransformResult::Row { row, success_reason }) => {

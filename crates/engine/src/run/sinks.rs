@@ -67,7 +67,8 @@ impl Runtime<'_> {
         let started = Instant::now();
         let plugin =
             self.plugins.sinks.get_mut(&name).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
-        let result = plugin.write(&rows, &mut self.contexts[sink]).and_then(|()| plugin.flush(&mut self.contexts[sink]));
+        let context = &mut self.contexts[sink];
+        let result = super::guarded(|| plugin.write(&rows, context).and_then(|()| plugin.flush(context)));
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         let per_row = elapsed / rows.len().max(1) as f64;
         match result {

@@ -1,0 +1,141 @@
+//! Test plugins: a counting source, a transform and a batch transform that
+//! panic on demand, a batch transform that stays pending for a number of
+//! polls, and a sink that keeps rows in memory.
+
+use std::time::Duration;
+
+use contracts::plugin::{
+    ArtifactDescriptor, BatchResult, BatchTransform, Options, PluginContext, PluginError, PluginInfo, PluginRegistry, Sink,
+    Source, SourceItem, SourcePosition, Transform, TransformResult,
+};
+use contracts::{ContentHash, Determinism, Row, Value};
+
+const fn info(name: &'static str, determinism: Determinism) -> PluginInfo {
+    PluginInfo { name, version: "0.0.0", determinism }
+}
+
+fn int(options: &Options, key: &str) -> i64 {
+    options.get(key).and_then(serde_json::Value::as_i64).unwrap_or(0)
+}
+
+/// Rows `{id: 0..count}`.
+struct Counting {
+    count: i64,
+    next: i64,
+}
+
+impl Source for Counting {
+    fn info(&self) -> PluginInfo {
+        info("counting", Determinism::Deterministic)
+    }
+
+    fn next_item(&mut self, _ctx: &mut PluginContext) -> Result<Option<SourceItem>, PluginError> {
+        if self.next >= self.count {
+            return Ok(None);
+        }
+        let mut row = Row::new();
+        row.insert("id".into(), Value::Integer(self.next));
+        self.next += 1;
+        Ok(Some(SourceItem::Valid(row)))
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition { items: u64::try_from(self.next).unwrap_or(0), byte_offset: None }
+    }
+}
+
+/// Passes rows on; panics on the row whose id is `panic_on`.
+struct PanicOn(i64);
+
+impl Transform for PanicOn {
+    fn info(&self) -> PluginInfo {
+        info("panic_on", Determinism::Deterministic)
+    }
+
+    fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+        assert!(row.get("id") != Some(&Value::Integer(self.0)), "test transform panics on purpose");
+        Ok(TransformResult::Row { row, success_reason: None })
+    }
+}
+
+/// Answers pending `polls` times, then returns the rows; panics instead
+/// when `panic` is set.
+struct Slow {
+    polls: i64,
+    panic: bool,
+    rows: Vec<Vec<Row>>,
+}
+
+impl BatchTransform for Slow {
+    fn info(&self) -> PluginInfo {
+        info("slow", Determinism::ExternalCall)
+    }
+
+    fn process_batch(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<BatchResult, PluginError> {
+        assert!(!self.panic, "test batch transform panics on purpose");
+        self.rows.push(rows.to_vec());
+        let job = serde_json::json!({"job": self.rows.len() - 1, "left": self.polls});
+        Ok(BatchResult::Pending { check_after: Duration::from_millis(20), job })
+    }
+
+    fn poll(&mut self, job: &serde_json::Value, _ctx: &mut PluginContext) -> Result<BatchResult, PluginError> {
+        let index = usize::try_from(job["job"].as_u64().unwrap_or(0)).unwrap_or(0);
+        let left = job["left"].as_i64().unwrap_or(0);
+        if left > 0 {
+            let job = serde_json::json!({"job": index, "left": left - 1});
+            return Ok(BatchResult::Pending { check_after: Duration::from_millis(20), job });
+        }
+        Ok(BatchResult::Rows(self.rows.get(index).cloned().unwrap_or_default()))
+    }
+}
+
+/// Keeps what it is given.
+#[derive(Default)]
+struct Memory {
+    rows: usize,
+}
+
+impl Sink for Memory {
+    fn info(&self) -> PluginInfo {
+        info("memory", Determinism::IoWrite)
+    }
+
+    fn write(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<(), PluginError> {
+        self.rows += rows.len();
+        Ok(())
+    }
+
+    fn flush(&mut self, _ctx: &mut PluginContext) -> Result<Option<ArtifactDescriptor>, PluginError> {
+        Ok((self.rows > 0).then(|| ArtifactDescriptor {
+            artifact_type: "memory".into(),
+            path_or_uri: "memory://out".into(),
+            content_hash: ContentHash::of_bytes(self.rows.to_string().as_bytes()),
+            size_bytes: self.rows as u64,
+        }))
+    }
+}
+
+pub(crate) struct TestPlugins;
+
+impl PluginRegistry for TestPlugins {
+    fn source(&self, _plugin: &str, options: &Options) -> Result<Box<dyn Source>, PluginError> {
+        Ok(Box::new(Counting { count: int(options, "count"), next: 0 }))
+    }
+
+    fn transform(&self, _plugin: &str, options: &Options) -> Result<Box<dyn Transform>, PluginError> {
+        Ok(Box::new(PanicOn(options.get("panic_on").and_then(serde_json::Value::as_i64).unwrap_or(-1))))
+    }
+
+    fn batch_transform(&self, _plugin: &str, options: &Options) -> Result<Box<dyn BatchTransform>, PluginError> {
+        let panic = options.get("panic").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        Ok(Box::new(Slow { polls: int(options, "polls"), panic, rows: Vec::new() }))
+    }
+
+    fn sink(&self, _plugin: &str, _options: &Options) -> Result<Box<dyn Sink>, PluginError> {
+        Ok(Box::new(Memory::default()))
+    }
+
+    fn is_batch_aware(&self, plugin: &str) -> bool {
+        plugin == "slow"
+    }
+}

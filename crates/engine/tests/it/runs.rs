@@ -1,0 +1,84 @@
+//! Runs of small pipelines over the test plugins.
+
+use std::path::Path;
+
+use contracts::RunStatus;
+use engine::pipeline::build_pipeline;
+use engine::run::{run_pipeline, RunOptions, RunSummary};
+use landscape::connection::query_i64;
+use landscape::Recorder;
+
+use crate::plugins::TestPlugins;
+
+fn run(settings: &str) -> (RunSummary, Recorder) {
+    let loaded = engine::settings::parse(Path::new("test.yaml"), settings, &|_| None).expect("settings");
+    let pipeline = build_pipeline(loaded, &TestPlugins).expect("pipeline");
+    let mut recorder = Recorder::open("sqlite:///:memory:", None).expect("Landscape");
+    let summary = run_pipeline(pipeline, &mut recorder, RunOptions::default()).expect("run recorded");
+    (summary, recorder)
+}
+
+fn count(recorder: &mut Recorder, sql: &str) -> i64 {
+    query_i64(recorder.connection(), sql).expect(sql)
+}
+
+fn settings(rows: i64, body: &str) -> String {
+    format!(
+        "source:\n  plugin: counting\n  on_success: in\n  options: {{count: {rows}, schema: {{mode: observed}}, on_validation_failure: discard}}\n\
+         {body}\nsinks:\n  out:\n    plugin: memory\n    on_write_failure: discard\n    options: {{schema: {{mode: observed}}}}\n\
+         landscape: {{url: 'sqlite:///:memory:'}}\n"
+    )
+}
+
+const AGGREGATION: &str = "aggregations:\n- name: batch\n  plugin: slow\n  input: in\n  on_success: out\n  on_error: discard\n  output_mode: passthrough\n  trigger: {count: 2}\n";
+
+#[test]
+fn a_panicking_transform_fails_its_state_and_token_then_the_run() {
+    let body = "transforms:\n- name: boom\n  plugin: panic_on\n  input: in\n  on_success: out\n  on_error: discard\n  options: {panic_on: 2, schema: {mode: observed}}";
+    let (summary, mut recorder) = run(&settings(5, body));
+    assert_eq!(summary.status, RunStatus::Failed);
+    assert!(summary.error.as_deref().is_some_and(|e| e.contains("panicked")), "{:?}", summary.error);
+    assert_eq!(count(&mut recorder, "SELECT count(*) AS n FROM node_states WHERE status = 'open'"), 0);
+    assert_eq!(
+        count(&mut recorder, "SELECT count(*) AS n FROM node_states WHERE status = 'failed' AND error_json LIKE '%the plugin panicked: test transform panics on purpose%'"),
+        1
+    );
+    assert_eq!(count(&mut recorder, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'failed'"), 1);
+    assert_eq!(count(&mut recorder, "SELECT count(*) AS n FROM runs WHERE status = 'failed'"), 1);
+}
+
+#[test]
+fn a_panicking_batch_transform_leaves_a_failed_state_and_batch() {
+    let body = format!("{AGGREGATION}  options: {{panic: true, schema: {{mode: observed}}}}");
+    let (summary, mut recorder) = run(&settings(4, &body));
+    assert_eq!(summary.status, RunStatus::Failed);
+    assert_eq!(count(&mut recorder, "SELECT count(*) AS n FROM node_states WHERE status IN ('open', 'pending')"), 0);
+    assert_eq!(
+        count(&mut recorder, "SELECT count(*) AS n FROM batches b JOIN node_states s ON s.state_id = b.aggregation_state_id WHERE b.status = 'failed' AND s.status = 'failed' AND s.error_json LIKE '%panicked%'"),
+        1
+    );
+    assert_eq!(count(&mut recorder, "SELECT count(*) AS n FROM batches WHERE status IN ('draft', 'executing')"), 0);
+    assert_eq!(
+        count(&mut recorder, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'failed' AND batch_id IS NOT NULL"),
+        2
+    );
+}
+
+#[test]
+fn a_pending_batch_goes_pending_then_completed_while_other_rows_go_on() {
+    let body = format!("{AGGREGATION}  options: {{polls: 3, schema: {{mode: observed}}}}");
+    let (summary, mut recorder) = run(&settings(6, &body));
+    assert_eq!(summary.status, RunStatus::Completed, "{:?}", summary.error);
+    assert_eq!(summary.outcomes.get("completed"), Some(&6));
+    assert_eq!(count(&mut recorder, "SELECT count(*) AS n FROM node_states WHERE status IN ('open', 'pending')"), 0);
+    assert_eq!(
+        count(&mut recorder, "SELECT count(*) AS n FROM batches b JOIN node_states s ON s.state_id = b.aggregation_state_id WHERE b.status = 'completed' AND s.status = 'completed' AND s.output_hash IS NOT NULL"),
+        3
+    );
+    // Every batch was created before the first one completed: the engine did
+    // not wait for a pending job before reading on.
+    assert_eq!(
+        count(&mut recorder, "SELECT count(*) AS n FROM batches WHERE created_at < (SELECT min(completed_at) FROM batches)"),
+        3
+    );
+}
