@@ -3,6 +3,7 @@
 mod aggregation;
 mod cli;
 mod coalesce;
+mod crash;
 mod explain;
 mod export;
 mod random_pipelines;

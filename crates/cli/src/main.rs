@@ -97,6 +97,30 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         chunk_size: usize,
     },
+    /// Resume a run that was interrupted (Ctrl-C), crashed (its process is
+    /// gone while it still says running) or failed, from its last checkpoint:
+    /// sink files are cut back to their checkpointed length, aggregation
+    /// buffers, pending batches and coalesce entries are restored, and the
+    /// source is read on from where the run stopped. The outputs end up as an
+    /// uninterrupted run's would, each row once.
+    ///
+    /// Refused with a clear message: a run whose process is still alive, a
+    /// settings file that differs from the run's, an input file whose
+    /// already-read rows changed.
+    ///
+    /// Exit codes as `run`.
+    Resume {
+        /// Run id, or `latest`.
+        run: String,
+        /// The pipeline's settings.yaml, unchanged since the run began.
+        #[arg(long, short)]
+        settings: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Source rows per audit transaction and sink write.
+        #[arg(long, default_value_t = 1000)]
+        chunk_size: usize,
+    },
     /// Export a run's whole audit trail, in a total deterministic order.
     ///
     /// With --sign every record carries an HMAC-SHA256 signature made with the
@@ -209,7 +233,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { settings, format } => validate::run(&settings, format),
-        Command::Run { settings, execute, format, chunk_size } => run::run(&settings, execute, format, chunk_size),
+        Command::Run { settings, execute, format, chunk_size } => {
+            let mode = if execute { run::Mode::Run } else { run::Mode::DryRun };
+            run::run(&settings, mode, format, chunk_size)
+        }
+        Command::Resume { run, settings, format, chunk_size } => run::run(&settings, run::Mode::Resume(run), format, chunk_size),
         Command::Export { run, database, format, output, sign } => export::export(&run, &database, format, &output, sign),
         Command::Verify { path, format } => export::verify(&path, format),
         Command::Explain { landscape, run, row, token, sink, format, json } => {

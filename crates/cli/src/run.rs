@@ -8,12 +8,26 @@ use std::sync::Arc;
 
 use contracts::RunStatus;
 use engine::pipeline::load_pipeline;
-use engine::run::{run_pipeline, EngineError, Progress, RunOptions, RunSummary};
+use engine::run::{resume_pipeline, run_pipeline, CrashPoint, EngineError, Progress, RunOptions, RunSummary};
 use landscape::{PayloadStore, Recorder};
 
 use crate::Format;
 
-pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: usize) -> anyhow::Result<ExitCode> {
+/// What to execute: a new run, or the resumption of an earlier one.
+pub(crate) enum Mode {
+    /// Without `--execute`: validate only.
+    DryRun,
+    Run,
+    /// Resume this run (an id or `latest`).
+    Resume(String),
+}
+
+pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize) -> anyhow::Result<ExitCode> {
+    let settings = &crate::landscape_args::expand_tilde(settings);
+    if !settings.is_file() {
+        eprintln!("error: settings file {} does not exist", settings.display());
+        return Ok(ExitCode::from(1));
+    }
     let pipeline = match load_pipeline(settings, &plugins::BuiltinPlugins) {
         Ok(pipeline) => pipeline,
         Err(error) => {
@@ -22,7 +36,7 @@ pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: us
             return Ok(ExitCode::from(1));
         }
     };
-    if !execute {
+    if matches!(mode, Mode::DryRun) {
         match format {
             Format::Text => println!("{}: valid; dry run, nothing executed (add --execute to run)", settings.display()),
             Format::Json => println!("{}", serde_json::json!({"valid": true, "executed": false})),
@@ -41,7 +55,12 @@ pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: us
     let payload_dir = pipeline.loaded.settings.payload_store.base_path.clone();
     std::fs::create_dir_all(&payload_dir)
         .map_err(|e| anyhow::format_err!("cannot create the payload store {payload_dir}: {e}"))?;
-    let mut recorder = match Recorder::open(&landscape_url, Some(PayloadStore::new(&payload_dir))) {
+    let store = Some(PayloadStore::new(&payload_dir));
+    let opened = match mode {
+        Mode::Resume(_) => Recorder::open_existing(&landscape_url, store),
+        Mode::Run | Mode::DryRun => Recorder::open(&landscape_url, store),
+    };
+    let mut recorder = match opened {
         Ok(recorder) => recorder,
         Err(error) => {
             eprintln!("error: cannot open the Landscape: {error}");
@@ -73,9 +92,19 @@ pub(crate) fn run(settings: &Path, execute: bool, format: Format, chunk_size: us
             }
         })),
         interrupt_after_rows: std::env::var("ELSPETH_TEST_INTERRUPT_AFTER_ROWS").ok().and_then(|v| v.parse().ok()),
+        crash_at: std::env::var("ELSPETH_TEST_CRASH_AT").ok().as_deref().and_then(CrashPoint::parse),
         ..RunOptions::default()
     };
-    let result = run_pipeline(pipeline, &mut recorder, options);
+    let result = match mode {
+        Mode::Resume(run) => match crate::landscape_args::resolve_run(&mut recorder, &run) {
+            Ok(run_id) => resume_pipeline(pipeline, &mut recorder, &run_id, options),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        Mode::Run | Mode::DryRun => run_pipeline(pipeline, &mut recorder, options),
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -211,6 +211,17 @@ pub trait Sink: Send {
     /// Tells the sink the source's original headers (final name → original),
     /// for `headers: original`.
     fn bind_field_resolution(&mut self, _resolution: &[(String, String)]) {}
+    /// What the sink needs to continue its output after a crash (the CSV
+    /// columns, the JSON elements written), saved with every checkpoint.
+    fn checkpoint_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Continues an output that is cut back to its checkpointed length
+    /// `bytes` (everything written after it is removed), with the state
+    /// saved then.
+    fn resume(&mut self, _bytes: u64, _state: &serde_json::Value) -> Result<(), PluginError> {
+        Err(PluginError::Contract(format!("sink {} cannot continue an earlier run's output", self.info().name)))
+    }
 }
 
 /// Plugin options as written in `settings.yaml`.

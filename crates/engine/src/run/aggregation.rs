@@ -433,4 +433,85 @@ impl Runtime<'_> {
         }
         Ok(())
     }
+
+    /// The buffers and parked flushes, for a checkpoint.
+    pub(crate) fn aggregation_snapshot(&self) -> serde_json::Value {
+        let buffers: Vec<serde_json::Value> = self
+            .buffers
+            .iter()
+            .enumerate()
+            .filter_map(|(node, buffer)| {
+                let batch = buffer.batch.as_ref()?;
+                Some(serde_json::json!({
+                    "node": node,
+                    "batch_id": batch.batch_id.as_str(),
+                    "members": buffer.members.iter().map(super::checkpoint::work_json).collect::<Vec<_>>(),
+                }))
+            })
+            .collect();
+        let pending: Vec<serde_json::Value> = self
+            .pending_flushes
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "node": f.node,
+                    "index": f.index,
+                    "batch_id": f.batch.batch_id.as_str(),
+                    "state_id": f.state_id.as_str(),
+                    "trigger_type": f.trigger_type.as_str(),
+                    "job": f.job,
+                    "members": f.members.iter().map(super::checkpoint::work_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({"buffers": buffers, "pending_flushes": pending})
+    }
+
+    /// Restores buffers (their age starts again) and parked flushes (polled
+    /// at once).
+    pub(crate) fn restore_aggregation(&mut self, saved: &serde_json::Value) -> Result<(), EngineError> {
+        let damaged = || EngineError::Resume("the checkpoint's aggregation state is damaged".into());
+        let node_of = |v: &serde_json::Value| v.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(damaged);
+        let batch_of = |v: &serde_json::Value| -> Result<contracts::BatchId, EngineError> {
+            Ok(contracts::BatchId::parse(v.as_str().ok_or_else(damaged)?).map_err(LandscapeError::from)?)
+        };
+        for buffer in saved["buffers"].as_array().into_iter().flatten() {
+            let node = node_of(&buffer["node"])?;
+            let batch = self.recorder.get_batch(&batch_of(&buffer["batch_id"])?)?;
+            let members = buffer["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| self.work_from_json(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let slot = self.buffers.get_mut(node).ok_or_else(damaged)?;
+            *slot = AggregationBuffer { batch: Some(batch), members, first_arrival: Some(Instant::now()), condition: None };
+        }
+        for flush in saved["pending_flushes"].as_array().into_iter().flatten() {
+            let batch = self.recorder.get_batch(&batch_of(&flush["batch_id"])?)?;
+            let members = flush["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| self.work_from_json(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let state_id =
+                contracts::StateId::parse(flush["state_id"].as_str().ok_or_else(damaged)?).map_err(LandscapeError::from)?;
+            let trigger_type: TriggerType =
+                flush["trigger_type"].as_str().ok_or_else(damaged)?.parse().map_err(LandscapeError::from)?;
+            let now = Instant::now();
+            self.pending_flushes.push(PendingFlush {
+                node: node_of(&flush["node"])?,
+                index: node_of(&flush["index"])?,
+                batch,
+                state_id,
+                members,
+                trigger_type,
+                started: now,
+                next_poll: now,
+                job: Some(flush["job"].clone()),
+            });
+        }
+        Ok(())
+    }
 }

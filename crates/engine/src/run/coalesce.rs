@@ -23,6 +23,8 @@ struct Arrival {
     row: Row,
     state_id: StateId,
     arrived_at: Instant,
+    /// Its state was closed PENDING (the run was interrupted while it waited).
+    parked: bool,
 }
 
 /// Branches of one fork (one token split into branches) waiting at one
@@ -98,7 +100,13 @@ impl Runtime<'_> {
             context_before_json: None,
         })?;
         let now = Instant::now();
-        let arrival = Arrival { token: work.token, row: work.row, state_id: state.common().state_id.clone(), arrived_at: now };
+        let arrival = Arrival {
+            token: work.token,
+            row: work.row,
+            state_id: state.common().state_id.clone(),
+            arrived_at: now,
+            parked: false,
+        };
         let Some(fork_group) = work.fork_group else {
             let reason = serde_json::json!({
                 "failure_reason": "no_single_fork",
@@ -415,11 +423,105 @@ impl Runtime<'_> {
     }
 
     /// A run that stops leaves no open coalesce state: waiting arrivals fail.
+    /// An interrupted run keeps its waiting branches for resume; their
+    /// states close PENDING (waiting for the other branches), so no state is
+    /// left open.
+    pub(crate) fn park_coalesces(&mut self) -> Result<(), EngineError> {
+        let mut to_park = Vec::new();
+        for ((node, _), entry) in &mut self.coalesces.entries {
+            for arrival in entry.arrivals.values_mut().filter(|a| !a.parked) {
+                arrival.parked = true;
+                to_park.push((*node, arrival.state_id.clone(), arrival.arrived_at.elapsed()));
+            }
+        }
+        for (node, state_id, waited) in to_park {
+            let context = serde_json::json!({"waiting_at": self.graph.nodes[node].name, "reason": "run interrupted"});
+            let context = canonical_json(&context).map_err(landscape::LandscapeError::from)?;
+            self.recorder.complete_node_state(
+                &state_id,
+                &StateCompletion::Pending { context_after_json: Some(context) },
+                waited.as_secs_f64() * 1000.0,
+            )?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn abandon_coalesces(&mut self, reason: &str) -> Result<(), EngineError> {
         let entries: Vec<Entry> = self.coalesces.entries.drain().map(|(_, e)| e).collect();
         for entry in entries {
             let error = serde_json::json!({"failure_reason": "run_stopped", "reason": reason});
             self.fail_arrivals(entry.arrivals.into_values().collect(), &error)?;
+        }
+        Ok(())
+    }
+
+    /// The waiting entries, the forks that may still see late arrivals and
+    /// the recorded branch losses, for a checkpoint.
+    pub(crate) fn coalesce_snapshot(&self) -> serde_json::Value {
+        let mut entries: Vec<serde_json::Value> = self
+            .coalesces
+            .entries
+            .iter()
+            .map(|((node, group), entry)| {
+                let arrivals: Vec<serde_json::Value> = entry
+                    .arrivals
+                    .iter()
+                    .map(|(branch, a)| {
+                        let work = Work {
+                            token: a.token.clone(),
+                            row: a.row.clone(),
+                            hash: ContentHash::of_bytes(b""),
+                            at: *node,
+                            fork_group: Some(group.clone()),
+                        };
+                        serde_json::json!({"branch": branch, "state_id": a.state_id.as_str(), "work": super::checkpoint::work_json(&work)})
+                    })
+                    .collect();
+                serde_json::json!({"node": node, "fork_group": group.as_str(), "arrivals": arrivals})
+            })
+            .collect();
+        entries.sort_by_key(ToString::to_string);
+        let mut resolved: Vec<serde_json::Value> =
+            self.coalesces.resolved.iter().map(|(node, group)| serde_json::json!([node, group.as_str()])).collect();
+        resolved.sort_by_key(ToString::to_string);
+        let mut lost: Vec<serde_json::Value> = self
+            .coalesces
+            .lost
+            .iter()
+            .map(|((node, group), branches)| serde_json::json!([node, group.as_str(), branches]))
+            .collect();
+        lost.sort_by_key(ToString::to_string);
+        serde_json::json!({"entries": entries, "resolved": resolved, "lost": lost})
+    }
+
+    /// Restores the coalesce state; waiting times start again.
+    pub(crate) fn restore_coalesce(&mut self, saved: &serde_json::Value) -> Result<(), EngineError> {
+        let damaged = || EngineError::Resume("the checkpoint's coalesce state is damaged".into());
+        let key_of = |node: &serde_json::Value, group: &serde_json::Value| -> Result<(NodeIdx, ForkGroupId), EngineError> {
+            let node = node.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(damaged)?;
+            Ok((node, ForkGroupId::parse(group.as_str().ok_or_else(damaged)?).map_err(landscape::LandscapeError::from)?))
+        };
+        let now = Instant::now();
+        for entry in saved["entries"].as_array().into_iter().flatten() {
+            let key = key_of(&entry["node"], &entry["fork_group"])?;
+            let mut arrivals = IndexMap::new();
+            for arrival in entry["arrivals"].as_array().into_iter().flatten() {
+                let work = self.work_from_json(&arrival["work"])?;
+                let state_id =
+                    StateId::parse(arrival["state_id"].as_str().ok_or_else(damaged)?).map_err(landscape::LandscapeError::from)?;
+                let branch = arrival["branch"].as_str().ok_or_else(damaged)?.to_owned();
+                let parked = self.recorder.get_node_state(&state_id)?.status() == contracts::NodeStateStatus::Pending;
+                arrivals.insert(branch, Arrival { token: work.token, row: work.row, state_id, arrived_at: now, parked });
+            }
+            self.coalesces.entries.insert(key, Entry { first_arrival: now, arrivals });
+        }
+        for pair in saved["resolved"].as_array().into_iter().flatten() {
+            self.coalesces.resolved.insert(key_of(&pair[0], &pair[1])?);
+        }
+        for triple in saved["lost"].as_array().into_iter().flatten() {
+            let key = key_of(&triple[0], &triple[1])?;
+            let branches: IndexMap<String, String> = serde_json::from_value(triple[2].clone()).map_err(|_| damaged())?;
+            self.coalesces.lost.insert(key, branches);
         }
         Ok(())
     }

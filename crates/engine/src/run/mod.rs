@@ -8,11 +8,16 @@
 //! disk, and a crash before the commit leaves no trace of the chunk.
 
 mod aggregation;
+mod checkpoint;
 mod coalesce;
 mod processor;
 mod register;
+mod resume;
 mod sinks;
 mod source_thread;
+
+pub use checkpoint::CrashPoint;
+pub use resume::resume_pipeline;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +43,8 @@ pub struct RunOptions {
     pub secrets: crate::settings::SecretPolicy,
     /// Test hook: behave as if interrupted once this many rows were read.
     pub interrupt_after_rows: Option<u64>,
+    /// Test hook: abort the process at this point (the crash harness).
+    pub crash_at: Option<CrashPoint>,
 }
 
 impl Default for RunOptions {
@@ -48,6 +55,7 @@ impl Default for RunOptions {
             progress: None,
             secrets: crate::settings::SecretPolicy::from_env(),
             interrupt_after_rows: None,
+            crash_at: None,
         }
     }
 }
@@ -80,8 +88,17 @@ pub struct RunSummary {
 /// begun or its failure could not be recorded.
 pub fn run_pipeline(pipeline: Pipeline, recorder: &mut Recorder, mut options: RunOptions) -> Result<RunSummary, EngineError> {
     let started = Instant::now();
-    let mut runtime = register::begin(pipeline, recorder, &options)?;
-    let result = runtime.drive(&mut options, started);
+    let runtime = register::begin(pipeline, recorder, &options)?;
+    conclude(runtime, &mut options, started)
+}
+
+/// Drives a begun (or resumed) run to its end and records how it ended.
+pub(crate) fn conclude(
+    mut runtime: processor::Runtime<'_>,
+    options: &mut RunOptions,
+    started: Instant,
+) -> Result<RunSummary, EngineError> {
+    let result = runtime.drive(options, started);
     let status = match &result {
         Ok(true) => RunStatus::Completed,
         Ok(false) => RunStatus::Interrupted,

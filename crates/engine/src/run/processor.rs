@@ -9,7 +9,7 @@ use contracts::plugin::{InvalidRecord, PluginContext, PluginError, SourceItem, T
 use contracts::records::{CallParent, OutcomeDetail, Token};
 use contracts::{
     canonical_json, error_hash, stable_hash, ContentHash, EdgeId, ForkGroupId, OperationId, RoutingMode, Row, RowOutcome, RunId,
-    StateId, Value,
+    StateId, TokenId, Value,
 };
 use landscape::recorder::{NewCall, NewNodeState, NewTransformError, NewValidationError, OperationCompletion, StateCompletion};
 use landscape::{LandscapeError, Recorder};
@@ -40,6 +40,9 @@ pub enum EngineError {
     Invariant(String),
     #[error("{0} is not supported by this engine yet")]
     Unsupported(String),
+    /// A run cannot be resumed (changed settings or input, live owner, …).
+    #[error("cannot resume: {0}")]
+    Resume(String),
 }
 
 /// A token on its way through the graph, with its current data and hash.
@@ -76,6 +79,18 @@ pub(crate) struct Runtime<'r> {
     pub(crate) pending_flushes: Vec<super::aggregation::PendingFlush>,
     /// Branch tokens waiting at coalesces.
     pub(crate) coalesces: super::coalesce::CoalesceState,
+    /// The last token created (a checkpoint names one).
+    pub(crate) last_token: Option<TokenId>,
+    /// Per sink node: its output's length after the last durable write.
+    pub(crate) sink_bytes: Vec<Option<u64>>,
+    /// Checkpoints written so far (their sequence numbers).
+    pub(crate) checkpoints: u64,
+    pub(crate) topology_hash: ContentHash,
+    pub(crate) config_hash: ContentHash,
+    /// Crash-test hook and the counters it looks at.
+    pub(crate) crash_at: Option<super::checkpoint::CrashPoint>,
+    pub(crate) commits: u64,
+    pub(crate) sink_writes: u64,
 }
 
 fn ms(elapsed: Duration) -> f64 {
@@ -95,10 +110,12 @@ impl<'r> Runtime<'r> {
         run_id: RunId,
         edge_ids: HashMap<(NodeIdx, String), EdgeId>,
         conditions: Vec<Option<Condition>>,
-    ) -> Runtime<'r> {
+        config_hash: ContentHash,
+    ) -> Result<Runtime<'r>, EngineError> {
+        let topology_hash = super::checkpoint::topology_hash(&graph)?;
         let contexts = graph.nodes.iter().map(|n| PluginContext::new(run_id.clone(), n.id.clone())).collect();
         let n_nodes = graph.nodes.len();
-        Runtime {
+        Ok(Runtime {
             loaded,
             graph,
             plugins,
@@ -117,6 +134,22 @@ impl<'r> Runtime<'r> {
             buffers: (0..n_nodes).map(|_| super::aggregation::AggregationBuffer::default()).collect(),
             pending_flushes: Vec::new(),
             coalesces: super::coalesce::CoalesceState::default(),
+            last_token: None,
+            sink_bytes: vec![None; n_nodes],
+            checkpoints: 0,
+            topology_hash,
+            config_hash,
+            crash_at: None,
+            commits: 0,
+            sink_writes: 0,
+        })
+    }
+
+    /// The crash-test hook: aborts the process (no unwinding, no cleanup,
+    /// as a kill would) when `point` is the configured crash point.
+    pub(crate) fn crash_if(&self, point: super::checkpoint::CrashPoint) {
+        if self.crash_at == Some(point) {
+            std::process::abort();
         }
     }
 
@@ -285,6 +318,7 @@ impl<'r> Runtime<'r> {
                             failure = Some(error);
                             break;
                         }
+                        self.crash_if(super::checkpoint::CrashPoint::AfterRow(self.rows_read));
                     }
                     Err(source) => {
                         failure =
@@ -312,7 +346,7 @@ impl<'r> Runtime<'r> {
                 }
             }
             if failure.is_none() && super::interrupted(&options.interrupt) && !exhausted {
-                if let Err(error) = self.abandon_coalesces("interrupted") {
+                if let Err(error) = self.park_coalesces() {
                     failure = Some(error);
                 }
             }
@@ -336,8 +370,12 @@ impl<'r> Runtime<'r> {
                 }
                 return Err(error);
             }
+            self.write_checkpoint()?;
             self.recorder.heartbeat(&self.run_id)?;
+            self.commits += 1;
+            self.crash_if(super::checkpoint::CrashPoint::BeforeCommit(self.commits));
             self.recorder.commit_unit()?;
+            self.crash_if(super::checkpoint::CrashPoint::AfterCommit(self.commits));
             if let Some(progress) = options.progress.as_mut() {
                 progress(&Progress { rows_read: self.rows_read, elapsed: started.elapsed(), outcomes: self.counts.clone() });
             }
@@ -407,6 +445,7 @@ impl<'r> Runtime<'r> {
                 let record = self.recorder.create_row(&self.run_id, &source_id, row_index, &value)?;
                 let Value::Object(row) = value else { unreachable!("constructed as an object") };
                 let token = self.recorder.create_token(&record)?;
+                self.last_token = Some(token.token_id.clone());
                 let hash = record.source_data_hash.clone();
                 let completion =
                     StateCompletion::Completed { output_hash: hash.clone(), context_after_json: None, success_reason_json: None };
@@ -424,6 +463,7 @@ impl<'r> Runtime<'r> {
         let source_id = self.graph.nodes[source].id.clone();
         let record = self.recorder.create_quarantined_row(&self.run_id, &source_id, row_index, &invalid.raw)?;
         let token = self.recorder.create_token(&record)?;
+        self.last_token = Some(token.token_id.clone());
         let error = execution_error(&invalid.error, "ValidationError");
         let state = self.visit(&token, source, 0, record.source_data_hash.clone(), StateCompletion::failed(&error)?, 0.0)?;
         let sink = self.graph.quarantine_sink;

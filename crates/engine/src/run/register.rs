@@ -85,5 +85,57 @@ pub(crate) fn begin<'r>(
             recorder.register_edge(&run_id, &graph.nodes[edge.from].id, &graph.nodes[edge.to].id, &edge.label, edge.mode)?;
         edge_ids.insert((edge.from, edge.label.clone()), stored.edge_id);
     }
-    Ok(Runtime::new(loaded, graph, plugins, recorder, run_id, edge_ids, conditions))
+    let mut runtime = Runtime::new(loaded, graph, plugins, recorder, run_id, edge_ids, conditions, run.config_hash)?;
+    runtime.crash_at = options.crash_at;
+    Ok(runtime)
+}
+
+/// Attaches to an existing run (resume): the same graph must already be
+/// registered; its edges are looked up, nothing is written.
+pub(crate) fn attach<'r>(
+    pipeline: Pipeline,
+    recorder: &'r mut Recorder,
+    run: &contracts::records::Run,
+    options: &RunOptions,
+) -> Result<Runtime<'r>, EngineError> {
+    let Pipeline { loaded, graph, plugins } = pipeline;
+    let mut conditions = vec![None; graph.nodes.len()];
+    for (idx, node) in graph.nodes.iter().enumerate() {
+        if let NodeKind::Gate(i) = &node.kind {
+            let gate = &loaded.settings.gates[*i];
+            conditions[idx] = Some(Condition::parse(&gate.condition).map_err(|e| EngineError::Config(e.to_string()))?);
+        }
+    }
+    let registered: HashMap<String, usize> = graph.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str().to_owned(), i)).collect();
+    let mut edge_ids = HashMap::new();
+    for edge in recorder.get_edges(&run.run_id)? {
+        let from = registered
+            .get(edge.from_node_id.as_str())
+            .copied()
+            .ok_or_else(|| EngineError::Resume(format!("the run has node {} that this pipeline does not", edge.from_node_id)))?;
+        edge_ids.insert((from, edge.label.clone()), edge.edge_id);
+    }
+    for edge in &graph.edges {
+        if !edge_ids.contains_key(&(edge.from, edge.label.clone())) {
+            return Err(EngineError::Resume(format!(
+                "this pipeline has an edge {:?} from {} that the run does not",
+                edge.label, graph.nodes[edge.from].id
+            )));
+        }
+    }
+    let mut runtime =
+        Runtime::new(loaded, graph, plugins, recorder, run.run_id.clone(), edge_ids, conditions, run.config_hash.clone())?;
+    runtime.crash_at = options.crash_at;
+    Ok(runtime)
+}
+
+/// The stored form of the settings and its hash, as `begin` records them.
+pub(crate) fn settings_hash(
+    loaded: &crate::settings::LoadedSettings,
+    options: &RunOptions,
+) -> Result<contracts::ContentHash, EngineError> {
+    let mut settings_json = serde_json::to_value(&loaded.settings).map_err(|e| EngineError::Invariant(e.to_string()))?;
+    fingerprint_secrets(&mut settings_json, &options.secrets, "").map_err(EngineError::Config)?;
+    let canonical = contracts::canonical_json(&settings_json).map_err(landscape::LandscapeError::from)?;
+    Ok(contracts::ContentHash::of_bytes(canonical.as_bytes()))
 }

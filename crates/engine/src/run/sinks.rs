@@ -75,6 +75,9 @@ impl Runtime<'_> {
             Ok(artifact) => {
                 let artifact =
                     artifact.ok_or_else(|| EngineError::Invariant(format!("sink {name} wrote rows but reports no artifact")))?;
+                self.sink_bytes[sink] = Some(artifact.size_bytes);
+                self.sink_writes += 1;
+                self.crash_if(super::checkpoint::CrashPoint::AfterSinkWrite(self.sink_writes));
                 let first = self.record_deliveries(sink, &name, deliveries, &artifact, per_row)?;
                 if let Some(first) = first {
                     self.register(sink, &first, &artifact)?;

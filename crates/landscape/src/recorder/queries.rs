@@ -232,4 +232,24 @@ impl Recorder {
             })
             .collect()
     }
+
+    /// Recorded source-row hashes from row index `from`, at most `limit`, by index.
+    pub fn row_hashes(&mut self, run_id: &RunId, from: u64, limit: u64) -> Result<Vec<(u64, contracts::ContentHash)>> {
+        let from = i64::try_from(from).map_err(|_| LandscapeError::InvalidWrite("row index too large".into()))?;
+        let limit = i64::try_from(limit).map_err(|_| LandscapeError::InvalidWrite("limit too large".into()))?;
+        let found: Vec<(i64, String)> = rows::table
+            .filter(rows::run_id.eq(run_id.as_str()))
+            .filter(rows::row_index.ge(from))
+            .order(rows::row_index.asc())
+            .limit(limit)
+            .select((rows::row_index, rows::source_data_hash))
+            .load(self.conn()?)?;
+        found
+            .into_iter()
+            .map(|(index, hash)| {
+                let index = u64::try_from(index).map_err(|_| LandscapeError::integrity("negative row index"))?;
+                Ok((index, contracts::ContentHash::parse(hash)?))
+            })
+            .collect()
+    }
 }

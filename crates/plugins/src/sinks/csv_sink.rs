@@ -133,6 +133,21 @@ impl Sink for CsvSink {
         self.file.sync()
     }
 
+    fn checkpoint_state(&self) -> serde_json::Value {
+        serde_json::json!({"columns": self.columns})
+    }
+
+    fn resume(&mut self, bytes: u64, state: &serde_json::Value) -> Result<(), PluginError> {
+        self.file.resume(bytes)?;
+        self.columns = if bytes == 0 {
+            None
+        } else {
+            let columns = state.get("columns").cloned().unwrap_or_default();
+            serde_json::from_value(columns).map_err(|e| PluginError::Contract(format!("csv sink checkpoint state: {e}")))?
+        };
+        Ok(())
+    }
+
     fn bind_field_resolution(&mut self, resolution: &[(String, String)]) {
         self.headers.bind(resolution);
     }

@@ -50,6 +50,46 @@ impl DurableFile {
         Ok(())
     }
 
+    /// Continues the file cut back to `bytes`: what follows is removed, the
+    /// running hash covers the kept bytes, and writes append. A file that was
+    /// empty at the checkpoint is removed (it is created again on the first
+    /// write).
+    pub(crate) fn resume(&mut self, bytes: u64) -> Result<(), PluginError> {
+        use std::io::{Read, Seek, SeekFrom};
+        self.writer = None;
+        self.hasher = Sha256::new();
+        self.bytes = 0;
+        if bytes == 0 {
+            return match std::fs::remove_file(&self.path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(self.io("cannot remove")(error)),
+                Ok(()) | Err(_) => Ok(()),
+            };
+        }
+        let mut file = OpenOptions::new().read(true).write(true).open(&self.path).map_err(self.io("cannot reopen"))?;
+        let length = file.metadata().map_err(self.io("cannot inspect"))?.len();
+        if length < bytes {
+            return Err(PluginError::Contract(format!(
+                "{} is {length} bytes long, shorter than the {bytes} bytes the checkpoint recorded",
+                self.display_path
+            )));
+        }
+        file.set_len(bytes).map_err(self.io("cannot cut back"))?;
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut reader = (&file).take(bytes);
+        loop {
+            let n = reader.read(&mut buffer).map_err(self.io("cannot read back"))?;
+            if n == 0 {
+                break;
+            }
+            self.hasher.update(&buffer[..n]);
+        }
+        file.seek(SeekFrom::End(0)).map_err(self.io("cannot seek"))?;
+        file.sync_data().map_err(self.io("cannot sync"))?;
+        self.bytes = bytes;
+        self.writer = Some(BufWriter::with_capacity(1 << 16, file));
+        Ok(())
+    }
+
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), PluginError> {
         if self.writer.is_none() {
             self.open()?;

@@ -138,4 +138,15 @@ impl Sink for JsonSink {
     fn bind_field_resolution(&mut self, resolution: &[(String, String)]) {
         self.headers.bind(resolution);
     }
+
+    fn checkpoint_state(&self) -> serde_json::Value {
+        serde_json::json!({"elements": self.elements})
+    }
+
+    fn resume(&mut self, bytes: u64, state: &serde_json::Value) -> Result<(), PluginError> {
+        self.file.resume(bytes)?;
+        self.finished = false;
+        self.elements = if bytes == 0 { 0 } else { state.get("elements").and_then(serde_json::Value::as_u64).unwrap_or(0) };
+        Ok(())
+    }
 }
