@@ -7,6 +7,7 @@ mod crash;
 mod explain;
 mod export;
 mod random_pipelines;
+mod resume;
 mod run;
 mod timers;
 mod validate;

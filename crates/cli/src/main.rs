@@ -97,16 +97,16 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         chunk_size: usize,
     },
-    /// Resume a run that was interrupted (Ctrl-C), crashed (its process is
-    /// gone while it still says running) or failed, from its last checkpoint:
+    /// Resume a run that was interrupted (Ctrl-C) or crashed (its process is
+    /// gone while it still says running), from its last checkpoint:
     /// sink files are cut back to their checkpointed length, aggregation
     /// buffers, pending batches and coalesce entries are restored, and the
     /// source is read on from where the run stopped. The outputs end up as an
     /// uninterrupted run's would, each row once.
     ///
     /// Refused with a clear message: a run whose process is still alive, a
-    /// settings file that differs from the run's, an input file whose
-    /// already-read rows changed.
+    /// completed or failed run, a settings file that differs from the run's,
+    /// an input file whose already-read rows changed.
     ///
     /// Exit codes as `run`.
     Resume {

@@ -1,11 +1,17 @@
-//! `resume`: continues a run that was interrupted, crashed (its process is
-//! gone while it still says running) or failed, from its last checkpoint, so
-//! that its outputs end up as an uninterrupted run's would, each row once.
+//! `resume`: continues a run that was interrupted or crashed (its process is
+//! gone while it still says running) from its last checkpoint, so that its
+//! outputs end up as an uninterrupted run's would, each row once.
 //!
 //! Refused, before anything is written: a run whose process is alive, a
-//! completed run, settings that differ from the run's (config hash), a graph
-//! that differs from the checkpointed one, and an input whose already-read
-//! rows no longer hash to what was recorded.
+//! completed or failed run, settings that differ from the run's (config
+//! hash), a graph that differs from the checkpointed one, and an input whose
+//! already-read rows no longer hash to what was recorded.
+//!
+//! Work left is exact because every commit point records its checkpoint in
+//! the same transaction as the outcomes it covers: after the last commit
+//! every token is terminal, buffered in an aggregation, parked in a pending
+//! flush or waiting at a coalesce, and the checkpoint holds the last three.
+//! Whatever ran after it (sink bytes, payload blobs) is cut back or unused.
 
 use std::time::Instant;
 
@@ -36,6 +42,12 @@ pub fn resume_pipeline(
         }
         Liveness::Ended if run.state.status() == RunStatus::Completed => {
             return Err(EngineError::Resume(format!("run {run_id} completed; there is nothing to resume")));
+        }
+        Liveness::Ended if run.state.status() == RunStatus::Failed => {
+            return Err(EngineError::Resume(format!(
+                "run {run_id} failed, and its failed tokens and batches are final; fix the cause and start a new run \
+                 (interrupted runs and runs whose process died are resumable)"
+            )));
         }
         Liveness::Ended | Liveness::Gone(_) => {}
     }

@@ -1,0 +1,125 @@
+//! `elspeth resume` end to end: an interrupted example resumes to the
+//! expected outputs; a changed settings file, a changed input, a live run and
+//! a completed run are refused with a clear message and nothing is touched.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use landscape::connection::query_i64;
+use tests::{audit_violations, elspeth_binary, elspeth_in, example_dir, landscape_at, semantic_rows};
+
+const EXAMPLE: &str = "examples/checkpoint_resume/settings.yaml";
+
+fn interrupted_run(dir: &Path, after_rows: &str) -> Output {
+    Command::new(elspeth_binary())
+        .current_dir(dir)
+        .env("ELSPETH_TEST_INTERRUPT_AFTER_ROWS", after_rows)
+        .args(["run", "--settings", EXAMPLE, "--execute", "--chunk-size", "3"])
+        .output()
+        .expect("elspeth runs")
+}
+
+fn resume(dir: &Path, settings: &str) -> Output {
+    elspeth_in(dir, &["resume", "latest", "--settings", settings, "--chunk-size", "3"])
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_outputs_of_an_uninterrupted_one() {
+    let whole = example_dir("checkpoint_resume");
+    let run = elspeth_in(whole.path(), &["run", "--settings", EXAMPLE, "--execute", "--chunk-size", "3"]);
+    assert!(run.status.success());
+    let dir = example_dir("checkpoint_resume");
+    let first = interrupted_run(dir.path(), "7");
+    assert_eq!(first.status.code(), Some(3), "interrupted: {}", String::from_utf8_lossy(&first.stdout));
+    let resumed = resume(dir.path(), EXAMPLE);
+    assert!(
+        resumed.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&resumed.stdout),
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("completed"));
+    for file in ["active_customers.csv", "other_customers.csv"] {
+        let path = |d: &Path| d.join("examples/checkpoint_resume/output").join(file);
+        let got = std::fs::read(path(dir.path())).expect("output");
+        assert_eq!(got, std::fs::read(path(whole.path())).expect("reference output"), "{file} differs byte for byte");
+        let expected = tests::workspace().join("examples/checkpoint_resume/expected").join(file);
+        assert_eq!(semantic_rows(&path(dir.path())), semantic_rows(&expected), "{file}");
+    }
+    let mut db = landscape_at(dir.path(), "examples/checkpoint_resume/runs/audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM runs").expect("q"), 1, "resume continues the same run");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM runs WHERE status = 'completed'").expect("q"), 1);
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM rows").expect("q"), 20, "every row exactly once");
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}
+
+#[test]
+fn resume_refuses_changed_settings_a_changed_input_and_a_completed_run() {
+    let dir = example_dir("checkpoint_resume");
+    assert_eq!(interrupted_run(dir.path(), "7").status.code(), Some(3));
+    let settings_path = dir.path().join(EXAMPLE);
+    let original = std::fs::read_to_string(&settings_path).expect("settings");
+
+    std::fs::write(&settings_path, original.replace("row['status'] == 'active'", "row['status'] != 'active'")).expect("edit");
+    let refused = resume(dir.path(), EXAMPLE);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("cannot resume") && message.contains("settings differ"), "{message}");
+    std::fs::write(&settings_path, &original).expect("restore");
+
+    let input = dir.path().join("examples/checkpoint_resume/input.csv");
+    let data = std::fs::read_to_string(&input).expect("input");
+    let mut lines: Vec<String> = data.lines().map(str::to_owned).collect();
+    lines[3] = lines[3].replacen(',', ",X", 1);
+    std::fs::write(&input, lines.join("\n") + "\n").expect("edit input");
+    let refused = resume(dir.path(), EXAMPLE);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("source row 2 differs") && message.contains("input changed"), "{message}");
+    std::fs::write(&input, data).expect("restore input");
+
+    let mut db = landscape_at(dir.path(), "examples/checkpoint_resume/runs/audit.db");
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM runs WHERE status = 'interrupted'").expect("q"),
+        1,
+        "refusals touch nothing"
+    );
+    drop(db);
+    assert!(resume(dir.path(), EXAMPLE).status.success());
+    let again = resume(dir.path(), EXAMPLE);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to resume"));
+}
+
+#[test]
+fn resume_refuses_a_run_whose_process_is_alive() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = Command::new("mkfifo").arg(dir.path().join("input.jsonl")).status().expect("mkfifo");
+    assert!(status.success());
+    std::fs::write(
+        dir.path().join("settings.yaml"),
+        "source:\n  plugin: json\n  on_success: out\n  options: {path: input.jsonl, schema: {mode: observed}, on_validation_failure: discard}\n\
+         sinks:\n  out:\n    plugin: json\n    on_write_failure: discard\n    options: {path: out.jsonl, schema: {mode: observed}}\n\
+         landscape: {url: 'sqlite:///audit.db'}\npayload_store: {base_path: payloads}\n",
+    )
+    .expect("settings");
+    let child = Command::new(elspeth_binary())
+        .current_dir(dir.path())
+        .args(["run", "--settings", "settings.yaml", "--execute"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("elspeth starts");
+    // Opening the pipe for writing waits until the run opened it to read: the
+    // run exists and is alive from here on.
+    let mut pipe = std::fs::OpenOptions::new().write(true).open(dir.path().join("input.jsonl")).expect("open the pipe");
+    let refused = elspeth_in(dir.path(), &["resume", "latest", "--settings", "settings.yaml"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("is still running") && message.contains(&format!("process {}", child.id())), "{message}");
+    pipe.write_all(b"{\"id\": 1}\n").expect("write");
+    drop(pipe);
+    let output = child.wait_with_output().expect("the run ends");
+    assert!(output.status.success());
+}
