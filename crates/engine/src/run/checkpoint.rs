@@ -90,6 +90,9 @@ impl Runtime<'_> {
 
     /// Records the checkpoint of this commit point (inside the open unit).
     pub(crate) fn write_checkpoint(&mut self) -> Result<(), EngineError> {
+        if !self.loaded.settings.checkpoint.enabled {
+            return Ok(());
+        }
         let Some(token) = self.last_token.clone() else { return Ok(()) };
         let mut sinks = serde_json::Map::new();
         for (name, &node) in &self.graph.sinks {

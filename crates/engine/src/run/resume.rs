@@ -64,6 +64,11 @@ pub fn resume_pipeline(
     let mut runtime = register::attach(pipeline, recorder, &run, &options)?;
     let rows_read = match &checkpoint {
         Some(checkpoint) => checkpointed_rows(checkpoint)?,
+        None if !runtime.recorder.row_hashes(run_id, 0, 1)?.is_empty() => {
+            return Err(EngineError::Resume(format!(
+                "run {run_id} recorded rows but no checkpoint (checkpoint.enabled was false); it cannot be continued exactly"
+            )));
+        }
         None => 0,
     };
     runtime.skip_read_rows(rows_read)?;
