@@ -123,3 +123,45 @@ fn resume_refuses_a_run_whose_process_is_alive() {
     let output = child.wait_with_output().expect("the run ends");
     assert!(output.status.success());
 }
+
+#[test]
+fn a_batch_pending_when_the_run_was_interrupted_is_finished_by_resume() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lines: Vec<String> = (1..=4).map(|i| serde_json::json!({"id": i, "amount": i}).to_string()).collect();
+    std::fs::write(dir.path().join("input.jsonl"), lines.join("\n")).expect("input");
+    std::fs::write(
+        dir.path().join("settings.yaml"),
+        "source:\n  plugin: json\n  on_success: in\n  options: {path: input.jsonl, schema: {mode: observed}, on_validation_failure: discard}\n\
+         aggregations:\n- name: job\n  plugin: command_batch\n  input: in\n  on_success: out\n  on_error: discard\n  output_mode: passthrough\n  \
+         trigger: {count: 2}\n  options: {command: [sh, -c, 'sleep 0.5; cat'], poll_interval_seconds: 0.05, work_dir: jobs, schema: {mode: observed}}\n\
+         sinks:\n  out:\n    plugin: json\n    on_write_failure: discard\n    options: {path: out.jsonl, schema: {mode: observed}}\n\
+         landscape: {url: 'sqlite:///audit.db'}\npayload_store: {base_path: payloads}\n",
+    )
+    .expect("settings");
+    // Interrupted right after the first batch was handed to its program.
+    let first = Command::new(elspeth_binary())
+        .current_dir(dir.path())
+        .env("ELSPETH_TEST_INTERRUPT_AFTER_ROWS", "2")
+        .args(["run", "--settings", "settings.yaml", "--execute", "--chunk-size", "2"])
+        .output()
+        .expect("elspeth runs");
+    assert_eq!(first.status.code(), Some(3), "{}", String::from_utf8_lossy(&first.stderr));
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM batches b JOIN node_states s ON s.state_id = b.aggregation_state_id WHERE b.status = 'executing' AND s.status = 'pending'").expect("q"),
+        1,
+        "the interrupted run leaves its job pending, not open"
+    );
+    drop(db);
+    let resumed = elspeth_in(dir.path(), &["resume", "latest", "--settings", "settings.yaml", "--chunk-size", "2"]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM batches WHERE status = 'completed'").expect("q"), 2);
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM calls WHERE call_type = 'process' AND status = 'success'").expect("q"),
+        2,
+        "the job started before the interruption was collected after it"
+    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).expect("out").lines().count(), 4);
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}
