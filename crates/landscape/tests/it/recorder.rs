@@ -27,6 +27,7 @@ suite!(
     failed_run_resumes,
     node_config_is_canonical_and_hashed,
     fork_expand_and_coalesce_record_lineage,
+    explain_walks_every_ancestor_and_purge_plans,
     lineage_operations_refuse_foreign_tokens,
     node_state_lifecycle_is_guarded,
     pending_state_completes_later,
@@ -128,6 +129,35 @@ fn fork_expand_and_coalesce_record_lineage(recorder: &mut Recorder) {
     let parents: Vec<_> =
         recorder.get_token_parents(&merged.token_id).expect("parents").into_iter().map(|p| p.parent_token_id).collect();
     assert_eq!(parents, vec![children[1].token_id.clone(), expanded[0].token_id.clone()]);
+}
+
+/// The lineage and retention queries, on both backends.
+fn explain_walks_every_ancestor_and_purge_plans(recorder: &mut Recorder) {
+    let f = fixture(recorder);
+    let branches = vec!["a".to_owned(), "b".to_owned()];
+    let (children, _) = recorder.fork_token(f.token(), &branches, 2).expect("fork");
+    let (expanded, _) = recorder.expand_token(&children[0], 2, 3, true).expect("expand");
+    let (merged, _) = recorder.coalesce_tokens(&[&children[1], &expanded[0]], 4).expect("coalesce");
+    let lineage = recorder.explain(&f.run.run_id, &merged.token_id).expect("explain");
+    let ids: Vec<_> = lineage.tokens.iter().map(|t| t.token.token_id.clone()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            merged.token_id.clone(),
+            children[1].token_id.clone(),
+            expanded[0].token_id.clone(),
+            f.token.token_id.clone(),
+            children[0].token_id.clone()
+        ],
+        "the target, then each generation of ancestors in parent order"
+    );
+    assert_eq!(lineage.rows.len(), 1);
+    assert_eq!(lineage.token(&children[1].token_id).expect("branch").siblings, vec![children[0].token_id.clone()]);
+    assert_eq!(lineage.token(&expanded[0].token_id).expect("expanded").siblings, vec![expanded[1].token_id.clone()]);
+    let outputs = recorder.row_outputs(&f.run.run_id, &landscape::lineage::RowSelector::Index(0), None).expect("outputs");
+    assert_eq!(outputs, vec![expanded[1].token_id.clone(), merged.token_id.clone()], "the row's tokens that have no child");
+    let plan = recorder.plan_purge(0, chrono::Utc::now()).expect("plan");
+    assert!(plan.expired_runs.is_empty(), "a running run is never eligible");
 }
 
 fn lineage_operations_refuse_foreign_tokens(recorder: &mut Recorder) {
