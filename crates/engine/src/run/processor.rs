@@ -197,18 +197,7 @@ impl<'r> Runtime<'r> {
         context: Option<&serde_json::Value>,
     ) -> Result<(), EngineError> {
         let outcome = detail.outcome();
-        let sink = match &detail {
-            OutcomeDetail::Completed { sink_name }
-            | OutcomeDetail::Routed { sink_name }
-            | OutcomeDetail::Diverted { sink_name, .. } => Some(sink_name.clone()),
-            OutcomeDetail::Quarantined { sink_name, .. } => sink_name.clone(),
-            OutcomeDetail::Forked { .. }
-            | OutcomeDetail::Failed { .. }
-            | OutcomeDetail::ConsumedInBatch { .. }
-            | OutcomeDetail::Coalesced { .. }
-            | OutcomeDetail::Expanded { .. }
-            | OutcomeDetail::Buffered { .. } => None,
-        };
+        let sink = detail.sink_name().map(str::to_owned);
         let lost = match &detail {
             OutcomeDetail::Failed { .. } => Some("failed"),
             OutcomeDetail::Quarantined { sink_name: None, .. } => Some("discarded after an error"),
