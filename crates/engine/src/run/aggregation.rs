@@ -76,7 +76,7 @@ impl Runtime<'_> {
         if self.buffers[node].batch.is_none() {
             let batch = self.recorder.create_batch(&self.run_id, &self.graph.nodes[node].id)?;
             self.buffers[node].batch = Some(batch);
-            self.buffers[node].first_arrival = Some(Instant::now());
+            self.buffers[node].first_arrival = Some(self.clock.now());
         }
         let batch_id = self.buffers[node]
             .batch
@@ -113,7 +113,8 @@ impl Runtime<'_> {
         }
         let condition =
             self.buffers[node].condition.clone().ok_or_else(|| EngineError::Invariant("no trigger condition".into()))?;
-        let age = self.buffers[node].first_arrival.map_or(Duration::ZERO, |t| t.elapsed());
+        let now = self.clock.now();
+        let age = self.buffers[node].first_arrival.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         let fired = condition
             .evaluate(&trigger_row(self.buffers[node].members.len(), age))
             .map_err(|e| EngineError::Invariant(format!("trigger condition: {e}")))?;
@@ -124,7 +125,7 @@ impl Runtime<'_> {
     fn due_time_trigger(&mut self, node: NodeIdx, index: usize) -> Result<Option<(TriggerType, String)>, EngineError> {
         let Some(first) = self.buffers[node].first_arrival.filter(|_| !self.buffers[node].is_empty()) else { return Ok(None) };
         if let Some(timeout) = self.loaded.settings.aggregations[index].trigger.timeout_seconds {
-            if first.elapsed().as_secs_f64() >= timeout {
+            if self.clock.now().saturating_duration_since(first).as_secs_f64() >= timeout {
                 return Ok(Some((TriggerType::Timeout, format!("timeout after {timeout} s"))));
             }
         }
@@ -142,7 +143,7 @@ impl Runtime<'_> {
                 let first = self.buffers[node].first_arrival.filter(|_| !self.buffers[node].is_empty())?;
                 let trigger = &self.loaded.settings.aggregations[index].trigger;
                 let timeout = trigger.timeout_seconds.map(|t| first + Duration::from_secs_f64(t));
-                let condition = trigger.condition.as_ref().map(|_| Instant::now() + CONDITION_POLL);
+                let condition = trigger.condition.as_ref().map(|_| self.clock.now() + CONDITION_POLL);
                 [timeout, condition].into_iter().flatten().min()
             })
             .chain(self.pending_flushes.iter().map(|f| f.next_poll))
@@ -485,7 +486,7 @@ impl Runtime<'_> {
                 .map(|m| self.work_from_json(m))
                 .collect::<Result<Vec<_>, _>>()?;
             let slot = self.buffers.get_mut(node).ok_or_else(damaged)?;
-            *slot = AggregationBuffer { batch: Some(batch), members, first_arrival: Some(Instant::now()), condition: None };
+            *slot = AggregationBuffer { batch: Some(batch), members, first_arrival: Some(self.clock.now()), condition: None };
         }
         for flush in saved["pending_flushes"].as_array().into_iter().flatten() {
             let batch = self.recorder.get_batch(&batch_of(&flush["batch_id"])?)?;

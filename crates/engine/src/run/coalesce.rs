@@ -99,7 +99,7 @@ impl Runtime<'_> {
             input_hash: work.hash.clone(),
             context_before_json: None,
         })?;
-        let now = Instant::now();
+        let now = self.clock.now();
         let arrival = Arrival {
             token: work.token,
             row: work.row,
@@ -210,11 +210,12 @@ impl Runtime<'_> {
     /// Entries of this coalesce whose timeout passed are resolved now.
     fn expire_timeouts(&mut self, node: NodeIdx, index: usize, queue: &mut VecDeque<Work>) -> Result<(), EngineError> {
         let Some(timeout) = self.loaded.settings.coalesce[index].timeout_seconds else { return Ok(()) };
+        let now = self.clock.now();
         let expired: Vec<(NodeIdx, ForkGroupId)> = self
             .coalesces
             .entries
             .iter()
-            .filter(|((n, _), entry)| *n == node && entry.first_arrival.elapsed().as_secs_f64() >= timeout)
+            .filter(|((n, _), entry)| *n == node && now.saturating_duration_since(entry.first_arrival).as_secs_f64() >= timeout)
             .map(|(key, _)| key.clone())
             .collect();
         for key in expired {
@@ -370,7 +371,7 @@ impl Runtime<'_> {
             "branches_arrived": arrived,
             "branches_lost": lost,
             "arrival_order": arrival_order,
-            "wait_duration_ms": first.elapsed().as_secs_f64() * 1000.0,
+            "wait_duration_ms": self.clock.now().saturating_duration_since(first).as_secs_f64() * 1000.0,
             "union_field_collisions": collisions,
             "merged_token_id": joined.token_id.as_str(),
             "merged_output_hash": merged_hash.as_str(),
@@ -398,7 +399,7 @@ impl Runtime<'_> {
             self.recorder.complete_node_state(
                 &arrival.state_id,
                 &completion,
-                arrival.arrived_at.elapsed().as_secs_f64() * 1000.0,
+                self.clock.now().saturating_duration_since(arrival.arrived_at).as_secs_f64() * 1000.0,
             )?;
             self.outcome(&arrival.token, OutcomeDetail::Coalesced { join_group_id: join_group_id.clone() }, Some(&metadata))?;
         }
@@ -415,7 +416,7 @@ impl Runtime<'_> {
             self.recorder.complete_node_state(
                 &arrival.state_id,
                 &completion,
-                arrival.arrived_at.elapsed().as_secs_f64() * 1000.0,
+                self.clock.now().saturating_duration_since(arrival.arrived_at).as_secs_f64() * 1000.0,
             )?;
             self.outcome(&arrival.token, OutcomeDetail::Failed { error_hash: hash.clone(), batch_id: None }, None)?;
         }
@@ -428,10 +429,11 @@ impl Runtime<'_> {
     /// left open.
     pub(crate) fn park_coalesces(&mut self) -> Result<(), EngineError> {
         let mut to_park = Vec::new();
+        let now = self.clock.now();
         for ((node, _), entry) in &mut self.coalesces.entries {
             for arrival in entry.arrivals.values_mut().filter(|a| !a.parked) {
                 arrival.parked = true;
-                to_park.push((*node, arrival.state_id.clone(), arrival.arrived_at.elapsed()));
+                to_park.push((*node, arrival.state_id.clone(), now.saturating_duration_since(arrival.arrived_at)));
             }
         }
         for (node, state_id, waited) in to_park {
@@ -501,7 +503,7 @@ impl Runtime<'_> {
             let node = node.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(damaged)?;
             Ok((node, ForkGroupId::parse(group.as_str().ok_or_else(damaged)?).map_err(landscape::LandscapeError::from)?))
         };
-        let now = Instant::now();
+        let now = self.clock.now();
         for entry in saved["entries"].as_array().into_iter().flatten() {
             let key = key_of(&entry["node"], &entry["fork_group"])?;
             let mut arrivals = IndexMap::new();

@@ -45,6 +45,44 @@ pub struct RunOptions {
     pub interrupt_after_rows: Option<u64>,
     /// Test hook: abort the process at this point (the crash harness).
     pub crash_at: Option<CrashPoint>,
+    /// What time-based triggers read (aggregation timeouts and batch age,
+    /// coalesce timeouts); tests inject a [`ManualClock`].
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The time the engine's triggers see.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+/// The real monotonic clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A clock that runs with real time plus whatever a test advanced it by.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    offset: std::sync::Mutex<Duration>,
+}
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        if let Ok(mut offset) = self.offset.lock() {
+            *offset += by;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant::now() + self.offset.lock().map_or(Duration::ZERO, |o| *o)
+    }
 }
 
 impl Default for RunOptions {
@@ -56,6 +94,7 @@ impl Default for RunOptions {
             secrets: crate::settings::SecretPolicy::from_env(),
             interrupt_after_rows: None,
             crash_at: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -91,6 +91,8 @@ pub(crate) struct Runtime<'r> {
     pub(crate) crash_at: Option<super::checkpoint::CrashPoint>,
     pub(crate) commits: u64,
     pub(crate) sink_writes: u64,
+    /// What time-based triggers read.
+    pub(crate) clock: std::sync::Arc<dyn super::Clock>,
 }
 
 fn ms(elapsed: Duration) -> f64 {
@@ -142,6 +144,7 @@ impl<'r> Runtime<'r> {
             crash_at: None,
             commits: 0,
             sink_writes: 0,
+            clock: std::sync::Arc::new(super::SystemClock),
         })
     }
 
@@ -275,9 +278,11 @@ impl<'r> Runtime<'r> {
             while read < chunk_size {
                 // Wake up for the next timer, and often enough to notice an
                 // interrupt while the source is idle.
-                let poll = Instant::now() + IDLE_POLL;
+                let poll = self.clock.now() + IDLE_POLL;
                 let deadline = self.next_timer().map_or(poll, |timer| timer.min(poll));
-                let item = match reader.next(Some(deadline)) {
+                // The wait is in real time; the deadline in the triggers' time.
+                let wait_until = Instant::now() + deadline.saturating_duration_since(self.clock.now());
+                let item = match reader.next(Some(wait_until)) {
                     Received::Idle => {
                         match self.fire_timers() {
                             // What the timers released is written and committed now.
@@ -296,7 +301,7 @@ impl<'r> Runtime<'r> {
                     Received::Item(item) => item,
                 };
                 read += 1;
-                let timers_due = Instant::now() >= deadline;
+                let timers_due = self.clock.now() >= deadline;
                 match item {
                     Ok(None) => {
                         exhausted = true;

@@ -87,6 +87,7 @@ pub(crate) fn begin<'r>(
     }
     let mut runtime = Runtime::new(loaded, graph, plugins, recorder, run_id, edge_ids, conditions, run.config_hash)?;
     runtime.crash_at = options.crash_at;
+    runtime.clock = std::sync::Arc::clone(&options.clock);
     Ok(runtime)
 }
 
@@ -126,6 +127,7 @@ pub(crate) fn attach<'r>(
     let mut runtime =
         Runtime::new(loaded, graph, plugins, recorder, run.run_id.clone(), edge_ids, conditions, run.config_hash.clone())?;
     runtime.crash_at = options.crash_at;
+    runtime.clock = std::sync::Arc::clone(&options.clock);
     Ok(runtime)
 }
 

@@ -2,6 +2,7 @@
 //! panic on demand, a batch transform that stays pending for a number of
 //! polls, and a sink that keeps rows in memory.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::plugin::{
@@ -9,6 +10,7 @@ use contracts::plugin::{
     Source, SourceItem, SourcePosition, Transform, TransformResult,
 };
 use contracts::{ContentHash, Determinism, Row, Value};
+use engine::run::ManualClock;
 
 const fn info(name: &'static str, determinism: Determinism) -> PluginInfo {
     PluginInfo { name, version: "0.0.0", determinism }
@@ -54,6 +56,28 @@ impl Transform for PanicOn {
 
     fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
         assert!(row.get("id") != Some(&Value::Integer(self.0)), "test transform panics on purpose");
+        Ok(TransformResult::Row { row, success_reason: None })
+    }
+}
+
+/// Passes rows on, moving the test's clock on by `tick` before every row
+/// after the first (in the engine's thread, so in processing order).
+struct Tick {
+    clock: Arc<ManualClock>,
+    tick: Duration,
+    seen: u64,
+}
+
+impl Transform for Tick {
+    fn info(&self) -> PluginInfo {
+        info("tick", Determinism::Deterministic)
+    }
+
+    fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+        if self.seen > 0 {
+            self.clock.advance(self.tick);
+        }
+        self.seen += 1;
         Ok(TransformResult::Row { row, success_reason: None })
     }
 }
@@ -115,14 +139,23 @@ impl Sink for Memory {
     }
 }
 
-pub(crate) struct TestPlugins;
+/// The registry; `clock` is the test's manual clock, if it has one.
+#[derive(Default)]
+pub(crate) struct TestPlugins {
+    pub(crate) clock: Option<Arc<ManualClock>>,
+}
 
 impl PluginRegistry for TestPlugins {
     fn source(&self, _plugin: &str, options: &Options) -> Result<Box<dyn Source>, PluginError> {
         Ok(Box::new(Counting { count: int(options, "count"), next: 0 }))
     }
 
-    fn transform(&self, _plugin: &str, options: &Options) -> Result<Box<dyn Transform>, PluginError> {
+    fn transform(&self, plugin: &str, options: &Options) -> Result<Box<dyn Transform>, PluginError> {
+        if plugin == "tick" {
+            let clock = self.clock.clone().ok_or_else(|| PluginError::Config("tick needs the test's clock".into()))?;
+            let tick = Duration::from_secs(u64::try_from(int(options, "tick_seconds")).unwrap_or(0));
+            return Ok(Box::new(Tick { clock, tick, seen: 0 }));
+        }
         Ok(Box::new(PanicOn(options.get("panic_on").and_then(serde_json::Value::as_i64).unwrap_or(-1))))
     }
 

@@ -5,17 +5,35 @@ use std::path::Path;
 use contracts::RunStatus;
 use engine::pipeline::build_pipeline;
 use engine::run::{run_pipeline, RunOptions, RunSummary};
-use landscape::connection::query_i64;
+use std::sync::Arc;
+
+use engine::run::ManualClock;
+use landscape::connection::{query_i64, query_pairs};
 use landscape::Recorder;
 
 use crate::plugins::TestPlugins;
 
 fn run(settings: &str) -> (RunSummary, Recorder) {
+    run_with_clock(settings, None)
+}
+
+/// Runs with the trigger clock shared with the test source, which moves it
+/// on between rows.
+fn run_with_clock(settings: &str, clock: Option<Arc<ManualClock>>) -> (RunSummary, Recorder) {
     let loaded = engine::settings::parse(Path::new("test.yaml"), settings, &|_| None).expect("settings");
-    let pipeline = build_pipeline(loaded, &TestPlugins).expect("pipeline");
+    let pipeline = build_pipeline(loaded, &TestPlugins { clock: clock.clone() }).expect("pipeline");
     let mut recorder = Recorder::open("sqlite:///:memory:", None).expect("Landscape");
-    let summary = run_pipeline(pipeline, &mut recorder, RunOptions::default()).expect("run recorded");
+    let mut options = RunOptions::default();
+    if let Some(clock) = clock {
+        options.clock = clock;
+    }
+    let summary = run_pipeline(pipeline, &mut recorder, options).expect("run recorded");
     (summary, recorder)
+}
+
+fn triggers(recorder: &mut Recorder) -> Vec<(String, String)> {
+    query_pairs(recorder.connection(), "SELECT trigger_type AS a, trigger_reason AS b FROM batches ORDER BY created_at, batch_id")
+        .expect("batches")
 }
 
 fn count(recorder: &mut Recorder, sql: &str) -> i64 {
@@ -31,6 +49,46 @@ fn settings(rows: i64, body: &str) -> String {
 }
 
 const AGGREGATION: &str = "aggregations:\n- name: batch\n  plugin: slow\n  input: in\n  on_success: out\n  on_error: discard\n  output_mode: passthrough\n  trigger: {count: 2}\n";
+
+/// counting → tick (3 s between rows) → an aggregation with `trigger`.
+fn ticking(trigger: &str) -> String {
+    let body = format!(
+        "transforms:\n- name: clock\n  plugin: tick\n  input: in\n  on_success: timed\n  on_error: discard\n  \
+         options: {{tick_seconds: 3, schema: {{mode: observed}}}}\n\
+         aggregations:\n- name: batch\n  plugin: slow\n  input: timed\n  on_success: out\n  on_error: discard\n  \
+         output_mode: passthrough\n  trigger: {trigger}\n  options: {{schema: {{mode: observed}}}}"
+    );
+    settings(4, &body)
+}
+
+#[test]
+fn a_timeout_is_checked_before_a_new_row_joins_on_the_injected_clock() {
+    let (summary, mut recorder) =
+        run_with_clock(&ticking("{count: 100, timeout_seconds: 5}"), Some(Arc::new(ManualClock::default())));
+    assert_eq!(summary.status, RunStatus::Completed, "{:?}", summary.error);
+    // Rows at 0, 3, 6, 9 s: the third finds the batch 6 s old and flushes it first.
+    assert_eq!(
+        triggers(&mut recorder),
+        vec![
+            ("timeout".to_owned(), "timeout after 5 s".to_owned()),
+            ("end_of_source".to_owned(), "end of source with 2 buffered rows".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn a_condition_on_batch_age_fires_on_the_injected_clock() {
+    let (summary, mut recorder) =
+        run_with_clock(&ticking("{condition: \"row['batch_age_seconds'] >= 4\"}"), Some(Arc::new(ManualClock::default())));
+    assert_eq!(summary.status, RunStatus::Completed, "{:?}", summary.error);
+    assert_eq!(
+        triggers(&mut recorder),
+        vec![
+            ("condition".to_owned(), "condition row['batch_age_seconds'] >= 4 became true".to_owned()),
+            ("end_of_source".to_owned(), "end of source with 2 buffered rows".to_owned()),
+        ]
+    );
+}
 
 #[test]
 fn a_panicking_transform_fails_its_state_and_token_then_the_run() {
