@@ -124,7 +124,7 @@ fn a_panicking_batch_transform_leaves_a_failed_state_and_batch() {
 
 #[test]
 fn a_pending_batch_goes_pending_then_completed_while_other_rows_go_on() {
-    let body = format!("{AGGREGATION}  options: {{polls: 3, schema: {{mode: observed}}}}");
+    let body = format!("{AGGREGATION}  options: {{polls: 10, schema: {{mode: observed}}}}");
     let (summary, mut recorder) = run(&settings(6, &body));
     assert_eq!(summary.status, RunStatus::Completed, "{:?}", summary.error);
     assert_eq!(summary.outcomes.get("completed"), Some(&6));
