@@ -397,11 +397,16 @@ impl Runtime<'_> {
             &StateCompletion::Failed { error_json, output_hash: None, context_after_json },
             duration,
         )?;
+        self.fail_batch(batch, members, &hash)
+    }
+
+    /// The batch fails and every member token ends FAILED with its id.
+    fn fail_batch(&mut self, batch: &Batch, members: &[Work], error_hash: &str) -> Result<(), EngineError> {
         self.recorder.complete_batch(&batch.batch_id, BatchCompletion::Failed)?;
         for Work { token, .. } in members {
             self.outcome(
                 token,
-                OutcomeDetail::Failed { error_hash: hash.clone(), batch_id: Some(batch.batch_id.clone()) },
+                OutcomeDetail::Failed { error_hash: error_hash.to_owned(), batch_id: Some(batch.batch_id.clone()) },
                 None,
             )?;
         }
@@ -423,14 +428,7 @@ impl Runtime<'_> {
         for node in 0..self.buffers.len() {
             let buffer = std::mem::take(&mut self.buffers[node]);
             let Some(batch) = buffer.batch else { continue };
-            self.recorder.complete_batch(&batch.batch_id, BatchCompletion::Failed)?;
-            for Work { token, .. } in &buffer.members {
-                self.outcome(
-                    token,
-                    OutcomeDetail::Failed { error_hash: hash.clone(), batch_id: Some(batch.batch_id.clone()) },
-                    None,
-                )?;
-            }
+            self.fail_batch(&batch, &buffer.members, &hash)?;
         }
         Ok(())
     }

@@ -56,15 +56,18 @@ pub(crate) fn topology_hash(graph: &Graph) -> Result<ContentHash, EngineError> {
     Ok(stable_hash_json(&serde_json::json!({"nodes": nodes, "edges": edges})).map_err(LandscapeError::from)?)
 }
 
+/// A waiting token and its row, as saved in a checkpoint.
+pub(crate) fn token_row_json(token: &contracts::records::Token, row: &contracts::Row) -> serde_json::Value {
+    serde_json::json!({"token": token.token_id.as_str(), "row": Value::Object(row.clone()).to_json()})
+}
+
 /// A token with its row where it waits, as saved in a checkpoint.
 pub(crate) fn work_json(work: &Work) -> serde_json::Value {
-    serde_json::json!({
-        "token": work.token.token_id.as_str(),
-        "row": Value::Object(work.row.clone()).to_json(),
-        "hash": work.hash.as_str(),
-        "at": work.at,
-        "fork_group": work.fork_group.as_ref().map(contracts::ForkGroupId::as_str),
-    })
+    let mut json = token_row_json(&work.token, &work.row);
+    json["hash"] = serde_json::json!(work.hash.as_str());
+    json["at"] = serde_json::json!(work.at);
+    json["fork_group"] = serde_json::json!(work.fork_group.as_ref().map(contracts::ForkGroupId::as_str));
+    json
 }
 
 fn corrupt(what: &str) -> EngineError {
@@ -72,13 +75,22 @@ fn corrupt(what: &str) -> EngineError {
 }
 
 impl Runtime<'_> {
-    /// Rebuilds a saved token (loaded from the Landscape) with its row.
-    pub(crate) fn work_from_json(&mut self, json: &serde_json::Value) -> Result<Work, EngineError> {
+    /// Rebuilds a saved token (loaded from the Landscape) and its row.
+    pub(crate) fn token_row_from_json(
+        &mut self,
+        json: &serde_json::Value,
+    ) -> Result<(contracts::records::Token, contracts::Row), EngineError> {
         let token_id = TokenId::parse(json["token"].as_str().ok_or_else(|| corrupt("token"))?).map_err(LandscapeError::from)?;
         let token = self.recorder.get_token(&token_id)?;
         let Value::Object(row) = Value::from_json(json["row"].clone()).map_err(LandscapeError::from)? else {
             return Err(corrupt("row"));
         };
+        Ok((token, row))
+    }
+
+    /// Rebuilds a saved token with its row, hash, place and fork.
+    pub(crate) fn work_from_json(&mut self, json: &serde_json::Value) -> Result<Work, EngineError> {
+        let (token, row) = self.token_row_from_json(json)?;
         let hash = ContentHash::parse(json["hash"].as_str().ok_or_else(|| corrupt("hash"))?).map_err(LandscapeError::from)?;
         let at = json["at"].as_u64().and_then(|n| usize::try_from(n).ok()).filter(|n| *n < self.graph.nodes.len());
         let fork_group = match json["fork_group"].as_str() {

@@ -149,7 +149,9 @@ impl Runtime<'_> {
 
     /// A token on a fork branch will never reach its coalesce. The entry of
     /// its fork resolves as soon as that decides it (at the next queue drain).
-    pub(crate) fn note_branch_loss(&mut self, token: &Token, reason: String) {
+    /// `reason` is only built for a branch token (this runs for every
+    /// delivery and failure).
+    pub(crate) fn note_branch_loss(&mut self, token: &Token, reason: impl FnOnce() -> String) {
         let TokenLineage::Forked { fork_group_id, branch_name } = &token.lineage else { return };
         let Some(&node) = self.graph.branch_coalesce.get(branch_name) else { return };
         let crate::dag::NodeKind::Coalesce(index) = self.graph.nodes[node].kind else { return };
@@ -158,7 +160,7 @@ impl Runtime<'_> {
             return;
         }
         let lost = self.coalesces.lost.entry(key.clone()).or_default();
-        lost.insert(branch_name.clone(), reason);
+        lost.insert(branch_name.clone(), reason());
         let all_lost = lost.len() >= self.loaded.settings.coalesce[index].branches.len();
         if !self.coalesces.entries.contains_key(&key) {
             if all_lost {
@@ -469,14 +471,10 @@ impl Runtime<'_> {
                     .arrivals
                     .iter()
                     .map(|(branch, a)| {
-                        let work = Work {
-                            token: a.token.clone(),
-                            row: a.row.clone(),
-                            hash: ContentHash::of_bytes(b""),
-                            at: *node,
-                            fork_group: Some(group.clone()),
-                        };
-                        serde_json::json!({"branch": branch, "state_id": a.state_id.as_str(), "work": super::checkpoint::work_json(&work)})
+                        let mut json = super::checkpoint::token_row_json(&a.token, &a.row);
+                        json["branch"] = serde_json::json!(branch);
+                        json["state_id"] = serde_json::json!(a.state_id.as_str());
+                        json
                     })
                     .collect();
                 serde_json::json!({"node": node, "fork_group": group.as_str(), "arrivals": arrivals})
@@ -508,12 +506,12 @@ impl Runtime<'_> {
             let key = key_of(&entry["node"], &entry["fork_group"])?;
             let mut arrivals = IndexMap::new();
             for arrival in entry["arrivals"].as_array().into_iter().flatten() {
-                let work = self.work_from_json(&arrival["work"])?;
+                let (token, row) = self.token_row_from_json(arrival)?;
                 let state_id =
                     StateId::parse(arrival["state_id"].as_str().ok_or_else(damaged)?).map_err(landscape::LandscapeError::from)?;
                 let branch = arrival["branch"].as_str().ok_or_else(damaged)?.to_owned();
                 let parked = self.recorder.get_node_state(&state_id)?.status() == contracts::NodeStateStatus::Pending;
-                arrivals.insert(branch, Arrival { token: work.token, row: work.row, state_id, arrived_at: now, parked });
+                arrivals.insert(branch, Arrival { token, row, state_id, arrived_at: now, parked });
             }
             self.coalesces.entries.insert(key, Entry { first_arrival: now, arrivals });
         }

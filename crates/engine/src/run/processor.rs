@@ -219,7 +219,7 @@ impl<'r> Runtime<'r> {
             self.count(outcome, sink.as_deref());
         }
         if let Some(reason) = lost {
-            self.note_branch_loss(token, reason.to_owned());
+            self.note_branch_loss(token, || reason.to_owned());
         }
         Ok(())
     }
@@ -275,15 +275,21 @@ impl<'r> Runtime<'r> {
             let mut exhausted = false;
             let mut failure = None;
             let mut read = 0;
+            // When to look at the timers next: the earliest timer, and at most
+            // IDLE_POLL ahead (to notice an interrupt while the source is
+            // idle). Computed again only once it has passed, not per row, so a
+            // timer created since then fires at most IDLE_POLL late.
+            let mut next_check: Option<Instant> = None;
             while read < chunk_size {
-                // Wake up for the next timer, and often enough to notice an
-                // interrupt while the source is idle.
-                let poll = self.clock.now() + IDLE_POLL;
-                let deadline = self.next_timer().map_or(poll, |timer| timer.min(poll));
+                let deadline = *next_check.get_or_insert_with(|| {
+                    let poll = self.clock.now() + IDLE_POLL;
+                    self.next_timer().map_or(poll, |timer| timer.min(poll))
+                });
                 // The wait is in real time; the deadline in the triggers' time.
                 let wait_until = Instant::now() + deadline.saturating_duration_since(self.clock.now());
                 let item = match reader.next(Some(wait_until)) {
                     Received::Idle => {
+                        next_check = None;
                         match self.fire_timers() {
                             // What the timers released is written and committed now.
                             Ok(true) => break,
@@ -322,6 +328,7 @@ impl<'r> Runtime<'r> {
                 }
                 // A busy source does not hold timers back.
                 if timers_due {
+                    next_check = None;
                     if let Err(error) = self.fire_timers() {
                         failure = Some(error);
                         break;

@@ -22,8 +22,7 @@ pub(crate) fn begin<'r>(
     options: &RunOptions,
 ) -> Result<Runtime<'r>, EngineError> {
     let Pipeline { loaded, graph, plugins } = pipeline;
-    let mut settings_json = serde_json::to_value(&loaded.settings).map_err(|e| EngineError::Invariant(e.to_string()))?;
-    fingerprint_secrets(&mut settings_json, &options.secrets, "").map_err(EngineError::Config)?;
+    let settings_json = stored_settings(&loaded, options)?;
     let run = recorder.begin_run(&settings_json, Some((crate::ownership::host_name(), std::process::id())))?;
     let run_id = run.run_id.clone();
 
@@ -131,13 +130,19 @@ pub(crate) fn attach<'r>(
     Ok(runtime)
 }
 
-/// The stored form of the settings and its hash, as `begin` records them.
+/// The settings as a run stores them: secrets fingerprinted.
+fn stored_settings(loaded: &crate::settings::LoadedSettings, options: &RunOptions) -> Result<serde_json::Value, EngineError> {
+    let mut settings_json = serde_json::to_value(&loaded.settings).map_err(|e| EngineError::Invariant(e.to_string()))?;
+    fingerprint_secrets(&mut settings_json, &options.secrets, "").map_err(EngineError::Config)?;
+    Ok(settings_json)
+}
+
+/// The config hash `begin` records for these settings (the recorder hashes
+/// the canonical JSON of the stored settings).
 pub(crate) fn settings_hash(
     loaded: &crate::settings::LoadedSettings,
     options: &RunOptions,
 ) -> Result<contracts::ContentHash, EngineError> {
-    let mut settings_json = serde_json::to_value(&loaded.settings).map_err(|e| EngineError::Invariant(e.to_string()))?;
-    fingerprint_secrets(&mut settings_json, &options.secrets, "").map_err(EngineError::Config)?;
-    let canonical = contracts::canonical_json(&settings_json).map_err(landscape::LandscapeError::from)?;
+    let canonical = contracts::canonical_json(&stored_settings(loaded, options)?).map_err(landscape::LandscapeError::from)?;
     Ok(contracts::ContentHash::of_bytes(canonical.as_bytes()))
 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use contracts::plugin::ArtifactDescriptor;
-use contracts::records::{OutcomeDetail, Token};
+use contracts::records::{OutcomeDetail, Token, TokenLineage};
 use contracts::{error_hash, sink_write_hash, ContentHash, OperationType, Row};
 use landscape::recorder::{NewArtifact, NewNodeState, OperationCompletion, StateCompletion};
 
@@ -33,13 +33,16 @@ impl Runtime<'_> {
     /// coalesce that goes to a sink instead is a lost branch: the coalesce is
     /// told now, not at the end of the source.
     pub(crate) fn deliver(&mut self, sink: NodeIdx, delivery: Delivery) {
-        let how = match delivery.kind {
-            DeliveryKind::Completed => "delivered",
-            DeliveryKind::Routed => "routed",
-            DeliveryKind::Quarantined { .. } => "quarantined",
-        };
-        let reason = format!("{how} to sink {}", self.graph.nodes[sink].name);
-        self.note_branch_loss(&delivery.token, reason);
+        // Only branch tokens can be lost to a coalesce; most deliveries skip this.
+        if matches!(delivery.token.lineage, TokenLineage::Forked { .. }) {
+            let how = match delivery.kind {
+                DeliveryKind::Completed => "delivered",
+                DeliveryKind::Routed => "routed",
+                DeliveryKind::Quarantined { .. } => "quarantined",
+            };
+            let reason = format!("{how} to sink {}", self.graph.nodes[sink].name);
+            self.note_branch_loss(&delivery.token, || reason);
+        }
         self.pending[sink].push(delivery);
     }
 
