@@ -224,7 +224,7 @@ fn recorder_records_per_second(n: usize) -> anyhow::Result<()> {
 
     let (_dir2, mut plain, row2) = setup("plain")?;
     let started = Instant::now();
-    let connection: &mut DbConnection = plain.connection();
+    let connection: &mut DbConnection = plain.connection()?;
     let DbConnection::Sqlite(sqlite) = connection else { anyhow::bail!("the benchmark runs on SQLite") };
     sqlite.batch_execute("BEGIN")?;
     let created = contracts::time::now().naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string();

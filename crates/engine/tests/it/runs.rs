@@ -32,12 +32,15 @@ fn run_with_clock(settings: &str, clock: Option<Arc<ManualClock>>) -> (RunSummar
 }
 
 fn triggers(recorder: &mut Recorder) -> Vec<(String, String)> {
-    query_pairs(recorder.connection(), "SELECT trigger_type AS a, trigger_reason AS b FROM batches ORDER BY created_at, batch_id")
-        .expect("batches")
+    query_pairs(
+        recorder.connection().expect("connection"),
+        "SELECT trigger_type AS a, trigger_reason AS b FROM batches ORDER BY created_at, batch_id",
+    )
+    .expect("batches")
 }
 
 fn count(recorder: &mut Recorder, sql: &str) -> i64 {
-    query_i64(recorder.connection(), sql).expect(sql)
+    query_i64(recorder.connection().expect("connection"), sql).expect(sql)
 }
 
 fn settings(rows: i64, body: &str) -> String {

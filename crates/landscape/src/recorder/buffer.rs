@@ -82,6 +82,11 @@ impl WriteBuffer {
             && self.outcomes.is_empty()
     }
 
+    /// Records held.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len() + self.tokens.len() + self.states.len() + self.events.len() + self.outcomes.len()
+    }
+
     pub(crate) fn clear(&mut self) {
         *self = WriteBuffer::default();
     }

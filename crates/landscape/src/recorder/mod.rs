@@ -15,6 +15,7 @@ mod batches;
 mod buffer;
 mod calls;
 mod checkpoints;
+mod flusher;
 mod graph;
 mod outcomes;
 mod queries;
@@ -45,7 +46,10 @@ pub use tokens::fallback_hash;
 
 /// Writes (and reads back) audit records.
 pub struct Recorder {
-    conn: DbConnection,
+    /// `None` while the flush thread has it.
+    conn: Option<DbConnection>,
+    /// Writes full write buffers while recording goes on (started on first use).
+    flusher: Option<flusher::Flusher>,
     payloads: Option<PayloadStore>,
     in_unit: bool,
     /// Next call index per call parent, seeded from the database.
@@ -71,7 +75,8 @@ impl Recorder {
 
     pub fn new(conn: DbConnection, payloads: Option<PayloadStore>) -> Recorder {
         Recorder {
-            conn,
+            conn: Some(conn),
+            flusher: None,
             payloads,
             in_unit: false,
             call_indices: HashMap::new(),
@@ -85,18 +90,22 @@ impl Recorder {
     }
 
     /// The underlying connection, for raw SQL in tests and tools (buffered
-    /// records are written first).
-    pub fn connection(&mut self) -> &mut DbConnection {
-        if let Err(error) = self.buffer.flush(&mut self.conn) {
+    /// records are written first; a failure to write them is reported by
+    /// the next recorder call or the commit).
+    pub fn connection(&mut self) -> Result<&mut DbConnection> {
+        self.home()?;
+        let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
+        if let Err(error) = self.buffer.flush(conn) {
             self.poisoned.get_or_insert(error);
         }
-        &mut self.conn
+        Ok(conn)
     }
 
     /// The lineage of one token (see [`crate::lineage`]).
     pub fn explain(&mut self, run_id: &contracts::RunId, token_id: &contracts::TokenId) -> Result<crate::lineage::Lineage> {
         self.conn()?;
-        crate::lineage::explain_token(&mut self.conn, self.payloads.as_ref(), run_id, token_id)
+        let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
+        crate::lineage::explain_token(conn, self.payloads.as_ref(), run_id, token_id)
     }
 
     /// The tokens a source row ended as (see [`crate::lineage::row_outputs`]).
@@ -112,11 +121,53 @@ impl Recorder {
     /// The connection, after the write buffer went to the database: every
     /// statement that is not itself buffered goes through here.
     fn conn(&mut self) -> Result<&mut DbConnection> {
+        self.home()?;
         if let Some(error) = self.poisoned.take() {
             return Err(error);
         }
-        self.buffer.flush(&mut self.conn)?;
-        Ok(&mut self.conn)
+        let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
+        self.buffer.flush(conn)?;
+        Ok(conn)
+    }
+
+    /// The connection, once it is back from the flush thread (whose
+    /// failure, if any, poisons the unit).
+    fn home(&mut self) -> Result<&mut DbConnection> {
+        if self.conn.is_none() {
+            let done = self.flusher.as_ref().and_then(flusher::Flusher::wait).ok_or_else(lost_connection)?;
+            self.take_back(done);
+        }
+        self.conn.as_mut().ok_or_else(lost_connection)
+    }
+
+    fn take_back(&mut self, done: flusher::Done) {
+        self.conn = Some(done.conn);
+        if let Err(error) = done.result {
+            self.poisoned.get_or_insert(error);
+        }
+    }
+
+    /// Called after each buffered record: once the buffer is full, it is
+    /// written on the flush thread while recording goes on. One flush at a
+    /// time; while one runs, the buffer just grows.
+    fn buffered(&mut self) {
+        if !self.in_unit || self.buffer.len() < flusher::BACKGROUND_FLUSH_AT || self.poisoned.is_some() {
+            return;
+        }
+        if self.conn.is_none() {
+            match self.flusher.as_ref().and_then(flusher::Flusher::try_done) {
+                Some(done) => self.take_back(done),
+                None => return,
+            }
+        }
+        let Some(conn) = self.conn.take() else { return };
+        let buffer = std::mem::take(&mut self.buffer);
+        if let Err((conn, buffer)) = self.flusher.get_or_insert_with(flusher::Flusher::spawn).start(conn, buffer) {
+            // No flush thread: the buffer is written later, here.
+            self.conn = Some(conn);
+            self.buffer = buffer;
+            self.flusher = None;
+        }
     }
 
     /// Starts a unit of work: everything recorded until [`Recorder::commit_unit`]
@@ -125,7 +176,7 @@ impl Recorder {
         if self.in_unit {
             return Err(LandscapeError::InvalidWrite("a unit of work is already open".into()));
         }
-        Tm::begin_transaction(&mut self.conn)?;
+        Tm::begin_transaction(self.conn()?)?;
         self.in_unit = true;
         Ok(())
     }
@@ -138,7 +189,9 @@ impl Recorder {
         if let Err(error) = self.conn() {
             self.in_unit = false;
             self.buffer.clear();
-            let _ = Tm::rollback_transaction(&mut self.conn);
+            if let Ok(conn) = self.home() {
+                let _ = Tm::rollback_transaction(conn);
+            }
             return Err(error);
         }
         // Blobs the unit refers to are durable before the unit is.
@@ -146,7 +199,7 @@ impl Recorder {
             store.sync()?;
         }
         self.in_unit = false;
-        Tm::commit_transaction(&mut self.conn)?;
+        Tm::commit_transaction(self.home()?)?;
         Ok(())
     }
 
@@ -158,8 +211,9 @@ impl Recorder {
         self.in_unit = false;
         self.call_indices.clear();
         self.buffer.clear();
+        let conn = self.home()?;
+        Tm::rollback_transaction(conn)?;
         self.poisoned = None;
-        Tm::rollback_transaction(&mut self.conn)?;
         Ok(())
     }
 
@@ -178,10 +232,11 @@ impl Recorder {
     }
 
     fn end_savepoint(&mut self, commit: bool) -> Result<()> {
+        let conn = self.home()?;
         if commit {
-            Tm::commit_transaction(&mut self.conn)?;
+            Tm::commit_transaction(conn)?;
         } else {
-            Tm::rollback_transaction(&mut self.conn)?;
+            Tm::rollback_transaction(conn)?;
         }
         Ok(())
     }
@@ -193,6 +248,10 @@ impl Recorder {
             None => Ok(None),
         }
     }
+}
+
+fn lost_connection() -> LandscapeError {
+    LandscapeError::InvalidWrite("the flush thread ended while it held the connection".into())
 }
 
 pub(crate) fn now() -> (contracts::Timestamp, NaiveDateTime) {

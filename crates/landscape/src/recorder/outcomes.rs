@@ -183,6 +183,7 @@ impl Recorder {
         if self.in_unit {
             let row = outcome_row(&outcome_id, run_id, token_id, &detail, context_json.as_deref())?;
             self.buffer.outcomes.push(row);
+            self.buffered();
         } else {
             insert_outcome(self.conn()?, &outcome_id, run_id, token_id, &detail, context_json.as_deref())?;
         }

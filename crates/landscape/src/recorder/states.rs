@@ -97,6 +97,7 @@ impl Recorder {
                 started_at: common.started_at.naive_utc(),
                 completed_at: Some(naive),
             });
+            self.buffered();
         } else {
             insert_state(self.conn()?, &common, completion.status(), Some(&completion), Some(duration_ms), Some(naive))?;
         }
@@ -196,6 +197,7 @@ impl Recorder {
         };
         if self.in_unit {
             self.buffer.events.extend(events.iter().cloned());
+            self.buffered();
         } else if events.len() == 1 {
             insert(self.conn()?)?;
         } else {

@@ -71,7 +71,9 @@ impl Recorder {
             data_ref: data_ref.clone(),
             created_at: naive,
         });
-        if !self.in_unit {
+        if self.in_unit {
+            self.buffered();
+        } else {
             self.conn()?;
         }
         Ok(Row {
@@ -97,6 +99,7 @@ impl Recorder {
         };
         if self.in_unit {
             self.buffer.tokens.push(token.clone());
+            self.buffered();
         } else {
             insert_token(self.conn()?, &token)?;
         }

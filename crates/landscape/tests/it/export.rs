@@ -144,7 +144,7 @@ fn recorded_run(recorder: &mut Recorder) -> contracts::RunId {
 
 fn export_text(recorder: &mut Recorder, run: &contracts::RunId, key: Option<&[u8]>) -> String {
     let mut out = Vec::new();
-    export_run(recorder.connection(), run, key, &mut JsonLines(&mut out)).expect("export");
+    export_run(recorder.connection().expect("connection"), run, key, &mut JsonLines(&mut out)).expect("export");
     String::from_utf8(out).expect("utf-8")
 }
 
@@ -174,7 +174,7 @@ fn every_column_of_every_exported_table_appears_in_its_record() {
             other => other.trim_end_matches('s').to_owned(),
         }
     };
-    let tables = introspect::tables(recorder.connection()).expect("tables");
+    let tables = introspect::tables(recorder.connection().expect("connection")).expect("tables");
     for table in tables.iter().filter(|t| !not_exported.contains(&t.name.as_str())) {
         let kind = record_type(&table.name);
         let exported = keys.get(&kind).unwrap_or_else(|| panic!("no {kind} records exported"));
@@ -274,13 +274,13 @@ fn export_queries(n_rows: u64) -> usize {
     recorder.commit_unit().expect("commit");
     let count = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&count);
-    recorder.connection().set_instrumentation(move |event: InstrumentationEvent<'_>| {
+    recorder.connection().expect("connection").set_instrumentation(move |event: InstrumentationEvent<'_>| {
         if matches!(event, InstrumentationEvent::StartQuery { .. }) {
             seen.fetch_add(1, Ordering::Relaxed);
         }
     });
     let mut out = Vec::new();
-    export_run(recorder.connection(), &f.run.run_id, None, &mut JsonLines(&mut out)).expect("export");
+    export_run(recorder.connection().expect("connection"), &f.run.run_id, None, &mut JsonLines(&mut out)).expect("export");
     assert!(String::from_utf8(out).expect("utf-8").lines().count() as u64 > n_rows * 3);
     count.load(Ordering::Relaxed)
 }

@@ -86,6 +86,6 @@ pub(crate) fn count(recorder: &mut Recorder, sql: &str) -> i64 {
         n: i64,
     }
     use diesel::RunQueryDsl;
-    let rows: Vec<Count> = diesel::sql_query(sql).load(recorder.connection()).expect("count query");
+    let rows: Vec<Count> = diesel::sql_query(sql).load(recorder.connection().expect("connection")).expect("count query");
     rows[0].n
 }

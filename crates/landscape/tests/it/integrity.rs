@@ -9,8 +9,9 @@ use landscape::{LandscapeError, Recorder};
 use crate::fixtures::{fixture, sqlite_recorder};
 
 fn corrupt(recorder: &mut Recorder, sql: &str) {
-    landscape::connection::execute_raw(recorder.connection(), "PRAGMA ignore_check_constraints = ON").expect("pragma");
-    let changed = landscape::connection::execute_raw(recorder.connection(), sql).expect("corrupting update");
+    landscape::connection::execute_raw(recorder.connection().expect("connection"), "PRAGMA ignore_check_constraints = ON")
+        .expect("pragma");
+    let changed = landscape::connection::execute_raw(recorder.connection().expect("connection"), sql).expect("corrupting update");
     assert_eq!(changed, 1, "the corruption must hit one row: {sql}");
 }
 

@@ -136,12 +136,12 @@ fn a_parent_in_another_run_is_an_integrity_error() {
     let second = fixture(&mut recorder);
     let (children, _) = recorder.fork_token(&second.token, &["a".into(), "b".into()], 1).expect("fork");
     let child = &children[0];
-    diesel::sql_query("PRAGMA foreign_keys = OFF").execute(recorder.connection()).expect("pragma");
+    diesel::sql_query("PRAGMA foreign_keys = OFF").execute(recorder.connection().expect("connection")).expect("pragma");
     diesel::sql_query(format!(
         "UPDATE token_parents SET parent_token_id = '{}' WHERE token_id = '{}'",
         first.token.token_id, child.token_id
     ))
-    .execute(recorder.connection())
+    .execute(recorder.connection().expect("connection"))
     .expect("corrupt");
     match recorder.explain(&second.run.run_id, &child.token_id) {
         Err(LandscapeError::Integrity(message)) => assert!(message.contains("belongs to run"), "{message}"),

@@ -41,6 +41,7 @@ suite!(
     errors_are_recorded_against_their_run,
     checkpoints_latest_and_delete,
     unit_of_work_rolls_back_completely,
+    large_units_flush_in_the_background,
 );
 
 #[test]
@@ -238,7 +239,7 @@ fn one_terminal_outcome_per_token(recorder: &mut Recorder) {
     assert_eq!(outcomes[2].context_json.as_deref(), Some("{\"k\":1}"));
     // The database enforces it by itself too.
     let raw = landscape::connection::execute_raw(
-        recorder.connection(),
+        recorder.connection().expect("connection"),
         &format!(
             "INSERT INTO token_outcomes (outcome_id, run_id, token_id, outcome, is_terminal, recorded_at, error_hash) \
              VALUES ('rawsecond', '{run}', '{token}', 'failed', 1, '2026-01-01 00:00:00', 'abc')"
@@ -343,7 +344,7 @@ fn calls_have_one_parent_and_sequential_indices(recorder: &mut Recorder) {
     let op_call = recorder.record_call(&op_parent, &call).expect("op call");
     assert_eq!(op_call.call_id.as_str(), format!("call_{}_0", op.operation_id));
     let both = landscape::connection::execute_raw(
-        recorder.connection(),
+        recorder.connection().expect("connection"),
         &format!(
             "INSERT INTO calls (call_id, state_id, operation_id, call_index, call_type, status, request_hash, created_at) \
              VALUES ('both', '{}', '{}', 9, 'http', 'success', 'h', '2026-01-01 00:00:00')",
@@ -468,6 +469,61 @@ fn unit_of_work_rolls_back_completely(recorder: &mut Recorder) {
     assert_eq!(count(recorder, "SELECT count(*) AS n FROM tokens"), 2);
 }
 
+/// Units larger than the write buffer: the buffer is written on the flush
+/// thread while recording goes on; statements recorded later still see every
+/// earlier record, and a refused outcome in a background flush fails the
+/// whole unit.
+fn large_units_flush_in_the_background(recorder: &mut Recorder) {
+    let f = fixture(recorder);
+    let run = &f.run.run_id;
+    let record = |recorder: &mut Recorder, index: u64| {
+        let row = recorder.create_row(run, &f.source, index, &row_value(i64::try_from(index).expect("small"))).expect("row");
+        let token = recorder.create_token(&row).expect("token");
+        let state = recorder.record_node_state(f.state(&token, &f.transform, 1, 0), completed("out"), 1.0).expect("state");
+        recorder
+            .record_token_outcome(run, &token.token_id, OutcomeDetail::Completed { sink_name: "out".into() }, None)
+            .expect("outcome");
+        state
+    };
+    recorder.begin_unit().expect("begin");
+    let mut last = None;
+    for index in 1..=1_500 {
+        last = Some(record(recorder, index));
+    }
+    // A statement that is not buffered, referring to the newest buffered state.
+    let state_id = last.expect("recorded").common().state_id.clone();
+    let call = NewCall {
+        call_type: CallType::Http,
+        status: CallStatus::Success,
+        request: &serde_json::json!({}),
+        response: None,
+        error: None,
+        latency_ms: None,
+    };
+    recorder.record_call(&CallParent::State(state_id), &call).expect("a call on a state written in the background");
+    recorder.commit_unit().expect("commit");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM node_states"), 1_500);
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM token_outcomes"), 1_500);
+
+    recorder.begin_unit().expect("begin");
+    recorder
+        .record_token_outcome(run, &f.token.token_id, OutcomeDetail::Completed { sink_name: "out".into() }, None)
+        .expect("buffered, refused when written");
+    recorder
+        .record_token_outcome(run, &f.token.token_id, OutcomeDetail::Completed { sink_name: "out".into() }, None)
+        .expect("buffered, refused when written");
+    for index in 2_000..2_600 {
+        record(recorder, index);
+    }
+    let committed = recorder.commit_unit();
+    assert!(matches!(committed, Err(LandscapeError::IllegalTransition(_))), "{committed:?}");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM node_states"), 1_500, "nothing of the failed unit stays");
+    recorder.begin_unit().expect("the recorder goes on after a failed unit");
+    record(recorder, 3_000);
+    recorder.commit_unit().expect("commit");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM node_states"), 1_501);
+}
+
 #[test]
 fn rows_go_to_the_payload_store_first() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -490,10 +546,11 @@ fn sqlite_file_uses_wal_and_foreign_keys() {
     use diesel::RunQueryDsl;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut recorder = Recorder::open(&format!("sqlite:///{}", dir.path().join("audit.db").display()), None).expect("open");
-    let mode: Vec<Mode> = diesel::sql_query("PRAGMA journal_mode").load(recorder.connection()).expect("pragma");
+    let mode: Vec<Mode> =
+        diesel::sql_query("PRAGMA journal_mode").load(recorder.connection().expect("connection")).expect("pragma");
     assert_eq!(mode[0].journal_mode, "wal");
     let orphan = landscape::connection::execute_raw(
-        recorder.connection(),
+        recorder.connection().expect("connection"),
         "INSERT INTO nodes (node_id, run_id, plugin_name, node_type, plugin_version, determinism, config_hash, config_json, registered_at) \
          VALUES ('n', 'no-such-run', 'p', 'source', '1', 'io_read', 'h', '{}', '2026-01-01 00:00:00')",
     );
