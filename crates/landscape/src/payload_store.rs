@@ -7,6 +7,11 @@
 //! re-hashes the bytes, so a tampered blob is an integrity error, never data.
 //! Purging deletes blobs; the hashes in the Landscape stay.
 //!
+//! Layout: blobs are appended in insertion order (a rowid table) and found
+//! through a unique index on the key. Keyed by the hash itself, every
+//! insert would land on a random page of the blobs, and a commit would
+//! rewrite pages all over a file that grows with the input.
+//!
 //! Durability: inside a recorder unit of work, blobs are written in the
 //! store's own transaction, which [`PayloadStore::sync`] commits before the
 //! Landscape transaction that refers to them.
@@ -101,7 +106,8 @@ impl PayloadStore {
             connection
                 .batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-                     CREATE TABLE IF NOT EXISTS payloads (key TEXT NOT NULL PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;",
+                     PRAGMA cache_size = -32768; \
+                     CREATE TABLE IF NOT EXISTS payloads (key TEXT NOT NULL UNIQUE, data BLOB NOT NULL);",
                 )
                 .map_err(|e| self.error(e))?;
             *slot = Some(Open { connection, in_transaction: false });
