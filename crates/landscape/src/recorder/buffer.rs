@@ -8,15 +8,40 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use contracts::records::{RoutingEvent, Token};
+use contracts::records::{RoutingEvent, Token, TokenLineage};
 
 use super::{i32_of, is_unique_violation};
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
 use crate::schema::{node_states, routing_events, rows, token_outcomes, tokens};
 
-/// Rows per INSERT statement.
-const CHUNK: usize = 250;
+/// Rows per INSERT statement. Statements of exactly this many rows have a
+/// fixed shape, so diesel prepares each once and caches it; only the last,
+/// shorter statement of a flush is prepared anew.
+const CHUNK: usize = 64;
+
+/// Inserts `items` (mapped to value tuples by the closure) into `table`:
+/// full chunks through the cached fixed-size statement, the rest in one
+/// statement. Evaluates to the rows affected.
+macro_rules! insert_all {
+    ($conn:expr, $table:path, $items:expr, |$item:pat_param| $values:expr) => {{
+        let insert = || -> Result<usize> {
+            let mut affected = 0_usize;
+            let mut items = $items.into_iter().peekable();
+            while items.peek().is_some() {
+                let values: Vec<_> = items.by_ref().take(CHUNK).map(|$item| $values).collect();
+                affected += match <Box<[_; CHUNK]>>::try_from(values.into_boxed_slice()) {
+                    Ok(full) => crate::on_backend!(&mut *$conn, |c| diesel::insert_into($table).values(*full).execute(c))?,
+                    Err(rest) => {
+                        crate::on_backend!(&mut *$conn, |c| diesel::insert_into($table).values(rest.into_vec()).execute(c))?
+                    }
+                };
+            }
+            Ok(affected)
+        };
+        insert()
+    }};
+}
 
 pub(crate) struct RowInsert {
     pub(crate) row_id: String,
@@ -26,6 +51,72 @@ pub(crate) struct RowInsert {
     pub(crate) hash: String,
     pub(crate) data_ref: Option<String>,
     pub(crate) created_at: NaiveDateTime,
+}
+
+pub(crate) struct TokenInsert {
+    token_id: String,
+    row_id: String,
+    run_id: String,
+    fork_group_id: Option<String>,
+    join_group_id: Option<String>,
+    expand_group_id: Option<String>,
+    branch_name: Option<String>,
+    step_in_pipeline: Option<i32>,
+    created_at: NaiveDateTime,
+}
+
+impl TokenInsert {
+    pub(crate) fn of(token: &Token) -> Result<TokenInsert> {
+        let (fork_group_id, join_group_id, expand_group_id, branch_name) = match &token.lineage {
+            TokenLineage::Initial => (None, None, None, None),
+            TokenLineage::Forked { fork_group_id, branch_name } => {
+                (Some(fork_group_id.as_str().to_owned()), None, None, Some(branch_name.clone()))
+            }
+            TokenLineage::Joined { join_group_id } => (None, Some(join_group_id.as_str().to_owned()), None, None),
+            TokenLineage::Expanded { expand_group_id, branch_name } => {
+                (None, None, Some(expand_group_id.as_str().to_owned()), branch_name.clone())
+            }
+        };
+        Ok(TokenInsert {
+            token_id: token.token_id.as_str().to_owned(),
+            row_id: token.row_id.as_str().to_owned(),
+            run_id: token.run_id.as_str().to_owned(),
+            fork_group_id,
+            join_group_id,
+            expand_group_id,
+            branch_name,
+            step_in_pipeline: token.step_in_pipeline.map(|s| i32_of("step_in_pipeline", s)).transpose()?,
+            created_at: token.created_at.naive_utc(),
+        })
+    }
+}
+
+pub(crate) struct EventInsert {
+    event_id: String,
+    state_id: String,
+    edge_id: String,
+    routing_group_id: String,
+    ordinal: i32,
+    mode: &'static str,
+    reason_hash: Option<String>,
+    reason_ref: Option<String>,
+    created_at: NaiveDateTime,
+}
+
+impl EventInsert {
+    pub(crate) fn of(event: &RoutingEvent) -> Result<EventInsert> {
+        Ok(EventInsert {
+            event_id: event.event_id.as_str().to_owned(),
+            state_id: event.state_id.as_str().to_owned(),
+            edge_id: event.edge_id.as_str().to_owned(),
+            routing_group_id: event.routing_group_id.as_str().to_owned(),
+            ordinal: i32_of("ordinal", event.ordinal)?,
+            mode: event.mode.as_str(),
+            reason_hash: event.reason_hash.as_ref().map(|h| h.as_str().to_owned()),
+            reason_ref: event.reason_ref.clone(),
+            created_at: event.created_at.naive_utc(),
+        })
+    }
 }
 
 pub(crate) struct StateInsert {
@@ -67,9 +158,9 @@ pub(crate) struct OutcomeInsert {
 #[derive(Default)]
 pub(crate) struct WriteBuffer {
     pub(crate) rows: Vec<RowInsert>,
-    pub(crate) tokens: Vec<Token>,
+    pub(crate) tokens: Vec<TokenInsert>,
     pub(crate) states: Vec<StateInsert>,
-    pub(crate) events: Vec<RoutingEvent>,
+    pub(crate) events: Vec<EventInsert>,
     pub(crate) outcomes: Vec<OutcomeInsert>,
 }
 
@@ -96,146 +187,96 @@ impl WriteBuffer {
         if self.is_empty() {
             return Ok(());
         }
-        let buffer = std::mem::take(self);
-        for chunk in buffer.rows.chunks(CHUNK) {
-            let values: Vec<_> = chunk
-                .iter()
-                .map(|r| {
-                    (
-                        rows::row_id.eq(r.row_id.as_str()),
-                        rows::run_id.eq(r.run_id.as_str()),
-                        rows::source_node_id.eq(r.source_node_id.as_str()),
-                        rows::row_index.eq(r.row_index),
-                        rows::source_data_hash.eq(r.hash.as_str()),
-                        rows::source_data_ref.eq(r.data_ref.as_deref()),
-                        rows::created_at.eq(r.created_at),
-                    )
-                })
-                .collect();
-            expect_all(
-                crate::on_backend!(&mut *conn, |c| diesel::insert_into(rows::table).values(&values).execute(c))?,
-                chunk.len(),
-                "rows",
-            )?;
+        let WriteBuffer { rows, tokens, states, events, outcomes } = std::mem::take(self);
+        let expected = rows.len();
+        let affected = insert_all!(conn, rows::table, rows, |r| (
+            rows::row_id.eq(r.row_id),
+            rows::run_id.eq(r.run_id),
+            rows::source_node_id.eq(r.source_node_id),
+            rows::row_index.eq(r.row_index),
+            rows::source_data_hash.eq(r.hash),
+            rows::source_data_ref.eq(r.data_ref),
+            rows::created_at.eq(r.created_at),
+        ))?;
+        expect_all(affected, expected, "rows")?;
+
+        let expected = tokens.len();
+        let affected = insert_all!(conn, tokens::table, tokens, |t| (
+            tokens::token_id.eq(t.token_id),
+            tokens::row_id.eq(t.row_id),
+            tokens::run_id.eq(t.run_id),
+            tokens::fork_group_id.eq(t.fork_group_id),
+            tokens::join_group_id.eq(t.join_group_id),
+            tokens::expand_group_id.eq(t.expand_group_id),
+            tokens::branch_name.eq(t.branch_name),
+            tokens::step_in_pipeline.eq(t.step_in_pipeline),
+            tokens::created_at.eq(t.created_at),
+        ))?;
+        expect_all(affected, expected, "tokens")?;
+
+        let expected = states.len();
+        let affected = insert_all!(conn, node_states::table, states, |s| (
+            (
+                node_states::state_id.eq(s.state_id),
+                node_states::token_id.eq(s.token_id),
+                node_states::run_id.eq(s.run_id),
+                node_states::node_id.eq(s.node_id),
+                node_states::step_index.eq(s.step_index),
+                node_states::attempt.eq(s.attempt),
+                node_states::status.eq(s.status),
+                node_states::input_hash.eq(s.input_hash),
+            ),
+            (
+                node_states::output_hash.eq(s.output_hash),
+                node_states::context_before_json.eq(s.context_before_json),
+                node_states::context_after_json.eq(s.context_after_json),
+                node_states::duration_ms.eq(s.duration_ms),
+                node_states::error_json.eq(s.error_json),
+                node_states::success_reason_json.eq(s.success_reason_json),
+                node_states::started_at.eq(s.started_at),
+                node_states::completed_at.eq(s.completed_at),
+            ),
+        ))?;
+        expect_all(affected, expected, "node states")?;
+
+        let expected = events.len();
+        let affected = insert_all!(conn, routing_events::table, events, |e| (
+            routing_events::event_id.eq(e.event_id),
+            routing_events::state_id.eq(e.state_id),
+            routing_events::edge_id.eq(e.edge_id),
+            routing_events::routing_group_id.eq(e.routing_group_id),
+            routing_events::ordinal.eq(e.ordinal),
+            routing_events::mode.eq(e.mode),
+            routing_events::reason_hash.eq(e.reason_hash),
+            routing_events::reason_ref.eq(e.reason_ref),
+            routing_events::created_at.eq(e.created_at),
+        ))?;
+        expect_all(affected, expected, "routing events")?;
+
+        let expected = outcomes.len();
+        let result = insert_all!(conn, token_outcomes::table, outcomes, |o| (
+            token_outcomes::outcome_id.eq(o.outcome_id),
+            token_outcomes::run_id.eq(o.run_id),
+            token_outcomes::token_id.eq(o.token_id),
+            token_outcomes::outcome.eq(o.outcome),
+            token_outcomes::is_terminal.eq(o.is_terminal),
+            token_outcomes::recorded_at.eq(o.recorded_at),
+            token_outcomes::sink_name.eq(o.sink_name),
+            token_outcomes::batch_id.eq(o.batch_id),
+            token_outcomes::fork_group_id.eq(o.fork_group_id),
+            token_outcomes::join_group_id.eq(o.join_group_id),
+            token_outcomes::expand_group_id.eq(o.expand_group_id),
+            token_outcomes::error_hash.eq(o.error_hash),
+            token_outcomes::context_json.eq(o.context_json),
+            token_outcomes::expected_branches_json.eq(o.expected_branches_json),
+        ));
+        match result {
+            Ok(affected) => expect_all(affected, expected, "token outcomes"),
+            Err(LandscapeError::Database(error)) if is_unique_violation(&error) => Err(LandscapeError::IllegalTransition(
+                "a token already has a terminal outcome; the unit's outcomes were refused".into(),
+            )),
+            Err(error) => Err(error),
         }
-        for chunk in buffer.tokens.chunks(CHUNK) {
-            let prepared: Vec<_> = chunk.iter().map(super::tokens::token_columns).collect::<Result<_>>()?;
-            let values: Vec<_> = prepared
-                .iter()
-                .map(|(t, fork, join, expand, branch, step)| {
-                    (
-                        tokens::token_id.eq(t.token_id.as_str()),
-                        tokens::row_id.eq(t.row_id.as_str()),
-                        tokens::run_id.eq(t.run_id.as_str()),
-                        tokens::fork_group_id.eq(*fork),
-                        tokens::join_group_id.eq(*join),
-                        tokens::expand_group_id.eq(*expand),
-                        tokens::branch_name.eq(*branch),
-                        tokens::step_in_pipeline.eq(*step),
-                        tokens::created_at.eq(t.created_at.naive_utc()),
-                    )
-                })
-                .collect();
-            expect_all(
-                crate::on_backend!(&mut *conn, |c| diesel::insert_into(tokens::table).values(&values).execute(c))?,
-                chunk.len(),
-                "tokens",
-            )?;
-        }
-        for chunk in buffer.states.chunks(CHUNK) {
-            let values: Vec<_> = chunk
-                .iter()
-                .map(|s| {
-                    (
-                        (
-                            node_states::state_id.eq(s.state_id.as_str()),
-                            node_states::token_id.eq(s.token_id.as_str()),
-                            node_states::run_id.eq(s.run_id.as_str()),
-                            node_states::node_id.eq(s.node_id.as_str()),
-                            node_states::step_index.eq(s.step_index),
-                            node_states::attempt.eq(s.attempt),
-                            node_states::status.eq(s.status),
-                            node_states::input_hash.eq(s.input_hash.as_str()),
-                        ),
-                        (
-                            node_states::output_hash.eq(s.output_hash.as_deref()),
-                            node_states::context_before_json.eq(s.context_before_json.as_deref()),
-                            node_states::context_after_json.eq(s.context_after_json.as_deref()),
-                            node_states::duration_ms.eq(s.duration_ms),
-                            node_states::error_json.eq(s.error_json.as_deref()),
-                            node_states::success_reason_json.eq(s.success_reason_json.as_deref()),
-                            node_states::started_at.eq(s.started_at),
-                            node_states::completed_at.eq(s.completed_at),
-                        ),
-                    )
-                })
-                .collect();
-            expect_all(
-                crate::on_backend!(&mut *conn, |c| diesel::insert_into(node_states::table).values(&values).execute(c))?,
-                chunk.len(),
-                "node states",
-            )?;
-        }
-        for chunk in buffer.events.chunks(CHUNK) {
-            let prepared: Vec<(&RoutingEvent, i32)> =
-                chunk.iter().map(|e| Ok((e, i32_of("ordinal", e.ordinal)?))).collect::<Result<_>>()?;
-            let values: Vec<_> = prepared
-                .iter()
-                .map(|(e, ordinal)| {
-                    (
-                        routing_events::event_id.eq(e.event_id.as_str()),
-                        routing_events::state_id.eq(e.state_id.as_str()),
-                        routing_events::edge_id.eq(e.edge_id.as_str()),
-                        routing_events::routing_group_id.eq(e.routing_group_id.as_str()),
-                        routing_events::ordinal.eq(*ordinal),
-                        routing_events::mode.eq(e.mode.as_str()),
-                        routing_events::reason_hash.eq(e.reason_hash.as_ref().map(contracts::ContentHash::as_str)),
-                        routing_events::reason_ref.eq(e.reason_ref.as_deref()),
-                        routing_events::created_at.eq(e.created_at.naive_utc()),
-                    )
-                })
-                .collect();
-            expect_all(
-                crate::on_backend!(&mut *conn, |c| diesel::insert_into(routing_events::table).values(&values).execute(c))?,
-                chunk.len(),
-                "routing events",
-            )?;
-        }
-        for chunk in buffer.outcomes.chunks(CHUNK) {
-            let values: Vec<_> = chunk
-                .iter()
-                .map(|o| {
-                    (
-                        token_outcomes::outcome_id.eq(o.outcome_id.as_str()),
-                        token_outcomes::run_id.eq(o.run_id.as_str()),
-                        token_outcomes::token_id.eq(o.token_id.as_str()),
-                        token_outcomes::outcome.eq(o.outcome),
-                        token_outcomes::is_terminal.eq(o.is_terminal),
-                        token_outcomes::recorded_at.eq(o.recorded_at),
-                        token_outcomes::sink_name.eq(o.sink_name.as_deref()),
-                        token_outcomes::batch_id.eq(o.batch_id.as_deref()),
-                        token_outcomes::fork_group_id.eq(o.fork_group_id.as_deref()),
-                        token_outcomes::join_group_id.eq(o.join_group_id.as_deref()),
-                        token_outcomes::expand_group_id.eq(o.expand_group_id.as_deref()),
-                        token_outcomes::error_hash.eq(o.error_hash.as_deref()),
-                        token_outcomes::context_json.eq(o.context_json.as_deref()),
-                        token_outcomes::expected_branches_json.eq(o.expected_branches_json.as_deref()),
-                    )
-                })
-                .collect();
-            let result =
-                crate::on_backend!(&mut *conn, |c| diesel::insert_into(token_outcomes::table).values(&values).execute(c));
-            match result {
-                Ok(affected) => expect_all(affected, chunk.len(), "token outcomes")?,
-                Err(error) if is_unique_violation(&error) => {
-                    return Err(LandscapeError::IllegalTransition(
-                        "a token already has a terminal outcome; the unit's outcomes were refused".into(),
-                    ));
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Ok(())
     }
 }
 

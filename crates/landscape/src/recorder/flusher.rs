@@ -9,7 +9,7 @@
 //! the commit would.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
 use super::buffer::WriteBuffer;
@@ -65,10 +65,7 @@ impl Flusher {
 
     /// The connection, if the flush has finished.
     pub(crate) fn try_done(&self) -> Option<Done> {
-        match self.done.try_recv() {
-            Ok(done) => Some(done),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.done.try_recv().ok()
     }
 
     /// Waits for the flush to finish; `None` if the thread is gone (and the

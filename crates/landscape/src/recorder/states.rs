@@ -196,7 +196,9 @@ impl Recorder {
             Ok(())
         };
         if self.in_unit {
-            self.buffer.events.extend(events.iter().cloned());
+            for event in &events {
+                self.buffer.events.push(super::buffer::EventInsert::of(event)?);
+            }
             self.buffered();
         } else if events.len() == 1 {
             insert(self.conn()?)?;

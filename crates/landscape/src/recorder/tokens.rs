@@ -98,7 +98,7 @@ impl Recorder {
             created_at: now().0,
         };
         if self.in_unit {
-            self.buffer.tokens.push(token.clone());
+            self.buffer.tokens.push(super::buffer::TokenInsert::of(&token)?);
             self.buffered();
         } else {
             insert_token(self.conn()?, &token)?;
