@@ -375,8 +375,17 @@ impl<'r> Runtime<'r> {
             self.recorder.heartbeat(&self.run_id)?;
             self.commits += 1;
             self.crash_if(super::checkpoint::CrashPoint::BeforeCommit(self.commits));
-            self.recorder.commit_unit()?;
-            self.crash_if(super::checkpoint::CrashPoint::AfterCommit(self.commits));
+            // The commit runs on the recorder's flush thread while the next
+            // chunk is read and processed; the next statement that needs the
+            // database waits for it (and reports it if it failed). Sink
+            // writes made meanwhile are covered: resume cuts sinks back to
+            // the last committed checkpoint.
+            self.recorder.commit_unit_in_background()?;
+            let after_commit = super::checkpoint::CrashPoint::AfterCommit(self.commits);
+            if self.crash_at == Some(after_commit) {
+                self.recorder.wait_for_writes()?;
+            }
+            self.crash_if(after_commit);
             if let Some(progress) = options.progress.as_mut() {
                 progress(&Progress { rows_read: self.rows_read, elapsed: started.elapsed(), outcomes: self.counts.clone() });
             }

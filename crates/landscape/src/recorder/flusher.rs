@@ -4,24 +4,60 @@
 //! connection waits for it to come home first, so statements run in the
 //! order they were recorded and the unit stays one transaction.
 //!
-//! A flush that fails (a second terminal outcome) poisons the unit: the
-//! error is reported by the next statement or by the commit, as a flush at
-//! the commit would.
+//! A unit can also be committed here ([`super::Recorder::commit_unit_in_background`]):
+//! the last records are written and the transaction committed while the
+//! engine goes on with the next unit, whose BEGIN waits for the connection.
+//!
+//! A flush or commit that fails (a second terminal outcome, a full disk)
+//! poisons the recorder: the error is reported by the next statement or
+//! commit, and a failed commit's transaction is rolled back here.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
+use diesel::connection::TransactionManager;
+
 use super::buffer::WriteBuffer;
+use super::Tm;
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
 
 /// Buffered records at which a background flush starts.
 pub(crate) const BACKGROUND_FLUSH_AT: usize = 2_000;
 
-struct Job {
-    conn: DbConnection,
-    buffer: WriteBuffer,
+/// What the thread does with the connection, in this order.
+pub(crate) struct Job {
+    pub(crate) conn: DbConnection,
+    /// Opens the unit's transaction first (its BEGIN was deferred).
+    pub(crate) begin: bool,
+    pub(crate) buffer: WriteBuffer,
+    /// Commits the unit after the buffer is written.
+    pub(crate) commit: bool,
+}
+
+impl Job {
+    fn run(conn: &mut DbConnection, begin: bool, buffer: &mut WriteBuffer, commit: bool) -> Result<()> {
+        if begin {
+            Tm::begin_transaction(conn)?;
+        }
+        let written = buffer.flush(conn);
+        if !commit {
+            return written;
+        }
+        let committed = written.and_then(|()| Ok(Tm::commit_transaction(conn)?));
+        if committed.is_err() {
+            rollback_if_open(conn);
+        }
+        committed
+    }
+}
+
+/// Rolls back the connection's transaction, if one is open.
+pub(crate) fn rollback_if_open(conn: &mut DbConnection) {
+    if Tm::transaction_manager_status_mut(conn).transaction_depth().ok().flatten().is_some() {
+        let _ = Tm::rollback_transaction(conn);
+    }
 }
 
 /// The connection back from a flush, with how the flush went.
@@ -42,11 +78,13 @@ impl Flusher {
         let (jobs, job_receiver) = channel::<Job>();
         let (done_sender, done) = channel();
         let thread = std::thread::spawn(move || {
-            for Job { mut conn, mut buffer } in job_receiver {
+            for Job { mut conn, begin, mut buffer, commit } in job_receiver {
                 // The connection always comes back, even from a bug in the flush.
-                let result = catch_unwind(AssertUnwindSafe(|| buffer.flush(&mut conn))).unwrap_or_else(|_| {
-                    Err(LandscapeError::InvalidWrite("the background flush of the write buffer panicked".into()))
-                });
+                let result =
+                    catch_unwind(AssertUnwindSafe(|| Job::run(&mut conn, begin, &mut buffer, commit))).unwrap_or_else(|_| {
+                        rollback_if_open(&mut conn);
+                        Err(LandscapeError::InvalidWrite("the background flush of the write buffer panicked".into()))
+                    });
                 if done_sender.send(Done { conn, result }).is_err() {
                     return;
                 }
@@ -55,11 +93,11 @@ impl Flusher {
         Flusher { jobs: Some(jobs), done, thread: Some(thread) }
     }
 
-    /// Hands `conn` and `buffer` to the thread; gives them back when it is gone.
-    pub(crate) fn start(&self, conn: DbConnection, buffer: WriteBuffer) -> std::result::Result<(), (DbConnection, WriteBuffer)> {
+    /// Hands the job to the thread; gives it back when the thread is gone.
+    pub(crate) fn start(&self, job: Job) -> std::result::Result<(), Job> {
         match &self.jobs {
-            Some(jobs) => jobs.send(Job { conn, buffer }).map_err(|error| (error.0.conn, error.0.buffer)),
-            None => Err((conn, buffer)),
+            Some(jobs) => jobs.send(job).map_err(|error| error.0),
+            None => Err(job),
         }
     }
 

@@ -54,13 +54,16 @@ pub struct Recorder {
     in_unit: bool,
     /// Next call index per call parent, seeded from the database.
     call_indices: HashMap<String, u32>,
+    /// The open unit's BEGIN has not run yet: it runs when the connection
+    /// is next used, here or on the flush thread.
+    begin_pending: bool,
     /// Hot-path records of the open unit, written as multi-row inserts.
     buffer: buffer::WriteBuffer,
     /// A flush failure met where no error could be returned; the commit reports it.
     poisoned: Option<LandscapeError>,
 }
 
-type Tm = <DbConnection as Connection>::TransactionManager;
+pub(crate) type Tm = <DbConnection as Connection>::TransactionManager;
 
 impl Recorder {
     /// Opens the Landscape at `url` (migrating it if needed).
@@ -79,6 +82,7 @@ impl Recorder {
             flusher: None,
             payloads,
             in_unit: false,
+            begin_pending: false,
             call_indices: HashMap::new(),
             buffer: buffer::WriteBuffer::default(),
             poisoned: None,
@@ -131,13 +135,19 @@ impl Recorder {
     }
 
     /// The connection, once it is back from the flush thread (whose
-    /// failure, if any, poisons the unit).
+    /// failure, if any, poisons the recorder), with the open unit's
+    /// deferred BEGIN run.
     fn home(&mut self) -> Result<&mut DbConnection> {
         if self.conn.is_none() {
             let done = self.flusher.as_ref().and_then(flusher::Flusher::wait).ok_or_else(lost_connection)?;
             self.take_back(done);
         }
-        self.conn.as_mut().ok_or_else(lost_connection)
+        let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
+        if self.begin_pending && self.poisoned.is_none() {
+            self.begin_pending = false;
+            Tm::begin_transaction(conn)?;
+        }
+        Ok(conn)
     }
 
     fn take_back(&mut self, done: flusher::Done) {
@@ -147,8 +157,44 @@ impl Recorder {
         }
     }
 
+    /// Hands the connection to the flush thread for `buffer` (opening the
+    /// unit's transaction first if its BEGIN is pending, committing after
+    /// if asked). Without a thread the work stays here, for later.
+    fn start_job(&mut self, commit: bool) -> Result<()> {
+        let conn = self.conn.take().ok_or_else(lost_connection)?;
+        let job = flusher::Job { conn, begin: self.begin_pending, buffer: std::mem::take(&mut self.buffer), commit };
+        self.begin_pending = false;
+        match self.flusher.get_or_insert_with(flusher::Flusher::spawn).start(job) {
+            Ok(()) => Ok(()),
+            Err(job) => {
+                self.flusher = None;
+                self.conn = Some(job.conn);
+                self.begin_pending = job.begin;
+                self.buffer = job.buffer;
+                if commit {
+                    self.finish_commit_here()
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Commits on this thread (no flush thread could be started).
+    fn finish_commit_here(&mut self) -> Result<()> {
+        match self.conn() {
+            Ok(conn) => Ok(Tm::commit_transaction(conn)?),
+            Err(error) => {
+                if let Some(conn) = self.conn.as_mut() {
+                    flusher::rollback_if_open(conn);
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// Called after each buffered record: once the buffer is full, it is
-    /// written on the flush thread while recording goes on. One flush at a
+    /// written on the flush thread while recording goes on. One job at a
     /// time; while one runs, the buffer just grows.
     fn buffered(&mut self) {
         if !self.in_unit || self.buffer.len() < flusher::BACKGROUND_FLUSH_AT || self.poisoned.is_some() {
@@ -160,47 +206,75 @@ impl Recorder {
                 None => return,
             }
         }
-        let Some(conn) = self.conn.take() else { return };
-        let buffer = std::mem::take(&mut self.buffer);
-        if let Err((conn, buffer)) = self.flusher.get_or_insert_with(flusher::Flusher::spawn).start(conn, buffer) {
-            // No flush thread: the buffer is written later, here.
-            self.conn = Some(conn);
-            self.buffer = buffer;
-            self.flusher = None;
+        if self.poisoned.is_none() {
+            // Without a thread the buffer simply waits for the next statement.
+            let _ = self.start_job(false);
         }
     }
 
     /// Starts a unit of work: everything recorded until [`Recorder::commit_unit`]
-    /// is one transaction.
+    /// is one transaction. Its BEGIN runs when the connection is next used
+    /// (after a commit still running in the background).
     pub fn begin_unit(&mut self) -> Result<()> {
         if self.in_unit {
             return Err(LandscapeError::InvalidWrite("a unit of work is already open".into()));
         }
-        Tm::begin_transaction(self.conn()?)?;
+        if let Some(error) = self.poisoned.take() {
+            return Err(error);
+        }
         self.in_unit = true;
+        self.begin_pending = true;
         Ok(())
     }
 
-    /// Commits the open unit of work.
+    /// Commits the open unit of work; returns once it is durable.
     pub fn commit_unit(&mut self) -> Result<()> {
+        self.commit_unit_in_background()?;
+        self.wait_for_writes()
+    }
+
+    /// Commits the open unit of work on the flush thread and returns at
+    /// once: the unit is durable when [`Recorder::wait_for_writes`] or any
+    /// later statement returns, and a failed commit is reported there. The
+    /// blobs the unit refers to are made durable before this returns.
+    pub fn commit_unit_in_background(&mut self) -> Result<()> {
         if !self.in_unit {
             return Err(LandscapeError::InvalidWrite("no unit of work is open".into()));
         }
-        if let Err(error) = self.conn() {
-            self.in_unit = false;
+        self.in_unit = false;
+        // The unit's earlier background flush, and whether it failed.
+        if let Err(error) = self.home() {
             self.buffer.clear();
-            if let Ok(conn) = self.home() {
-                let _ = Tm::rollback_transaction(conn);
+            return Err(error);
+        }
+        if let Some(error) = self.poisoned.take() {
+            self.buffer.clear();
+            if let Some(conn) = self.conn.as_mut() {
+                flusher::rollback_if_open(conn);
             }
             return Err(error);
         }
         // Blobs the unit refers to are durable before the unit is.
         if let Some(store) = &self.payloads {
-            store.sync()?;
+            if let Err(error) = store.sync() {
+                self.buffer.clear();
+                if let Some(conn) = self.conn.as_mut() {
+                    flusher::rollback_if_open(conn);
+                }
+                return Err(error.into());
+            }
         }
-        self.in_unit = false;
-        Tm::commit_transaction(self.home()?)?;
-        Ok(())
+        self.start_job(true)
+    }
+
+    /// Waits until everything recorded so far is written (and a unit
+    /// committed in the background is durable); reports what failed.
+    pub fn wait_for_writes(&mut self) -> Result<()> {
+        self.home()?;
+        match self.poisoned.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// Abandons the open unit of work; nothing of it reaches the database.
@@ -209,10 +283,11 @@ impl Recorder {
             return Err(LandscapeError::InvalidWrite("no unit of work is open".into()));
         }
         self.in_unit = false;
+        self.begin_pending = false;
         self.call_indices.clear();
         self.buffer.clear();
         let conn = self.home()?;
-        Tm::rollback_transaction(conn)?;
+        flusher::rollback_if_open(conn);
         self.poisoned = None;
         Ok(())
     }

@@ -42,6 +42,7 @@ suite!(
     checkpoints_latest_and_delete,
     unit_of_work_rolls_back_completely,
     large_units_flush_in_the_background,
+    units_commit_in_the_background,
 );
 
 #[test]
@@ -522,6 +523,37 @@ fn large_units_flush_in_the_background(recorder: &mut Recorder) {
     record(recorder, 3_000);
     recorder.commit_unit().expect("commit");
     assert_eq!(count(recorder, "SELECT count(*) AS n FROM node_states"), 1_501);
+}
+
+/// A unit committed in the background is durable once the recorder is next
+/// used; the next unit records meanwhile; a commit that fails is reported
+/// by the next call and leaves nothing of its unit.
+fn units_commit_in_the_background(recorder: &mut Recorder) {
+    let f = fixture(recorder);
+    let run = &f.run.run_id;
+    let completed_outcome = || OutcomeDetail::Completed { sink_name: "out".into() };
+    recorder.begin_unit().expect("begin");
+    let row = recorder.create_row(run, &f.source, 1, &row_value(1)).expect("row");
+    let token = recorder.create_token(&row).expect("token");
+    recorder.commit_unit_in_background().expect("handed over");
+    recorder.begin_unit().expect("the next unit opens while the commit runs");
+    recorder.record_token_outcome(run, &token.token_id, completed_outcome(), None).expect("outcome");
+    recorder.commit_unit().expect("commit");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM tokens"), 2);
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM token_outcomes"), 1);
+
+    recorder.begin_unit().expect("begin");
+    let row = recorder.create_row(run, &f.source, 2, &row_value(2)).expect("row");
+    recorder.create_token(&row).expect("token");
+    recorder.record_token_outcome(run, &token.token_id, completed_outcome(), None).expect("refused only when written");
+    recorder.commit_unit_in_background().expect("handed over");
+    let reported = recorder.wait_for_writes();
+    assert!(matches!(reported, Err(LandscapeError::IllegalTransition(_))), "{reported:?}");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM tokens"), 2, "nothing of the failed unit stays");
+    recorder.begin_unit().expect("the recorder goes on after a failed commit");
+    recorder.create_row(run, &f.source, 3, &row_value(3)).expect("row");
+    recorder.commit_unit().expect("commit");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM rows"), 3);
 }
 
 #[test]
