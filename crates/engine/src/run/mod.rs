@@ -10,6 +10,7 @@
 mod aggregation;
 mod checkpoint;
 mod coalesce;
+mod handoff;
 mod processor;
 mod register;
 mod resume;

@@ -3,15 +3,16 @@
 //! conditions on batch age) fire while the source is idle — a slow stream, a
 //! pipe nobody writes to yet — not only when the next row arrives.
 //!
-//! The channel is bounded (one chunk), so reading ahead never holds more
+//! The queue is bounded (one chunk), so reading ahead never holds more
 //! than a chunk of rows in memory.
 
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use contracts::plugin::{PluginContext, PluginError, PluginInfo, Source, SourceItem, SourcePosition};
 use contracts::Determinism;
+
+use super::handoff::{self, RecvError};
 
 /// One read of the source, with the field resolution once it is known.
 struct Message {
@@ -29,7 +30,7 @@ pub(crate) enum Received {
 
 /// The reading thread and its channel.
 pub(crate) struct SourceThread {
-    receiver: Receiver<Message>,
+    receiver: handoff::Receiver<Message>,
     handle: Option<JoinHandle<Box<dyn Source>>>,
     field_resolution: Option<Vec<(String, String)>>,
     ended: bool,
@@ -38,7 +39,7 @@ pub(crate) struct SourceThread {
 impl SourceThread {
     /// Starts reading `source` ahead of the engine, at most `capacity` items.
     pub(crate) fn spawn(mut source: Box<dyn Source>, mut ctx: PluginContext, capacity: usize) -> SourceThread {
-        let (sender, receiver) = sync_channel(capacity.max(1));
+        let (sender, receiver) = handoff::queue(capacity);
         let handle = std::thread::spawn(move || {
             let mut resolution_sent = false;
             loop {
@@ -59,11 +60,7 @@ impl SourceThread {
         if self.ended {
             return Received::Item(Ok(None));
         }
-        let message = match deadline {
-            None => self.receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(deadline) => self.receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())),
-        };
-        match message {
+        match self.receiver.recv(deadline) {
             Ok(Message { item, field_resolution }) => {
                 if field_resolution.is_some() {
                     self.field_resolution = field_resolution;
@@ -73,8 +70,8 @@ impl SourceThread {
                 }
                 Received::Item(item)
             }
-            Err(RecvTimeoutError::Timeout) => Received::Idle,
-            Err(RecvTimeoutError::Disconnected) => {
+            Err(RecvError::Timeout) => Received::Idle,
+            Err(RecvError::Disconnected) => {
                 self.ended = true;
                 Received::Item(Err(PluginError::Contract("the source thread stopped without ending its input".into())))
             }
