@@ -1,3 +1,5 @@
+//! The hand-off queue: order, end of input, idle deadline, a vanished receiver.
+
 use std::time::Duration;
 
 use super::*;
