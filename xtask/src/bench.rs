@@ -4,7 +4,9 @@
 //! - pipelines: the bench pipelines (`xtask/bench/pipelines`) run by the
 //!   release `elspeth` binary on generated inputs: rows/s, peak RSS and audit
 //!   DB size per input size, and rows/s against the same pipeline with its
-//!   Landscape in memory (the ratio shows what durable auditing costs);
+//!   Landscape in memory (the ratio shows what durable auditing costs), and
+//!   against the SQLite ceiling: the same audit records per row as plain SQL,
+//!   no engine (the ratio shows what the engine adds);
 //! - export and explain: records/s and peak RSS of a signed export of each
 //!   gate run, and the time `elspeth explain` takes for its middle row;
 //! - recorder: audit records per second through the recorder in one unit of

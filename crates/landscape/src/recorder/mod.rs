@@ -153,43 +153,36 @@ impl Recorder {
     fn take_back(&mut self, done: flusher::Done) {
         self.conn = Some(done.conn);
         if let Err(error) = done.result {
+            // The unit is lost with its transaction; so are the call indices it used.
+            self.call_indices.clear();
             self.poisoned.get_or_insert(error);
         }
     }
 
-    /// Hands the connection to the flush thread for `buffer` (opening the
+    /// Hands the connection to the flush thread for the buffer (opening the
     /// unit's transaction first if its BEGIN is pending, committing after
-    /// if asked). Without a thread the work stays here, for later.
+    /// if asked).
     fn start_job(&mut self, commit: bool) -> Result<()> {
         let conn = self.conn.take().ok_or_else(lost_connection)?;
         let job = flusher::Job { conn, begin: self.begin_pending, buffer: std::mem::take(&mut self.buffer), commit };
         self.begin_pending = false;
-        match self.flusher.get_or_insert_with(flusher::Flusher::spawn).start(job) {
-            Ok(()) => Ok(()),
-            Err(job) => {
-                self.flusher = None;
-                self.conn = Some(job.conn);
-                self.begin_pending = job.begin;
-                self.buffer = job.buffer;
-                if commit {
-                    self.finish_commit_here()
-                } else {
-                    Ok(())
-                }
-            }
-        }
+        self.flusher.get_or_insert_with(flusher::Flusher::spawn).start(job).map_err(|job| {
+            // The thread is gone (it cannot be, short of an abort): keep the
+            // connection here and fail the unit.
+            self.flusher = None;
+            self.conn = Some(job.conn);
+            self.abandon_unit();
+            LandscapeError::InvalidWrite("the flush thread is gone".into())
+        })
     }
 
-    /// Commits on this thread (no flush thread could be started).
-    fn finish_commit_here(&mut self) -> Result<()> {
-        match self.conn() {
-            Ok(conn) => Ok(Tm::commit_transaction(conn)?),
-            Err(error) => {
-                if let Some(conn) = self.conn.as_mut() {
-                    flusher::rollback_if_open(conn);
-                }
-                Err(error)
-            }
+    /// Drops what the failed unit still holds and rolls its transaction back.
+    fn abandon_unit(&mut self) {
+        self.buffer.clear();
+        self.call_indices.clear();
+        self.begin_pending = false;
+        if let Some(conn) = self.conn.as_mut() {
+            flusher::rollback_if_open(conn);
         }
     }
 
@@ -243,26 +236,15 @@ impl Recorder {
         }
         self.in_unit = false;
         // The unit's earlier background flush, and whether it failed.
-        if let Err(error) = self.home() {
-            self.buffer.clear();
-            return Err(error);
-        }
-        if let Some(error) = self.poisoned.take() {
-            self.buffer.clear();
-            if let Some(conn) = self.conn.as_mut() {
-                flusher::rollback_if_open(conn);
-            }
-            return Err(error);
-        }
+        let ready = match self.home() {
+            Ok(_) => self.poisoned.take().map_or(Ok(()), Err),
+            Err(error) => Err(error),
+        };
         // Blobs the unit refers to are durable before the unit is.
-        if let Some(store) = &self.payloads {
-            if let Err(error) = store.sync() {
-                self.buffer.clear();
-                if let Some(conn) = self.conn.as_mut() {
-                    flusher::rollback_if_open(conn);
-                }
-                return Err(error.into());
-            }
+        let ready = ready.and_then(|()| Ok(self.payloads.as_ref().map_or(Ok(()), PayloadStore::sync)?));
+        if let Err(error) = ready {
+            self.abandon_unit();
+            return Err(error);
         }
         self.start_job(true)
     }
@@ -284,10 +266,8 @@ impl Recorder {
         }
         self.in_unit = false;
         self.begin_pending = false;
-        self.call_indices.clear();
-        self.buffer.clear();
-        let conn = self.home()?;
-        flusher::rollback_if_open(conn);
+        self.home()?;
+        self.abandon_unit();
         self.poisoned = None;
         Ok(())
     }
