@@ -8,9 +8,10 @@
 //! Purging deletes blobs; the hashes in the Landscape stay.
 //!
 //! Layout: blobs are appended in insertion order (a rowid table) and found
-//! through a unique index on the key. Keyed by the hash itself, every
-//! insert would land on a random page of the blobs, and a commit would
-//! rewrite pages all over a file that grows with the input.
+//! through a unique index on the key, stored as its 32 bytes (the API speaks
+//! hex). Keyed by the hash itself, every insert would land on a random page
+//! of the blobs, and a commit would rewrite pages all over a file that grows
+//! with the input; the key index is random by nature, so it is kept small.
 //!
 //! Durability: inside a recorder unit of work, blobs are written in the
 //! store's own transaction, which [`PayloadStore::sync`] commits before the
@@ -64,7 +65,7 @@ impl Clone for PayloadStore {
 
 diesel::table! {
     payloads (key) {
-        key -> Text,
+        key -> Binary,
         data -> Binary,
     }
 }
@@ -73,6 +74,12 @@ diesel::table! {
 struct Blob {
     #[diesel(sql_type = diesel::sql_types::Binary)]
     data: Vec<u8>,
+}
+
+/// The stored form of a key: its 32 bytes (half the index of the hex text).
+fn key_bytes(key: &str) -> Result<Vec<u8>, PayloadStoreError> {
+    valid_key(key)?;
+    hex::decode(key).map_err(|_| PayloadStoreError::InvalidKey(key.to_owned()))
 }
 
 fn valid_key(key: &str) -> Result<(), PayloadStoreError> {
@@ -107,7 +114,7 @@ impl PayloadStore {
                 .batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
                      PRAGMA cache_size = -32768; \
-                     CREATE TABLE IF NOT EXISTS payloads (key TEXT NOT NULL UNIQUE, data BLOB NOT NULL);",
+                     CREATE TABLE IF NOT EXISTS payloads (key BLOB NOT NULL UNIQUE, data BLOB NOT NULL);",
                 )
                 .map_err(|e| self.error(e))?;
             *slot = Some(Open { connection, in_transaction: false });
@@ -126,7 +133,7 @@ impl PayloadStore {
             }
             // A typed statement, so diesel caches it prepared.
             diesel::insert_or_ignore_into(payloads::table)
-                .values((payloads::key.eq(&key), payloads::data.eq(bytes)))
+                .values((payloads::key.eq(key_bytes(&key)?), payloads::data.eq(bytes)))
                 .execute(&mut open.connection)
                 .map_err(error)?;
             Ok(())
@@ -169,7 +176,7 @@ impl PayloadStore {
         let error = |e: diesel::result::Error| self.error(e);
         let found: Vec<Blob> = self.with(|open| {
             diesel::sql_query("SELECT data FROM payloads WHERE key = ?")
-                .bind::<diesel::sql_types::Text, _>(key)
+                .bind::<diesel::sql_types::Binary, _>(key_bytes(key)?)
                 .load(&mut open.connection)
                 .map_err(error)
         })?;
@@ -196,7 +203,7 @@ impl PayloadStore {
         let error = |e: diesel::result::Error| self.error(e);
         let deleted = self.with(|open| {
             diesel::sql_query("DELETE FROM payloads WHERE key = ?")
-                .bind::<diesel::sql_types::Text, _>(key)
+                .bind::<diesel::sql_types::Binary, _>(key_bytes(key)?)
                 .execute(&mut open.connection)
                 .map_err(error)
         })?;
@@ -210,7 +217,7 @@ impl PayloadStore {
         self.with(|open| {
             diesel::sql_query("UPDATE payloads SET data = ? WHERE key = ?")
                 .bind::<diesel::sql_types::Binary, _>(bytes)
-                .bind::<diesel::sql_types::Text, _>(key)
+                .bind::<diesel::sql_types::Binary, _>(key_bytes(key)?)
                 .execute(&mut open.connection)
                 .map_err(error)?;
             Ok(())
