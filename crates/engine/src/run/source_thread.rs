@@ -28,7 +28,7 @@ pub(crate) enum Received {
     Idle,
 }
 
-/// The reading thread and its channel.
+/// The reading thread and its queue.
 pub(crate) struct SourceThread {
     receiver: handoff::Receiver<Message>,
     handle: Option<JoinHandle<Box<dyn Source>>>,
