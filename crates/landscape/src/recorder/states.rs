@@ -196,9 +196,9 @@ impl Recorder {
             Ok(())
         };
         if self.in_unit {
-            for event in &events {
-                self.buffer.events.push(super::buffer::EventInsert::of(event)?);
-            }
+            // All or nothing: converted first, then buffered.
+            let inserts = events.iter().map(super::buffer::EventInsert::of).collect::<Result<Vec<_>>>()?;
+            self.buffer.events.extend(inserts);
             self.buffered();
         } else if events.len() == 1 {
             insert(self.conn()?)?;
