@@ -24,6 +24,7 @@ use contracts::sha256_hex;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, ExpressionMethods, RunQueryDsl};
+use sha2::{Digest, Sha256};
 
 /// Failures of the payload store.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +125,8 @@ impl PayloadStore {
     }
 
     fn insert(&self, bytes: &[u8], deferred: bool) -> Result<String, PayloadStoreError> {
-        let key = sha256_hex(bytes);
+        let digest = Sha256::digest(bytes);
+        let key = hex::encode(digest);
         let error = |e: diesel::result::Error| self.error(e);
         self.with(|open| {
             if deferred && !open.in_transaction {
@@ -133,7 +135,7 @@ impl PayloadStore {
             }
             // A typed statement, so diesel caches it prepared.
             diesel::insert_or_ignore_into(payloads::table)
-                .values((payloads::key.eq(key_bytes(&key)?), payloads::data.eq(bytes)))
+                .values((payloads::key.eq(digest.as_slice()), payloads::data.eq(bytes)))
                 .execute(&mut open.connection)
                 .map_err(error)?;
             Ok(())

@@ -8,7 +8,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use contracts::records::{RoutingEvent, Token, TokenLineage};
+use contracts::records::{RoutingEvent, Token};
 
 use super::{i32_of, is_unique_violation};
 use crate::connection::DbConnection;
@@ -67,25 +67,16 @@ pub(crate) struct TokenInsert {
 
 impl TokenInsert {
     pub(crate) fn of(token: &Token) -> Result<TokenInsert> {
-        let (fork_group_id, join_group_id, expand_group_id, branch_name) = match &token.lineage {
-            TokenLineage::Initial => (None, None, None, None),
-            TokenLineage::Forked { fork_group_id, branch_name } => {
-                (Some(fork_group_id.as_str().to_owned()), None, None, Some(branch_name.clone()))
-            }
-            TokenLineage::Joined { join_group_id } => (None, Some(join_group_id.as_str().to_owned()), None, None),
-            TokenLineage::Expanded { expand_group_id, branch_name } => {
-                (None, None, Some(expand_group_id.as_str().to_owned()), branch_name.clone())
-            }
-        };
+        let (_, fork, join, expand, branch, step) = super::tokens::token_columns(token)?;
         Ok(TokenInsert {
             token_id: token.token_id.as_str().to_owned(),
             row_id: token.row_id.as_str().to_owned(),
             run_id: token.run_id.as_str().to_owned(),
-            fork_group_id,
-            join_group_id,
-            expand_group_id,
-            branch_name,
-            step_in_pipeline: token.step_in_pipeline.map(|s| i32_of("step_in_pipeline", s)).transpose()?,
+            fork_group_id: fork.map(str::to_owned),
+            join_group_id: join.map(str::to_owned),
+            expand_group_id: expand.map(str::to_owned),
+            branch_name: branch.map(str::to_owned),
+            step_in_pipeline: step,
             created_at: token.created_at.naive_utc(),
         })
     }

@@ -9,7 +9,7 @@ use contracts::{canonical_json, ContentHash, EdgeId, EventId, NodeId, NodeStateS
 use super::{check_duration, ensure_one, i32_of, now, Recorder};
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
-use crate::schema::{node_states, routing_events};
+use crate::schema::node_states;
 
 /// How a node state ends (or pauses). Each variant carries exactly what its
 /// status allows, so a contradictory completion cannot be expressed.
@@ -160,7 +160,7 @@ impl Recorder {
             None => (None, None),
         };
         let group = RoutingGroupId::new();
-        let (at, naive) = now();
+        let (at, _) = now();
         let events: Vec<RoutingEvent> = routes
             .iter()
             .enumerate()
@@ -176,34 +176,14 @@ impl Recorder {
                 created_at: at,
             })
             .collect();
-        let insert = |conn: &mut DbConnection| -> Result<()> {
-            for event in &events {
-                let affected = crate::on_backend!(conn, |c| diesel::insert_into(routing_events::table)
-                    .values((
-                        routing_events::event_id.eq(event.event_id.as_str()),
-                        routing_events::state_id.eq(event.state_id.as_str()),
-                        routing_events::edge_id.eq(event.edge_id.as_str()),
-                        routing_events::routing_group_id.eq(event.routing_group_id.as_str()),
-                        routing_events::ordinal.eq(i32_of("ordinal", event.ordinal)?),
-                        routing_events::mode.eq(event.mode.as_str()),
-                        routing_events::reason_hash.eq(event.reason_hash.as_ref().map(ContentHash::as_str)),
-                        routing_events::reason_ref.eq(event.reason_ref.as_deref()),
-                        routing_events::created_at.eq(naive),
-                    ))
-                    .execute(c))?;
-                ensure_one(affected, || format!("insert of routing event {}", event.event_id))?;
-            }
-            Ok(())
-        };
+        // One write path: converted first (all or nothing), buffered in a
+        // unit, written at once (one statement) outside one.
+        let inserts = events.iter().map(super::buffer::EventInsert::of).collect::<Result<Vec<_>>>()?;
+        self.buffer.events.extend(inserts);
         if self.in_unit {
-            // All or nothing: converted first, then buffered.
-            let inserts = events.iter().map(super::buffer::EventInsert::of).collect::<Result<Vec<_>>>()?;
-            self.buffer.events.extend(inserts);
             self.buffered();
-        } else if events.len() == 1 {
-            insert(self.conn()?)?;
         } else {
-            self.atomic(insert)?;
+            self.conn()?;
         }
         Ok(events)
     }
