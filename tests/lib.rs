@@ -26,7 +26,16 @@ pub fn elspeth_binary() -> PathBuf {
             let profile_dir =
                 exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps").to_path_buf();
             let mut command = Command::new(cargo);
-            command.current_dir(workspace()).args(["build", "--quiet", "-p", "cli", "--bin", "elspeth"]);
+            command.current_dir(workspace()).args([
+                "build",
+                "--quiet",
+                "-p",
+                "cli",
+                "--bin",
+                "elspeth",
+                "--features",
+                "test-hooks",
+            ]);
             if profile_dir.ends_with("release") {
                 command.arg("--release");
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use contracts::RunStatus;
 use engine::pipeline::load_pipeline;
-use engine::run::{resume_pipeline, run_pipeline, CrashPoint, EngineError, Progress, RunOptions, RunSummary};
+use engine::{resume_pipeline, run_pipeline, EngineError, Progress, RunOptions, RunSummary, TestHooks};
 use landscape::{PayloadStore, Recorder};
 
 use crate::Format;
@@ -91,8 +91,7 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
                 bar.tick();
             }
         })),
-        interrupt_after_rows: std::env::var("ELSPETH_TEST_INTERRUPT_AFTER_ROWS").ok().and_then(|v| v.parse().ok()),
-        crash_at: std::env::var("ELSPETH_TEST_CRASH_AT").ok().as_deref().and_then(CrashPoint::parse),
+        hooks: TestHooks::from_env(),
         ..RunOptions::default()
     };
     let result = match mode {

@@ -1,12 +1,28 @@
 //! Engine: settings model, DAG builder and validator, expression language,
-//! row processor, executors and orchestrator.
+//! and the run: orchestrator, processor, executors, recovery.
+//!
+//! Module map (each opens with what it owns): `runtime` (the shared run
+//! state and error type, a leaf) ← `decisions` (pure trigger, merge and
+//! retry decisions) ← `executors` (transform, gate, aggregation, coalesce,
+//! sink) ← `processor` (the token work queue) ← `registration` ←
+//! `recovery` (checkpoints, resume) ← `orchestrator` (the run loop).
+//! `xtask tidy` enforces these edges and that engine modules import no circle.
 //!
 //! Architecture invariant: the engine writes audit rows only through the
 //! `landscape` recorder API; it never issues SQL itself.
 #![forbid(unsafe_code)]
 pub mod dag;
+pub(crate) mod decisions;
+pub(crate) mod executors;
 pub mod expression;
+pub mod orchestrator;
 pub mod ownership;
 pub mod pipeline;
-pub mod run;
+pub(crate) mod processor;
+pub(crate) mod recovery;
+pub(crate) mod registration;
+pub mod runtime;
 pub mod settings;
+
+pub use orchestrator::{resume_pipeline, run_pipeline};
+pub use runtime::{Clock, CrashPoint, EngineError, ManualClock, Progress, RunOptions, RunSummary, SystemClock, TestHooks};

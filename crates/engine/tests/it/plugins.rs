@@ -10,7 +10,7 @@ use contracts::plugin::{
     Source, SourceItem, SourcePosition, Transform, TransformResult,
 };
 use contracts::{ContentHash, Determinism, Row, Value};
-use engine::run::ManualClock;
+use engine::ManualClock;
 
 const fn info(name: &'static str, determinism: Determinism) -> PluginInfo {
     PluginInfo { name, version: "0.0.0", determinism }

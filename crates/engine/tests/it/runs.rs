@@ -4,10 +4,10 @@ use std::path::Path;
 
 use contracts::RunStatus;
 use engine::pipeline::build_pipeline;
-use engine::run::{run_pipeline, RunOptions, RunSummary};
+use engine::{run_pipeline, RunOptions, RunSummary};
 use std::sync::Arc;
 
-use engine::run::ManualClock;
+use engine::ManualClock;
 use landscape::connection::{query_i64, query_pairs};
 use landscape::Recorder;
 
