@@ -111,6 +111,7 @@ fn normalise_text(cell: &str) -> serde_json::Value {
     }
 }
 
+#[allow(clippy::wildcard_enum_match_arm, reason = "serde_json::Value: every other value compares as it is")]
 fn normalise_json(value: &serde_json::Value) -> serde_json::Value {
     match value {
         serde_json::Value::Number(n) => serde_json::json!(n.as_f64()),

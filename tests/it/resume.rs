@@ -93,6 +93,47 @@ fn resume_refuses_changed_settings_a_changed_input_and_a_completed_run() {
 }
 
 #[test]
+fn a_damaged_or_foreign_checkpoint_is_refused_not_read_as_empty() {
+    let dir = example_dir("checkpoint_resume");
+    assert_eq!(interrupted_run(dir.path(), "7").status.code(), Some(3));
+    let output = dir.path().join("examples/checkpoint_resume/output/active_customers.csv");
+    let before = std::fs::read(&output).expect("output");
+    let mut db = landscape_at(dir.path(), "examples/checkpoint_resume/runs/audit.db");
+    let latest = "(SELECT max(sequence_number) FROM checkpoints)";
+    let saved: String = landscape::connection::query_pairs(
+        &mut db,
+        &format!(
+            "SELECT aggregation_state_json AS a, coalesce_state_json AS b FROM checkpoints WHERE sequence_number = {latest}"
+        ),
+    )
+    .expect("checkpoint")
+    .remove(0)
+    .0;
+    let cases = [
+        // Buffers and sinks missing: an incomplete checkpoint.
+        (r#"{"format_version":2,"rows_read":6}"#.to_owned(), "the checkpoint is damaged"),
+        // A field this build does not know.
+        (saved.replacen('{', r#"{"surprise":1,"#, 1), "unknown field `surprise`"),
+        // Another format.
+        (saved.replace(r#""format_version":2"#, r#""format_version":1"#), "format version 1"),
+        (saved.replace(r#""format_version":2,"#, ""), "format version none"),
+    ];
+    for (damaged, expected) in cases {
+        let sql = format!(
+            "UPDATE checkpoints SET aggregation_state_json = '{}' WHERE sequence_number = {latest}",
+            damaged.replace('\'', "''")
+        );
+        landscape::connection::execute_raw(&mut db, &sql).expect("damage the checkpoint");
+        let refused = resume(dir.path(), EXAMPLE);
+        let message = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{message}");
+        assert!(message.contains("cannot resume") && message.contains(expected), "expected {expected:?}: {message}");
+        assert_eq!(std::fs::read(&output).expect("output"), before, "a refused resume touches no output");
+    }
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM runs WHERE status = 'interrupted'").expect("q"), 1);
+}
+
+#[test]
 fn resume_refuses_a_run_whose_process_is_alive() {
     let dir = tempfile::tempdir().expect("temp dir");
     let status = Command::new("mkfifo").arg(dir.path().join("input.jsonl")).status().expect("mkfifo");

@@ -9,6 +9,7 @@
 
 mod bench;
 mod schema;
+mod snapshots;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -60,11 +61,66 @@ fn run(step: &str, command: &mut Command) -> anyhow::Result<()> {
 fn ci() -> anyhow::Result<()> {
     run("cargo fmt --check", cargo().args(["fmt", "--all", "--", "--check"]))?;
     run("cargo clippy -D warnings", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(
+        "cargo clippy -D warnings (test hooks on)",
+        cargo().args([
+            "clippy",
+            "-p",
+            "cli",
+            "-p",
+            "engine",
+            "-p",
+            "landscape",
+            "--features",
+            "cli/test-hooks",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     tidy::check(&workspace_root())?;
+    no_test_hooks_in_the_binary()?;
     schema::check(false)?;
     test()
 }
 
+/// The `elspeth` binary as users build it (no `test-hooks` feature) holds
+/// none of the test hooks.
+fn no_test_hooks_in_the_binary() -> anyhow::Result<()> {
+    run("cargo build -p cli (as users build it)", cargo().args(["build", "--quiet", "-p", "cli", "--bin", "elspeth"]))?;
+    let binary = workspace_root().join("target/debug/elspeth");
+    let bytes = std::fs::read(&binary)?;
+    for needle in ["ELSPETH_TEST_", "commit:N:before"] {
+        anyhow::ensure!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{} contains {needle:?}: a test hook leaked into the user build",
+            binary.display()
+        );
+    }
+    eprintln!("==> no test hooks in the user build of elspeth");
+    Ok(())
+}
+
+/// Every test, with snapshots strict: a mismatch fails (nothing is written
+/// for review), and a pending (`.snap.new`) or unreferenced `.snap` file fails.
 fn test() -> anyhow::Result<()> {
-    run("cargo test", cargo().args(["test", "--workspace", "--no-fail-fast"]))
+    let references = tempfile_path("insta-references")?;
+    let _ = std::fs::remove_file(&references);
+    let result = run(
+        "cargo test",
+        cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("INSTA_UPDATE", "no")
+            .env("INSTA_SNAPSHOT_REFERENCES_FILE", &references),
+    );
+    let referenced = std::fs::read_to_string(&references).unwrap_or_default();
+    let _ = std::fs::remove_file(&references);
+    result?;
+    snapshots::check(&workspace_root(), &referenced)
+}
+
+fn tempfile_path(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = workspace_root().join("target");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join(format!("{name}-{}.txt", std::process::id())))
 }

@@ -24,12 +24,12 @@ pub(crate) fn check(write: bool) -> anyhow::Result<()> {
         Ok(server) => {
             let from_pg = render(&server.fresh_database())?;
             anyhow::ensure!(from_pg == from_sqlite, "the PostgreSQL migrations create a different schema than SQLite's");
+            eprintln!("==> schema: ok (SQLite and PostgreSQL)");
         }
         Err(test_support::PgUnavailable::NoBinaries) => {
-            eprintln!("NOTICE: PostgreSQL server binaries not found; schema checked on SQLite only");
+            eprintln!("==> schema: ok on SQLite; PostgreSQL SKIPPED (server binaries initdb/pg_ctl not found)");
         }
         Err(test_support::PgUnavailable::StartFailed(reason)) => anyhow::bail!("PostgreSQL could not be started: {reason}"),
     }
-    eprintln!("==> schema: ok (SQLite and PostgreSQL)");
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use contracts::{ExportStatus, RunId};
-use landscape::export::{export_run, verify_jsonl, CsvFiles, JsonLines};
+use landscape::export::{verify_jsonl, CsvFiles, JsonLines};
 use landscape::Recorder;
 
 use crate::{ExportFormat, Format};
@@ -38,13 +38,13 @@ pub(crate) fn write_export(
             }
             let file = std::io::BufWriter::new(std::fs::File::create(output)?);
             let mut sink = JsonLines(file);
-            let summary = export_run(recorder.connection()?, run_id, key.as_deref(), &mut sink)?;
+            let summary = recorder.export(run_id, key.as_deref(), &mut sink)?;
             std::io::Write::flush(&mut sink.0)?;
             summary
         }
         ExportFormat::Csv => {
             let mut sink = CsvFiles::new(output)?;
-            let summary = export_run(recorder.connection()?, run_id, key.as_deref(), &mut sink)?;
+            let summary = recorder.export(run_id, key.as_deref(), &mut sink)?;
             sink.finish()?;
             summary
         }

@@ -67,33 +67,7 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
             return Ok(ExitCode::from(4));
         }
     };
-    let interrupt = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&interrupt))?;
-    }
-    let bar = (format == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar
-    });
-    let progress_bar = bar.clone();
-    let options = RunOptions {
-        chunk_size,
-        interrupt,
-        progress: Some(Box::new(move |progress: &Progress| {
-            if let Some(bar) = &progress_bar {
-                let rate = progress.rows_read as f64 / progress.elapsed.as_secs_f64().max(1e-9);
-                let outcomes: Vec<String> = progress.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                bar.set_message(format!("{} rows read, {rate:.0} rows/s | {}", progress.rows_read, outcomes.join(", ")));
-                bar.tick();
-            }
-        })),
-        hooks: TestHooks::from_env(),
-        ..RunOptions::default()
-    };
+    let (options, bar) = run_options(chunk_size, format)?;
     let result = match mode {
         Mode::Resume(run) => match crate::landscape_args::resolve_run(&mut recorder, &run) {
             Ok(run_id) => resume_pipeline(pipeline, &mut recorder, &run_id, options),
@@ -125,10 +99,47 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
             eprintln!("error: {error}");
             Ok(ExitCode::from(match error {
                 EngineError::Landscape(_) => 4,
-                _ => 1,
+                EngineError::Plugin { .. }
+                | EngineError::Config(_)
+                | EngineError::Invariant(_)
+                | EngineError::Unsupported(_)
+                | EngineError::Resume(_) => 1,
             }))
         }
     }
+}
+
+/// The run's options: interrupt on SIGINT/SIGTERM, a progress spinner on a
+/// terminal, the test hooks (empty in a release build).
+fn run_options(chunk_size: usize, format: Format) -> anyhow::Result<(RunOptions, Option<indicatif::ProgressBar>)> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupt))?;
+    }
+    let bar = (format == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let progress_bar = bar.clone();
+    let options = RunOptions {
+        chunk_size,
+        interrupt,
+        progress: Some(Box::new(move |progress: &Progress| {
+            if let Some(bar) = &progress_bar {
+                let rate = progress.rows_read as f64 / progress.elapsed.as_secs_f64().max(1e-9);
+                let outcomes: Vec<String> = progress.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                bar.set_message(format!("{} rows read, {rate:.0} rows/s | {}", progress.rows_read, outcomes.join(", ")));
+                bar.tick();
+            }
+        })),
+        hooks: TestHooks::from_env(),
+        ..RunOptions::default()
+    };
+    Ok((options, bar))
 }
 
 fn report(summary: &RunSummary, format: Format) {

@@ -39,67 +39,84 @@ pub fn canonical_json_of<T: serde::Serialize + ?Sized>(value: &T) -> Result<Stri
 
 /// Appends the canonical JSON of `value` to `out`.
 pub fn write_value(value: &Value, out: &mut String) -> Result<(), CanonicalError> {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
-        Value::Integer(number) => write_integer(*number, out)?,
-        Value::Float(number) => write_float(number.get(), out)?,
-        Value::String(text) => write_string(text, out),
-        Value::List(items) => {
-            out.push('[');
-            for (idx, item) in items.iter().enumerate() {
-                if idx > 0 {
-                    out.push(',');
-                }
-                write_value(item, out)?;
-            }
-            out.push(']');
-        }
-        Value::Object(row) => {
-            let mut members: Vec<(&String, &Value)> = row.iter().collect();
-            members.sort_by(|a, b| compare_keys(a.0, b.0));
-            out.push('{');
-            for (idx, (key, item)) in members.into_iter().enumerate() {
-                if idx > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                write_value(item, out)?;
-            }
-            out.push('}');
-        }
-    }
-    Ok(())
+    write_canonical(value, out)
 }
 
 fn write_json(value: &serde_json::Value, out: &mut String) -> Result<(), CanonicalError> {
-    match value {
-        serde_json::Value::Null => out.push_str("null"),
-        serde_json::Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
-        serde_json::Value::Number(number) => {
-            if let Some(integer) = number.as_i64() {
-                write_integer(integer, out)?;
-            } else if number.is_u64() {
-                return Err(CanonicalError::UnsafeInteger(number.to_string()));
-            } else {
-                let float = number.as_f64().ok_or_else(|| CanonicalError::UnrepresentableNumber(number.to_string()))?;
-                write_float(float, out)?;
+    write_canonical(value, out)
+}
+
+/// One JSON value as the single writer sees it, whichever tree it is from.
+enum Node<'a, T> {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    String(&'a str),
+    List(&'a [T]),
+    Object(Vec<(&'a String, &'a T)>),
+}
+
+/// A JSON tree the canonical writer can walk: row values and `serde_json`
+/// values go through the same code, so their hashed bytes cannot drift apart.
+trait Canonical: Sized {
+    fn node(&self) -> Result<Node<'_, Self>, CanonicalError>;
+}
+
+impl Canonical for Value {
+    fn node(&self) -> Result<Node<'_, Self>, CanonicalError> {
+        Ok(match self {
+            Value::Null => Node::Null,
+            Value::Bool(flag) => Node::Bool(*flag),
+            Value::Integer(number) => Node::Integer(*number),
+            Value::Float(number) => Node::Float(number.get()),
+            Value::String(text) => Node::String(text),
+            Value::List(items) => Node::List(items),
+            Value::Object(row) => Node::Object(row.iter().collect()),
+        })
+    }
+}
+
+impl Canonical for serde_json::Value {
+    fn node(&self) -> Result<Node<'_, Self>, CanonicalError> {
+        Ok(match self {
+            serde_json::Value::Null => Node::Null,
+            serde_json::Value::Bool(flag) => Node::Bool(*flag),
+            serde_json::Value::Number(number) => {
+                if let Some(integer) = number.as_i64() {
+                    Node::Integer(integer)
+                } else if number.is_u64() {
+                    return Err(CanonicalError::UnsafeInteger(number.to_string()));
+                } else {
+                    Node::Float(number.as_f64().ok_or_else(|| CanonicalError::UnrepresentableNumber(number.to_string()))?)
+                }
             }
-        }
-        serde_json::Value::String(text) => write_string(text, out),
-        serde_json::Value::Array(items) => {
+            serde_json::Value::String(text) => Node::String(text),
+            serde_json::Value::Array(items) => Node::List(items),
+            serde_json::Value::Object(map) => Node::Object(map.iter().collect()),
+        })
+    }
+}
+
+/// The one canonical writer (RFC 8785).
+fn write_canonical<T: Canonical>(value: &T, out: &mut String) -> Result<(), CanonicalError> {
+    match value.node()? {
+        Node::Null => out.push_str("null"),
+        Node::Bool(flag) => out.push_str(if flag { "true" } else { "false" }),
+        Node::Integer(number) => write_integer(number, out)?,
+        Node::Float(number) => write_float(number, out)?,
+        Node::String(text) => write_string(text, out),
+        Node::List(items) => {
             out.push('[');
             for (idx, item) in items.iter().enumerate() {
                 if idx > 0 {
                     out.push(',');
                 }
-                write_json(item, out)?;
+                write_canonical(item, out)?;
             }
             out.push(']');
         }
-        serde_json::Value::Object(map) => {
-            let mut members: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+        Node::Object(mut members) => {
             members.sort_by(|a, b| compare_keys(a.0, b.0));
             out.push('{');
             for (idx, (key, item)) in members.into_iter().enumerate() {
@@ -108,7 +125,7 @@ fn write_json(value: &serde_json::Value, out: &mut String) -> Result<(), Canonic
                 }
                 write_string(key, out);
                 out.push(':');
-                write_json(item, out)?;
+                write_canonical(item, out)?;
             }
             out.push('}');
         }

@@ -106,6 +106,7 @@ fn name_list(value: Option<&serde_json::Value>, key: &str) -> Result<Option<Vec<
         .map(Some)
 }
 
+#[allow(clippy::wildcard_enum_match_arm, reason = "any other YAML shape is the same error")]
 fn field_spec(item: &serde_json::Value) -> Result<FieldSpec, String> {
     let (name, type_text) = match item {
         serde_json::Value::String(text) => {

@@ -69,6 +69,7 @@ impl<'r> Processor<'r> {
 
     /// An invalid source record: a failed source state, a validation error,
     /// and the record diverted to the quarantine sink (or discarded).
+    #[allow(clippy::wildcard_enum_match_arm, reason = "a raw record that is not an object is kept whole under `_raw`")]
     fn quarantine(&mut self, row_index: u64, invalid: InvalidRecord) -> Result<(), EngineError> {
         let ctx = &mut self.ctx;
         let source = ctx.graph.source();

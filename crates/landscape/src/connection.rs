@@ -233,10 +233,12 @@ fn migrate(connection: &mut DbConnection) -> Result<()> {
 }
 
 /// Runs raw SQL; for tests and tools that must bypass the recorder.
+#[cfg(feature = "test-hooks")]
 pub fn execute_raw(connection: &mut DbConnection, sql: &str) -> Result<usize> {
     Ok(diesel::sql_query(sql).execute(connection)?)
 }
 
+#[cfg(feature = "test-hooks")]
 #[derive(diesel::QueryableByName)]
 struct Number {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -245,11 +247,13 @@ struct Number {
 
 /// Runs a query returning one BIGINT column named `n` and returns its first
 /// value; for tests and tools inspecting the Landscape with SQL.
+#[cfg(feature = "test-hooks")]
 pub fn query_i64(connection: &mut DbConnection, sql: &str) -> Result<i64> {
     let rows: Vec<Number> = diesel::sql_query(sql).load(connection)?;
     rows.first().map(|row| row.n).ok_or_else(|| LandscapeError::integrity(format!("query returned no rows: {sql}")))
 }
 
+#[cfg(feature = "test-hooks")]
 #[derive(diesel::QueryableByName)]
 struct Texts {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -259,6 +263,7 @@ struct Texts {
 }
 
 /// Runs a query returning two TEXT columns named `a` and `b`.
+#[cfg(feature = "test-hooks")]
 pub fn query_pairs(connection: &mut DbConnection, sql: &str) -> Result<Vec<(String, String)>> {
     let rows: Vec<Texts> = diesel::sql_query(sql).load(connection)?;
     Ok(rows.into_iter().map(|row| (row.a, row.b)).collect())

@@ -5,18 +5,18 @@
 use chrono::{NaiveDateTime, TimeZone, Utc};
 use contracts::records::{
     Artifact, Batch, BatchMember, BatchState, BatchTrigger, Call, CallParent, Checkpoint, Edge, Node, NodeState, NodeStateCommon,
-    Operation, OperationState, OutcomeDetail, PayloadRef, RoutingEvent, Row, Run, RunExport, RunOwner, RunState, Token,
-    TokenLineage, TokenOutcome, TokenParent, TransformError, ValidationError,
+    Operation, OperationState, OutcomeDetail, PayloadRef, RoutingEvent, Row, Run, RunExport, RunOwner, RunState,
+    SecretResolution, Token, TokenLineage, TokenOutcome, TokenParent, TransformError, ValidationError,
 };
 use contracts::{
     ArtifactId, BatchId, CallId, CheckpointId, ContentHash, EdgeId, ErrorId, EventId, ExpandGroupId, ForkGroupId, JoinGroupId,
-    NodeId, OperationId, OutcomeId, RoutingGroupId, RowId, RowOutcome, RunId, StateId, Timestamp, TokenId,
+    NodeId, OperationId, OutcomeId, ResolutionId, RoutingGroupId, RowId, RowOutcome, RunId, StateId, Timestamp, TokenId,
 };
 
 use crate::error::{LandscapeError, Result};
 use crate::models::{
     ArtifactRow, BatchMemberRow, BatchRow, CallRow, CheckpointRow, EdgeRow, NodeRow, NodeStateRow, OperationRow, RoutingEventRow,
-    RowRow, RunRow, TokenOutcomeRow, TokenParentRow, TokenRow, TransformErrorRow, ValidationErrorRow,
+    RowRow, RunRow, SecretResolutionRow, TokenOutcomeRow, TokenParentRow, TokenRow, TransformErrorRow, ValidationErrorRow,
 };
 
 pub(crate) fn ts(naive: NaiveDateTime) -> Timestamp {
@@ -830,5 +830,37 @@ pub(crate) fn checkpoint(row: CheckpointRow) -> Result<Checkpoint> {
         aggregation_state_json,
         coalesce_state_json,
         created_at: ts(created_at),
+    })
+}
+
+pub(crate) fn secret_resolution(row: SecretResolutionRow) -> Result<SecretResolution> {
+    let SecretResolutionRow {
+        resolution_id,
+        run_id,
+        timestamp,
+        env_var_name,
+        source,
+        vault_url,
+        secret_name,
+        fingerprint,
+        resolution_latency_ms,
+    } = row;
+    let id = resolution_id.clone();
+    if !timestamp.is_finite() {
+        return Err(bad("secret_resolution", &id, "timestamp is not finite"));
+    }
+    if resolution_latency_ms.is_some_and(|l| !l.is_finite() || l < 0.0) {
+        return Err(bad("secret_resolution", &id, "resolution_latency_ms is not a non-negative number"));
+    }
+    Ok(SecretResolution {
+        source: parse_enum("secret_resolution", &id, &source)?,
+        fingerprint: hash("secret_resolution", &id, "fingerprint", fingerprint)?,
+        resolution_id: ResolutionId::parse(resolution_id)?,
+        run_id: RunId::parse(run_id)?,
+        timestamp,
+        env_var_name,
+        vault_url,
+        secret_name,
+        resolution_latency_ms,
     })
 }

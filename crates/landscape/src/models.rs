@@ -8,7 +8,7 @@ use diesel::{Queryable, Selectable};
 
 use crate::schema::{
     artifacts, batch_members, batches, calls, checkpoints, edges, node_states, nodes, operations, routing_events, rows, runs,
-    token_outcomes, token_parents, tokens, transform_errors, validation_errors,
+    secret_resolutions, token_outcomes, token_parents, tokens, transform_errors, validation_errors,
 };
 
 #[derive(Debug, Queryable, Selectable)]
@@ -280,4 +280,18 @@ pub(crate) struct CheckpointRow {
     pub(crate) upstream_topology_hash: String,
     pub(crate) checkpoint_node_config_hash: String,
     pub(crate) format_version: i32,
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = secret_resolutions)]
+pub(crate) struct SecretResolutionRow {
+    pub(crate) resolution_id: String,
+    pub(crate) run_id: String,
+    pub(crate) timestamp: f64,
+    pub(crate) env_var_name: String,
+    pub(crate) source: String,
+    pub(crate) vault_url: Option<String>,
+    pub(crate) secret_name: Option<String>,
+    pub(crate) fingerprint: String,
+    pub(crate) resolution_latency_ms: Option<f64>,
 }

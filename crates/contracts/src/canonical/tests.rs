@@ -150,6 +150,12 @@ proptest! {
     }
 
     #[test]
+    fn a_row_value_and_its_json_canonicalise_to_the_same_bytes(value in arb_value()) {
+        let json = value.to_json();
+        prop_assert_eq!(canonical_json_value(&value).expect("value"), canonical_json(&json).expect("json"));
+    }
+
+    #[test]
     fn values_round_trip_through_canonical_json(value in arb_value()) {
         let text = canonical_json_value(&value).expect("canonicalisable");
         let back: Value = serde_json::from_str(&text).expect("parses into the value model");

@@ -113,25 +113,89 @@ impl Builder<'_> {
     }
 }
 
+/// The node of every settings entry, by settings position.
+struct NodesBySettings {
+    source: NodeIdx,
+    sinks: IndexMap<String, NodeIdx>,
+    transforms: Vec<NodeIdx>,
+    aggregations: Vec<NodeIdx>,
+    gates: Vec<NodeIdx>,
+    coalesces: Vec<NodeIdx>,
+}
+
+/// Coalesce branch → (its coalesce, the connection it arrives on).
+type BranchCoalesce = IndexMap<String, (NodeIdx, String)>;
+/// Connection → (producing node, edge label, settings path).
+type Producers = IndexMap<String, (NodeIdx, String, String)>;
+/// Connection → (consuming node, settings path).
+type Consumers = IndexMap<String, (NodeIdx, String)>;
+
+/// Where tokens go from each node, by node.
+struct Routing {
+    next: Vec<Option<NodeIdx>>,
+    terminal_sink: Vec<Option<NodeIdx>>,
+    routes: Vec<IndexMap<String, RouteTarget>>,
+    fork_branches: Vec<IndexMap<String, BranchTarget>>,
+    quarantine_sink: Option<NodeIdx>,
+    error_sink: Vec<Option<NodeIdx>>,
+}
+
 /// Builds the graph and the plugins it runs. Every problem found is reported,
 /// not only the first.
 pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(Graph, PipelinePlugins), Vec<ConfigProblem>> {
-    let settings = &loaded.settings;
-    let mut b = Builder { loaded, settings, nodes: Vec::new(), edges: Vec::new(), problems: Vec::new() };
+    let mut b = Builder { loaded, settings: &loaded.settings, nodes: Vec::new(), edges: Vec::new(), problems: Vec::new() };
+    let nodes = add_nodes(&mut b);
+    let branch_coalesce = claim_branches(&mut b, &nodes);
+    let (producers, fork_owner) = find_producers(&mut b, &nodes, &branch_coalesce);
+    let consumers = find_consumers(&mut b, &nodes, &branch_coalesce);
+    check_connections(&mut b, &producers, &consumers);
+    let mut routing = connect(&mut b, &nodes, &consumers, &branch_coalesce);
+    check_branches_forked(&mut b, &branch_coalesce, &fork_owner);
+    add_divert_edges(&mut b, &nodes, &mut routing);
+    let pipeline = order_and_number(&mut b, &nodes);
+    check_contracts(&mut b);
+    // The same constructors a run uses validate the plugins' options.
+    let plugins = instantiate(&mut b, registry);
+    if !b.problems.is_empty() {
+        return Err(b.problems);
+    }
+    let plugins = plugins.ok_or_else(|| vec![ConfigProblem::new("", "plugins could not be built")])?;
+    let Routing { next, terminal_sink, routes, fork_branches, quarantine_sink, error_sink } = routing;
+    Ok((
+        Graph {
+            nodes: b.nodes,
+            edges: b.edges,
+            pipeline,
+            next,
+            terminal_sink,
+            routes,
+            fork_branches,
+            branch_coalesce: branch_coalesce.into_iter().map(|(branch, (node, _))| (branch, node)).collect(),
+            sinks: nodes.sinks,
+            quarantine_sink,
+            error_sink,
+        },
+        plugins,
+    ))
+}
 
-    // 1. Nodes, in the reference's insertion order.
+/// Step 1: one node per settings entry, in the reference's insertion order
+/// (source, sinks, transforms, aggregations, gates, coalesces).
+fn add_nodes(b: &mut Builder<'_>) -> NodesBySettings {
+    let settings = b.settings;
     let source_schema = if settings.source.plugin == "null" && !settings.source.options.contains_key("schema") {
         SchemaConfig::observed()
     } else {
         b.schema_of("source", &settings.source.options)
     };
     let source_config = serde_json::Value::Object(settings.source.options.clone());
+    let plugin = &settings.source.plugin;
     let source = b.add_node(
         "source",
         NodeKind::Source,
         NodeType::Source,
-        &settings.source.plugin,
-        &settings.source.plugin,
+        plugin,
+        plugin,
         source_config.clone(),
         &source_config,
         source_schema,
@@ -145,12 +209,12 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             b.add_node(&path, NodeKind::Sink(name.clone()), NodeType::Sink, &sink.plugin, name, config.clone(), &config, schema);
         sinks.insert(name.clone(), idx);
     }
-    let mut transform_nodes = Vec::new();
+    let mut transforms = Vec::new();
     for (i, t) in settings.transforms.iter().enumerate() {
         let path = format!("transforms[{i}]");
         let schema = b.schema_of(&path, &t.options);
         let config = serde_json::Value::Object(t.options.clone());
-        transform_nodes.push(b.add_node(
+        transforms.push(b.add_node(
             &path,
             NodeKind::Transform(i),
             NodeType::Transform,
@@ -161,18 +225,13 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             schema,
         ));
     }
-    let mut aggregation_nodes = Vec::new();
+    let mut aggregations = Vec::new();
     for (i, a) in settings.aggregations.iter().enumerate() {
         let path = format!("aggregations[{i}]");
         let schema = b.schema_of(&path, &a.options);
-        let identity = serde_json::json!({
-            "trigger": {"count": a.trigger.count, "timeout_seconds": a.trigger.timeout_seconds, "condition": a.trigger.condition},
-            "output_mode": a.output_mode,
-            "options": a.options,
-            "schema": a.options.get("schema"),
-        });
+        let identity = aggregation_identity(a);
         let config = serde_json::to_value(a).unwrap_or(serde_json::Value::Null);
-        aggregation_nodes.push(b.add_node(
+        aggregations.push(b.add_node(
             &path,
             NodeKind::Aggregation(i),
             NodeType::Aggregation,
@@ -183,14 +242,15 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             schema,
         ));
     }
-    let mut gate_nodes = Vec::new();
+    let mut gates = Vec::new();
     for (i, g) in settings.gates.iter().enumerate() {
         let mut identity = serde_json::json!({"condition": g.condition, "routes": g.routes});
         if let Some(fork_to) = &g.fork_to {
             identity["fork_to"] = serde_json::json!(fork_to);
         }
-        gate_nodes.push(b.add_node(
-            &format!("gates[{i}]"),
+        let path = format!("gates[{i}]");
+        gates.push(b.add_node(
+            &path,
             NodeKind::Gate(i),
             NodeType::Gate,
             &g.name,
@@ -200,21 +260,13 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             SchemaConfig::observed(),
         ));
     }
-    let mut coalesce_nodes = Vec::new();
+    let mut coalesces = Vec::new();
     for (i, c) in settings.coalesce.iter().enumerate() {
-        let mut identity = serde_json::json!({"branches": c.branches, "policy": c.policy, "merge": c.merge});
-        if let Some(t) = c.timeout_seconds {
-            identity["timeout_seconds"] = serde_json::json!(t);
-        }
-        if let Some(q) = c.quorum_count {
-            identity["quorum_count"] = serde_json::json!(q);
-        }
-        if let Some(s) = &c.select_branch {
-            identity["select_branch"] = serde_json::json!(s);
-        }
+        let identity = coalesce_identity(c);
         let config = serde_json::to_value(c).unwrap_or(serde_json::Value::Null);
-        coalesce_nodes.push(b.add_node(
-            &format!("coalesce[{i}]"),
+        let path = format!("coalesce[{i}]");
+        coalesces.push(b.add_node(
+            &path,
             NodeKind::Coalesce(i),
             NodeType::Coalesce,
             &c.name,
@@ -224,19 +276,57 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             SchemaConfig::observed(),
         ));
     }
+    NodesBySettings { source, sinks, transforms, aggregations, gates, coalesces }
+}
 
-    // 2. Coalesce branches.
-    let mut branch_coalesce: IndexMap<String, (NodeIdx, String)> = IndexMap::new();
-    for (i, c) in settings.coalesce.iter().enumerate() {
+/// What an aggregation's node id hashes: what changes its behaviour.
+fn aggregation_identity(a: &crate::settings::AggregationSettings) -> serde_json::Value {
+    serde_json::json!({
+        "trigger": {"count": a.trigger.count, "timeout_seconds": a.trigger.timeout_seconds, "condition": a.trigger.condition},
+        "output_mode": a.output_mode,
+        "options": a.options,
+        "schema": a.options.get("schema"),
+    })
+}
+
+/// What a coalesce's node id hashes: what changes its behaviour.
+fn coalesce_identity(c: &crate::settings::CoalesceSettings) -> serde_json::Value {
+    let mut identity = serde_json::json!({"branches": c.branches, "policy": c.policy, "merge": c.merge});
+    if let Some(t) = c.timeout_seconds {
+        identity["timeout_seconds"] = serde_json::json!(t);
+    }
+    if let Some(q) = c.quorum_count {
+        identity["quorum_count"] = serde_json::json!(q);
+    }
+    if let Some(s) = &c.select_branch {
+        identity["select_branch"] = serde_json::json!(s);
+    }
+    identity
+}
+
+/// Step 2: each coalesce branch belongs to exactly one coalesce.
+fn claim_branches(b: &mut Builder<'_>, nodes: &NodesBySettings) -> BranchCoalesce {
+    let mut branch_coalesce = BranchCoalesce::new();
+    for (i, c) in b.settings.coalesce.iter().enumerate() {
         for (branch, input) in c.branches.resolved() {
-            if branch_coalesce.insert(branch.clone(), (coalesce_nodes[i], input)).is_some() {
+            if branch_coalesce.insert(branch.clone(), (nodes.coalesces[i], input)).is_some() {
                 b.problem(&format!("coalesce[{i}].branches"), format!("branch {branch:?} is claimed by two coalesces"));
             }
         }
     }
+    branch_coalesce
+}
 
-    // 3. Producers: connection → (node, label, settings path).
-    let mut producers: IndexMap<String, (NodeIdx, String, String)> = IndexMap::new();
+/// Step 3: the one producer of every named connection, and the gate that
+/// forks each branch.
+fn find_producers(
+    b: &mut Builder<'_>,
+    nodes: &NodesBySettings,
+    branch_coalesce: &BranchCoalesce,
+) -> (Producers, IndexMap<String, usize>) {
+    let settings = b.settings;
+    let sinks = &nodes.sinks;
+    let mut producers = Producers::new();
     let mut produce = |b: &mut Builder<'_>, connection: &str, node: NodeIdx, label: &str, path: String| {
         if let Some((other, _, other_path)) = producers.get(connection) {
             if *other != node {
@@ -248,29 +338,29 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
         producers.insert(connection.to_owned(), (node, label.to_owned(), path));
     };
     if !sinks.contains_key(&settings.source.on_success) {
-        produce(&mut b, &settings.source.on_success, source, "continue", "source.on_success".into());
+        produce(b, &settings.source.on_success, nodes.source, "continue", "source.on_success".into());
     }
     for (i, t) in settings.transforms.iter().enumerate() {
         if !sinks.contains_key(&t.on_success) {
-            produce(&mut b, &t.on_success, transform_nodes[i], "continue", format!("transforms[{i}].on_success"));
+            produce(b, &t.on_success, nodes.transforms[i], "continue", format!("transforms[{i}].on_success"));
         }
     }
     for (i, a) in settings.aggregations.iter().enumerate() {
         let output = a.on_success.clone().unwrap_or_else(|| a.name.clone());
         if !sinks.contains_key(&output) {
-            produce(&mut b, &output, aggregation_nodes[i], "continue", format!("aggregations[{i}].on_success"));
+            produce(b, &output, nodes.aggregations[i], "continue", format!("aggregations[{i}].on_success"));
         }
     }
     for (i, c) in settings.coalesce.iter().enumerate() {
         if c.on_success.is_none() {
-            produce(&mut b, &c.name, coalesce_nodes[i], "continue", format!("coalesce[{i}].name"));
+            produce(b, &c.name, nodes.coalesces[i], "continue", format!("coalesce[{i}].name"));
         }
     }
     let mut fork_owner: IndexMap<String, usize> = IndexMap::new();
     for (i, g) in settings.gates.iter().enumerate() {
         for (label, destination) in &g.routes {
             if destination != "fork" && !sinks.contains_key(destination) && destination != "continue" {
-                produce(&mut b, destination, gate_nodes[i], label, format!("gates[{i}].routes.{label}"));
+                produce(b, destination, nodes.gates[i], label, format!("gates[{i}].routes.{label}"));
             }
         }
         for branch in g.fork_to.iter().flatten() {
@@ -284,16 +374,20 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             }
             if let Some((_, input)) = branch_coalesce.get(branch) {
                 if input != branch {
-                    produce(&mut b, branch, gate_nodes[i], branch, format!("gates[{i}].fork_to"));
+                    produce(b, branch, nodes.gates[i], branch, format!("gates[{i}].fork_to"));
                 }
             }
         }
     }
+    (producers, fork_owner)
+}
 
-    // 4. Consumers: connection → (node, path).
-    let mut consumers: IndexMap<String, (NodeIdx, String)> = IndexMap::new();
+/// Step 4: the one consumer of every named connection (fan-out is a gate's).
+fn find_consumers(b: &mut Builder<'_>, nodes: &NodesBySettings, branch_coalesce: &BranchCoalesce) -> Consumers {
+    let settings = b.settings;
+    let mut consumers = Consumers::new();
     let mut consume = |b: &mut Builder<'_>, connection: &str, node: NodeIdx, path: String| {
-        if sinks.contains_key(connection) {
+        if nodes.sinks.contains_key(connection) {
             b.problem(&path, format!("{connection:?} is a sink name; sinks are not connections (route to the sink instead)"));
             return;
         }
@@ -304,81 +398,86 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
         consumers.insert(connection.to_owned(), (node, path));
     };
     for (i, t) in settings.transforms.iter().enumerate() {
-        consume(&mut b, &t.input, transform_nodes[i], format!("transforms[{i}].input"));
+        consume(b, &t.input, nodes.transforms[i], format!("transforms[{i}].input"));
     }
     for (i, a) in settings.aggregations.iter().enumerate() {
-        consume(&mut b, &a.input, aggregation_nodes[i], format!("aggregations[{i}].input"));
+        consume(b, &a.input, nodes.aggregations[i], format!("aggregations[{i}].input"));
     }
     for (i, g) in settings.gates.iter().enumerate() {
-        consume(&mut b, &g.input, gate_nodes[i], format!("gates[{i}].input"));
+        consume(b, &g.input, nodes.gates[i], format!("gates[{i}].input"));
     }
-    for (branch, (coalesce, input)) in &branch_coalesce {
+    for (branch, (coalesce, input)) in branch_coalesce {
         if input != branch {
             let i = settings.coalesce.iter().position(|c| c.name == b.nodes[*coalesce].name).unwrap_or(0);
-            consume(&mut b, input, *coalesce, format!("coalesce[{i}].branches.{branch}"));
+            consume(b, input, *coalesce, format!("coalesce[{i}].branches.{branch}"));
         }
     }
+    consumers
+}
 
-    // 5. Every consumed connection has a producer; every produced one a consumer.
-    let produced_names: Vec<String> = producers.keys().cloned().collect();
-    let produced_refs: Vec<&str> = produced_names.iter().map(String::as_str).collect();
-    for (connection, (_, path)) in &consumers {
+/// Step 5: every consumed connection has a producer; every produced one a consumer.
+fn check_connections(b: &mut Builder<'_>, producers: &Producers, consumers: &Consumers) {
+    let produced: Vec<&str> = producers.keys().map(String::as_str).collect();
+    for (connection, (_, path)) in consumers {
         if !producers.contains_key(connection) {
-            let hint = suggestion(&produced_refs, connection);
+            let hint = suggestion(&produced, connection);
             b.problem(path, format!("nothing produces connection {connection:?}{hint}"));
         }
     }
-    let consumed_names: Vec<String> = consumers.keys().cloned().collect();
-    let consumed_refs: Vec<&str> = consumed_names.iter().map(String::as_str).collect();
-    for (connection, (_, _, path)) in &producers {
+    let consumed: Vec<&str> = consumers.keys().map(String::as_str).collect();
+    for (connection, (_, _, path)) in producers {
         if !consumers.contains_key(connection) {
-            let hint = suggestion(&consumed_refs, connection);
+            let hint = suggestion(&consumed, connection);
             b.problem(path, format!("connection {connection:?} is produced but nothing consumes it{hint}"));
         }
     }
+}
 
-    // 6. Edges along connections and to sinks.
+/// Step 6: edges along connections, to sinks, gate routes and fork branches.
+fn connect(b: &mut Builder<'_>, nodes: &NodesBySettings, consumers: &Consumers, branch_coalesce: &BranchCoalesce) -> Routing {
+    let settings = b.settings;
     let n_nodes = b.nodes.len();
-    let mut next: Vec<Option<NodeIdx>> = vec![None; n_nodes];
-    let mut terminal_sink: Vec<Option<NodeIdx>> = vec![None; n_nodes];
-    let mut routes: Vec<IndexMap<String, RouteTarget>> = vec![IndexMap::new(); n_nodes];
-    let mut fork_branches: Vec<IndexMap<String, BranchTarget>> = vec![IndexMap::new(); n_nodes];
-    let on_success = |b: &mut Builder<'_>,
-                      node: NodeIdx,
-                      target: &str,
-                      next: &mut Vec<Option<NodeIdx>>,
-                      terminal: &mut Vec<Option<NodeIdx>>| {
+    let mut routing = Routing {
+        next: vec![None; n_nodes],
+        terminal_sink: vec![None; n_nodes],
+        routes: vec![IndexMap::new(); n_nodes],
+        fork_branches: vec![IndexMap::new(); n_nodes],
+        quarantine_sink: None,
+        error_sink: vec![None; n_nodes],
+    };
+    let sinks = &nodes.sinks;
+    let on_success = |b: &mut Builder<'_>, routing: &mut Routing, node: NodeIdx, target: &str| {
         if let Some(sink) = sinks.get(target) {
             b.edge(node, *sink, "on_success", RoutingMode::Move);
-            terminal[node] = Some(*sink);
+            routing.terminal_sink[node] = Some(*sink);
         } else if let Some((consumer, _)) = consumers.get(target) {
             b.edge(node, *consumer, "continue", RoutingMode::Move);
-            next[node] = Some(*consumer);
+            routing.next[node] = Some(*consumer);
         }
     };
-    on_success(&mut b, source, &settings.source.on_success, &mut next, &mut terminal_sink);
+    on_success(b, &mut routing, nodes.source, &settings.source.on_success);
     for (i, t) in settings.transforms.iter().enumerate() {
-        on_success(&mut b, transform_nodes[i], &t.on_success, &mut next, &mut terminal_sink);
+        on_success(b, &mut routing, nodes.transforms[i], &t.on_success);
     }
     for (i, a) in settings.aggregations.iter().enumerate() {
         let output = a.on_success.clone().unwrap_or_else(|| a.name.clone());
-        on_success(&mut b, aggregation_nodes[i], &output, &mut next, &mut terminal_sink);
+        on_success(b, &mut routing, nodes.aggregations[i], &output);
     }
     for (i, c) in settings.coalesce.iter().enumerate() {
         let output = c.on_success.clone().unwrap_or_else(|| c.name.clone());
-        on_success(&mut b, coalesce_nodes[i], &output, &mut next, &mut terminal_sink);
+        on_success(b, &mut routing, nodes.coalesces[i], &output);
     }
     for (i, g) in settings.gates.iter().enumerate() {
-        let gate = gate_nodes[i];
+        let gate = nodes.gates[i];
         for (label, destination) in &g.routes {
             if destination == "fork" {
-                routes[gate].insert(label.clone(), RouteTarget::Fork);
+                routing.routes[gate].insert(label.clone(), RouteTarget::Fork);
             } else if let Some(sink) = sinks.get(destination) {
                 b.edge(gate, *sink, label, RoutingMode::Move);
-                routes[gate].insert(label.clone(), RouteTarget::Sink(*sink));
+                routing.routes[gate].insert(label.clone(), RouteTarget::Sink(*sink));
             } else if let Some((consumer, _)) = consumers.get(destination) {
                 b.edge(gate, *consumer, label, RoutingMode::Move);
-                routes[gate].insert(label.clone(), RouteTarget::Node(*consumer));
+                routing.routes[gate].insert(label.clone(), RouteTarget::Node(*consumer));
             }
         }
         for branch in g.fork_to.iter().flatten() {
@@ -403,27 +502,36 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
                 None
             };
             if let Some(target) = target {
-                fork_branches[gate].insert(branch.clone(), target);
+                routing.fork_branches[gate].insert(branch.clone(), target);
             }
         }
     }
-    for (branch, (coalesce, _)) in &branch_coalesce {
+    routing
+}
+
+/// Every coalesce branch is forked by some gate.
+fn check_branches_forked(b: &mut Builder<'_>, branch_coalesce: &BranchCoalesce, fork_owner: &IndexMap<String, usize>) {
+    for (branch, (coalesce, _)) in branch_coalesce {
         if !fork_owner.contains_key(branch) {
             let name = b.nodes[*coalesce].name.clone();
-            let i = settings.coalesce.iter().position(|c| c.name == name).unwrap_or(0);
+            let i = b.settings.coalesce.iter().position(|c| c.name == name).unwrap_or(0);
             b.problem(
                 &format!("coalesce[{i}].branches"),
                 format!("branch {branch:?} of coalesce {name:?} is not forked by any gate"),
             );
         }
     }
+}
 
-    // 7. Divert edges.
-    let mut quarantine_sink = None;
+/// Step 7: divert edges (quarantine, transform and aggregation errors, sink
+/// write failures).
+fn add_divert_edges(b: &mut Builder<'_>, nodes: &NodesBySettings, routing: &mut Routing) {
+    let settings = b.settings;
+    let sinks = &nodes.sinks;
     if let Some(target) = settings.source.options.get("on_validation_failure").and_then(serde_json::Value::as_str) {
         if let Some(sink) = sinks.get(target) {
-            b.edge(source, *sink, "__quarantine__", RoutingMode::Divert);
-            quarantine_sink = Some(*sink);
+            b.edge(nodes.source, *sink, "__quarantine__", RoutingMode::Divert);
+            routing.quarantine_sink = Some(*sink);
         } else if target != "discard" {
             b.problem(
                 "source.options.on_validation_failure",
@@ -431,17 +539,16 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             );
         }
     }
-    let mut error_sink = vec![None; n_nodes];
     for (i, t) in settings.transforms.iter().enumerate() {
         if let Some(sink) = sinks.get(&t.on_error) {
-            b.edge(transform_nodes[i], *sink, &format!("__error_{}__", t.name), RoutingMode::Divert);
-            error_sink[transform_nodes[i]] = Some(*sink);
+            b.edge(nodes.transforms[i], *sink, &format!("__error_{}__", t.name), RoutingMode::Divert);
+            routing.error_sink[nodes.transforms[i]] = Some(*sink);
         }
     }
     for (i, a) in settings.aggregations.iter().enumerate() {
         if let Some(sink) = sinks.get(&a.on_error) {
-            b.edge(aggregation_nodes[i], *sink, &format!("__error_{}__", a.name), RoutingMode::Divert);
-            error_sink[aggregation_nodes[i]] = Some(*sink);
+            b.edge(nodes.aggregations[i], *sink, &format!("__error_{}__", a.name), RoutingMode::Divert);
+            routing.error_sink[nodes.aggregations[i]] = Some(*sink);
         }
     }
     for (name, sink) in &settings.sinks {
@@ -449,8 +556,13 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
             b.edge(*from, *to, "__failsink__", RoutingMode::Divert);
         }
     }
+}
 
-    // 8. Order, reachability, steps.
+/// Step 8: topological order (a cycle is a problem), reachability from the
+/// source, and step numbers (sinks after every processing node).
+fn order_and_number(b: &mut Builder<'_>, nodes: &NodesBySettings) -> Vec<NodeIdx> {
+    let settings = b.settings;
+    let n_nodes = b.nodes.len();
     let export_sink = settings.landscape.export.sink.clone().filter(|_| settings.landscape.export.enabled);
     let mut pipeline = Vec::new();
     match topological(n_nodes, &b.edges) {
@@ -470,51 +582,26 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
                 .collect();
         }
     }
-    let seen = reachable(n_nodes, &b.edges, source);
-    let wiring_ok = b.problems.is_empty();
-    for (idx, node) in b.nodes.clone().iter().enumerate().filter(|_| wiring_ok) {
-        let is_export_sink = matches!(&node.kind, NodeKind::Sink(name) if Some(name) == export_sink.as_ref());
-        if !seen[idx] && !is_export_sink {
-            b.problem("", format!("{} {:?} is not reachable from the source", node.node_type, node.name));
+    let seen = reachable(n_nodes, &b.edges, nodes.source);
+    if b.problems.is_empty() {
+        for (idx, node) in b.nodes.clone().iter().enumerate() {
+            let is_export_sink = matches!(&node.kind, NodeKind::Sink(name) if Some(name) == export_sink.as_ref());
+            if !seen[idx] && !is_export_sink {
+                b.problem("", format!("{} {:?} is not reachable from the source", node.node_type, node.name));
+            }
         }
     }
     for (step, node) in pipeline.iter().enumerate() {
         b.nodes[*node].step = u32::try_from(step + 1).unwrap_or(u32::MAX);
     }
     let sink_step = u32::try_from(pipeline.len() + 1).unwrap_or(u32::MAX);
-    for idx in sinks.values() {
+    for idx in nodes.sinks.values() {
         b.nodes[*idx].step = sink_step;
     }
-
-    // 9. Schema contracts along continue/route edges.
-    check_contracts(&mut b);
-
-    // 10. Plugins: the same constructors a run uses validate their options.
-    let plugins = instantiate(&mut b, registry);
-    if !b.problems.is_empty() {
-        return Err(b.problems);
-    }
-    let plugins = plugins.ok_or_else(|| vec![ConfigProblem::new("", "plugins could not be built")])?;
-    let branch_coalesce = branch_coalesce.into_iter().map(|(branch, (node, _))| (branch, node)).collect();
-    Ok((
-        Graph {
-            nodes: b.nodes,
-            edges: b.edges,
-            pipeline,
-            next,
-            terminal_sink,
-            routes,
-            fork_branches,
-            branch_coalesce,
-            sinks,
-            quarantine_sink,
-            error_sink,
-        },
-        plugins,
-    ))
+    pipeline
 }
 
-/// Consumers' required fields must be guaranteed by their producers (looking
+/// Step 9: consumers' required fields must be guaranteed by their producers (looking
 /// through gates to the nearest producer with a schema).
 fn check_contracts(b: &mut Builder<'_>) {
     let mut problems = Vec::new();

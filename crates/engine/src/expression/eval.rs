@@ -49,6 +49,11 @@ impl RowView for contracts::Row {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    clippy::wildcard_enum_match_arm,
+    reason = "expression values: one arm per kind the operation accepts, every other kind is the same type error; one arm per expression kind"
+)]
 pub(crate) fn evaluate(expr: &Expr, row: &dyn RowView) -> Result<PyValue, EvalError> {
     Ok(match expr {
         Expr::Literal(Literal::None) => PyValue::None,
@@ -222,6 +227,7 @@ fn subscript(base: &PyValue, index: &PyValue) -> Result<PyValue, EvalError> {
     }
 }
 
+#[allow(clippy::wildcard_enum_match_arm, reason = "expression values: every other kind is the same type error")]
 fn call(func: Builtin, arg: Option<&PyValue>) -> Result<PyValue, EvalError> {
     let Some(arg) = arg else {
         return Ok(match func {
@@ -410,6 +416,7 @@ fn numeric(op: BinaryOp, a: Number, b: Number) -> Result<PyValue, EvalError> {
     }))
 }
 
+#[allow(clippy::wildcard_enum_match_arm, reason = "expression values: every other kind is the same type error")]
 fn contains(container: &PyValue, item: &PyValue) -> Result<bool, EvalError> {
     match container {
         PyValue::Str(text) => match item {

@@ -45,6 +45,7 @@ impl Condition {
 
     /// The route label for a result: `true`/`false` for booleans, strings
     /// verbatim, anything else as Python's `str()`.
+    #[allow(clippy::wildcard_enum_match_arm, reason = "expression values: only booleans and strings label routes differently")]
     pub fn route_label(value: &PyValue) -> String {
         match value {
             PyValue::Bool(true) => "true".to_owned(),

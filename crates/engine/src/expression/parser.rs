@@ -124,6 +124,7 @@ impl Parser {
         }
     }
 
+    #[allow(clippy::wildcard_enum_match_arm, reason = "tokens: every other token is unexpected here")]
     fn unexpected(token: &Token) -> ParseError {
         match &token.tok {
             Tok::Op(op) if FORBIDDEN_OPERATORS.contains(op) => {
@@ -197,6 +198,7 @@ impl Parser {
         self.comparison()
     }
 
+    #[allow(clippy::wildcard_enum_match_arm, reason = "tokens: every other token is not a comparison operator")]
     fn compare_op(&mut self) -> Option<(CompareOp, usize)> {
         let token = self.peek();
         let op = match &token.tok {

@@ -107,6 +107,7 @@ impl PyValue {
     }
 
     /// Python `repr()` (used inside containers).
+    #[allow(clippy::wildcard_enum_match_arm, reason = "expression values: only strings print differently")]
     pub fn py_repr(&self) -> String {
         match self {
             PyValue::Str(text) => {

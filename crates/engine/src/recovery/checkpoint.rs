@@ -9,7 +9,7 @@
 //! format version): a damaged, incomplete or foreign checkpoint is refused
 //! with what is wrong, never read as empty buffers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use contracts::records::{Checkpoint, Token};
 use contracts::{BatchId, ContentHash, ForkGroupId, StateId, TokenId, TriggerType, Value};
@@ -17,9 +17,9 @@ use indexmap::IndexMap;
 use landscape::recorder::NewCheckpoint;
 use serde::{Deserialize, Serialize};
 
-use crate::dag::NodeKind;
+use crate::dag::{NodeIdx, NodeKind};
 use crate::executors::aggregation::{AggregationBuffer, PendingFlush};
-use crate::executors::coalesce::{Arrival, Entry};
+use crate::executors::coalesce::{Arrival, Entry, JoinKey};
 use crate::executors::sink::Written;
 use crate::processor::Processor;
 use crate::runtime::{EngineError, Work};
@@ -281,47 +281,80 @@ impl Processor<'_> {
         CoalesceCheckpoint { format_version: FORMAT_VERSION, entries, resolved, lost }
     }
 
-    /// Puts the engine back where `checkpoint` left it: rows read, sinks cut
-    /// back and continued, buffers, parked flushes and coalesce joins.
-    pub(crate) fn restore(&mut self, checkpoint: &Checkpoint) -> Result<(), EngineError> {
+    /// Reads everything `checkpoint` saved and checks it against this
+    /// pipeline, writing nothing: a damaged, incomplete or foreign
+    /// checkpoint is refused here, before resume changes anything.
+    pub(crate) fn load_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<Restored, EngineError> {
         if checkpoint.upstream_topology_hash != self.ctx.topology_hash {
             return Err(EngineError::Resume("the pipeline's graph differs from the one the run was checkpointed with".into()));
         }
         let engine = parse_engine(checkpoint)?;
         let coalesce = parse_coalesce(checkpoint)?;
-        self.ctx.rows_read = engine.rows_read;
-        self.checkpoints = checkpoint.sequence_number;
-        self.ctx.last_token = Some(checkpoint.token_id.clone());
-        self.restore_sinks(engine.sinks)?;
-        self.restore_aggregation(engine.buffers, engine.pending_flushes)?;
-        self.restore_coalesce(coalesce)
+        let sinks = self.load_sinks(engine.sinks)?;
+        let (buffers, pending) = self.load_aggregation(engine.buffers, engine.pending_flushes)?;
+        let joins = self.load_coalesce(coalesce)?;
+        Ok(Restored {
+            rows_read: engine.rows_read,
+            sequence_number: checkpoint.sequence_number,
+            last_token: checkpoint.token_id.clone(),
+            sinks,
+            buffers,
+            pending,
+            joins,
+        })
     }
 
-    fn restore_sinks(&mut self, mut saved: BTreeMap<String, SinkCheckpoint>) -> Result<(), EngineError> {
-        for (name, &node) in &self.ctx.graph.sinks {
-            let sink = saved.remove(name).ok_or_else(|| damaged(format!("it has no state for sink {name}")))?;
-            self.sinks.last_state[node] = sink.last_state;
-            self.sinks.written[node] = match (sink.bytes, sink.content_hash) {
-                (Some(bytes), Some(content_hash)) => Some(Written { bytes, content_hash }),
-                (None, None) => None,
-                (Some(_), None) | (None, Some(_)) => {
-                    return Err(damaged(format!("sink {name} has a length without a hash or the reverse")))
-                }
-            };
+    /// Puts the engine back where the checkpoint left it: rows read, sinks
+    /// cut back and continued, buffers, parked flushes and coalesce joins.
+    pub(crate) fn apply_checkpoint(&mut self, restored: Restored) -> Result<(), EngineError> {
+        let Restored { rows_read, sequence_number, last_token, sinks, buffers, pending, joins } = restored;
+        self.ctx.rows_read = rows_read;
+        self.checkpoints = sequence_number;
+        self.ctx.last_token = Some(last_token);
+        for (name, node, sink) in sinks {
             let plugin = self
                 .ctx
                 .plugins
                 .sinks
-                .get_mut(name)
+                .get_mut(&name)
                 .ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
             plugin
-                .resume(sink.bytes.unwrap_or(0), &sink.state)
+                .resume(sink.written.as_ref().map_or(0, |w| w.bytes), &sink.state)
                 .map_err(|source| EngineError::Plugin { node: format!("sink {name}"), source })?;
+            self.sinks.last_state[node] = sink.last_state;
+            self.sinks.written[node] = sink.written;
+        }
+        for (node, buffer) in buffers {
+            self.aggregation.buffers[node] = buffer;
+        }
+        self.aggregation.pending = pending;
+        let JoinsRestored { entries, resolved, lost } = joins;
+        self.coalesce.entries = entries;
+        self.coalesce.resolved = resolved;
+        self.coalesce.lost = lost;
+        Ok(())
+    }
+
+    fn load_sinks(
+        &self,
+        mut saved: BTreeMap<String, SinkCheckpoint>,
+    ) -> Result<Vec<(String, NodeIdx, SinkRestored)>, EngineError> {
+        let mut sinks = Vec::new();
+        for (name, &node) in &self.ctx.graph.sinks {
+            let sink = saved.remove(name).ok_or_else(|| damaged(format!("it has no state for sink {name}")))?;
+            let written = match (sink.bytes, sink.content_hash) {
+                (Some(bytes), Some(content_hash)) => Some(Written { bytes, content_hash }),
+                (None, None) => None,
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(damaged(format!("sink {name} has a length without a hash or the reverse")));
+                }
+            };
+            sinks.push((name.clone(), node, SinkRestored { written, state: sink.state, last_state: sink.last_state }));
         }
         if let Some(name) = saved.keys().next() {
             return Err(damaged(format!("it has state for a sink {name} this pipeline does not have")));
         }
-        Ok(())
+        Ok(sinks)
     }
 
     /// Rebuilds a saved token (loaded from the Landscape) with its row.
@@ -346,26 +379,27 @@ impl Processor<'_> {
         }
     }
 
-    /// Restores buffers (their age starts again) and parked flushes (polled
-    /// at once).
-    fn restore_aggregation(
+    /// Buffers (their age starts again) and parked flushes (polled at once).
+    fn load_aggregation(
         &mut self,
         buffers: Vec<BufferCheckpoint>,
         pending: Vec<PendingFlushCheckpoint>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(Vec<(NodeIdx, AggregationBuffer)>, Vec<PendingFlush>), EngineError> {
         let now = self.ctx.clock.now();
+        let mut restored = Vec::new();
         for buffer in buffers {
             self.aggregation_node(buffer.node, None)?;
             let batch = self.ctx.recorder.get_batch(&buffer.batch_id)?;
             let members = buffer.members.into_iter().map(|m| self.load_work(m)).collect::<Result<Vec<_>, _>>()?;
-            self.aggregation.buffers[buffer.node] = AggregationBuffer { batch: Some(batch), members, first_arrival: Some(now) };
+            restored.push((buffer.node, AggregationBuffer { batch: Some(batch), members, first_arrival: Some(now) }));
         }
+        let mut flushes = Vec::new();
         for flush in pending {
             self.aggregation_node(flush.node, Some(flush.index))?;
             let batch = self.ctx.recorder.get_batch(&flush.batch_id)?;
             let members = flush.members.into_iter().map(|m| self.load_work(m)).collect::<Result<Vec<_>, _>>()?;
             let trigger_type: TriggerType = flush.trigger_type.parse().map_err(|_| damaged("an unknown trigger type"))?;
-            self.aggregation.pending.push(PendingFlush {
+            flushes.push(PendingFlush {
                 node: flush.node,
                 index: flush.index,
                 batch,
@@ -377,35 +411,60 @@ impl Processor<'_> {
                 job: Some(flush.job),
             });
         }
-        Ok(())
+        Ok((restored, flushes))
     }
 
-    /// Restores the coalesce joins; waiting times start again.
-    fn restore_coalesce(&mut self, saved: CoalesceCheckpoint) -> Result<(), EngineError> {
+    /// The coalesce joins; waiting times start again.
+    fn load_coalesce(&mut self, saved: CoalesceCheckpoint) -> Result<JoinsRestored, EngineError> {
         let now = self.ctx.clock.now();
-        let node_ok = |ctx: &crate::runtime::RunContext<'_>, node: usize| {
+        let coalesce_node = |ctx: &crate::runtime::RunContext<'_>, node: usize| {
             matches!(ctx.graph.nodes.get(node).map(|n| &n.kind), Some(NodeKind::Coalesce(_)))
                 .then_some(())
                 .ok_or_else(|| damaged(format!("node {node} holds a join but does not coalesce")))
         };
+        let mut joins = JoinsRestored::default();
         for join in saved.entries {
-            node_ok(&self.ctx, join.node)?;
+            coalesce_node(&self.ctx, join.node)?;
             let mut arrivals = IndexMap::new();
             for arrival in join.arrivals {
                 let (token, row) = self.load_token_row(&arrival.token, arrival.row)?;
                 let parked = self.ctx.recorder.get_node_state(&arrival.state_id)?.status() == contracts::NodeStateStatus::Pending;
                 arrivals.insert(arrival.branch, Arrival { token, row, state_id: arrival.state_id, arrived_at: now, parked });
             }
-            self.coalesce.entries.insert((join.node, join.fork_group), Entry { first_arrival: now, arrivals });
+            joins.entries.insert((join.node, join.fork_group), Entry { first_arrival: now, arrivals });
         }
         for (node, group) in saved.resolved {
-            node_ok(&self.ctx, node)?;
-            self.coalesce.resolved.insert((node, group));
+            coalesce_node(&self.ctx, node)?;
+            joins.resolved.insert((node, group));
         }
         for lost in saved.lost {
-            node_ok(&self.ctx, lost.node)?;
-            self.coalesce.lost.insert((lost.node, lost.fork_group), lost.branches);
+            coalesce_node(&self.ctx, lost.node)?;
+            joins.lost.insert((lost.node, lost.fork_group), lost.branches);
         }
-        Ok(())
+        Ok(joins)
     }
+}
+
+/// A checkpoint read back and checked, ready to apply.
+pub(crate) struct Restored {
+    rows_read: u64,
+    sequence_number: u64,
+    last_token: TokenId,
+    sinks: Vec<(String, NodeIdx, SinkRestored)>,
+    buffers: Vec<(NodeIdx, AggregationBuffer)>,
+    pending: Vec<PendingFlush>,
+    joins: JoinsRestored,
+}
+
+struct SinkRestored {
+    written: Option<Written>,
+    state: serde_json::Value,
+    last_state: Option<StateId>,
+}
+
+#[derive(Default)]
+struct JoinsRestored {
+    entries: HashMap<JoinKey, Entry>,
+    resolved: HashSet<JoinKey>,
+    lost: HashMap<JoinKey, IndexMap<String, String>>,
 }

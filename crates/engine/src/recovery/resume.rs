@@ -13,13 +13,13 @@
 //! flush or waiting at a coalesce, and the checkpoint holds the last three.
 //! Whatever ran after it (sink bytes, payload blobs) is cut back or unused.
 
-use contracts::records::Checkpoint;
 use contracts::{canonical_json_value, ContentHash, RunId, RunStatus, Value};
 use landscape::Recorder;
 
 use crate::ownership::{liveness, Liveness};
 use crate::pipeline::Pipeline;
 use crate::processor::Processor;
+use crate::recovery::checkpoint::Restored;
 use crate::registration;
 use crate::runtime::{EngineError, RunOptions};
 
@@ -57,13 +57,15 @@ pub(crate) fn prepare<'r>(
         }
         None => 0,
     };
+    // Everything is read and checked before anything is written.
+    let restored = checkpoint.as_ref().map(|c| processor.load_checkpoint(c)).transpose()?;
     skip_read_rows(&mut processor, rows_read)?;
     let recorder = &mut *processor.ctx.recorder;
     if run.state.status() == RunStatus::Running {
         recorder.complete_run(run_id, RunStatus::Interrupted, None)?;
     }
     recorder.resume_run(run_id, (&crate::ownership::host_name(), std::process::id()))?;
-    restore(&mut processor, checkpoint.as_ref())?;
+    restore(&mut processor, restored)?;
     for (outcome, count) in processor.ctx.recorder.count_terminal_outcomes(run_id)? {
         processor.ctx.counts.insert(outcome.as_str(), count);
     }
@@ -90,9 +92,9 @@ fn refuse_unless_resumable(run: &contracts::records::Run) -> Result<(), EngineEr
 
 /// Restores the checkpoint, or with none (nothing was committed) starts
 /// every output empty.
-fn restore(processor: &mut Processor<'_>, checkpoint: Option<&Checkpoint>) -> Result<(), EngineError> {
-    if let Some(checkpoint) = checkpoint {
-        return processor.restore(checkpoint);
+fn restore(processor: &mut Processor<'_>, restored: Option<Restored>) -> Result<(), EngineError> {
+    if let Some(restored) = restored {
+        return processor.apply_checkpoint(restored);
     }
     for (name, plugin) in &mut processor.ctx.plugins.sinks {
         plugin

@@ -5,7 +5,6 @@ use landscape::LandscapeError;
 
 /// Why a run stopped abnormally.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum EngineError {
     #[error("audit trail: {0}")]
     Landscape(#[from] LandscapeError),

@@ -4,6 +4,7 @@
 use super::error::ConfigProblem;
 use super::load::LoadedSettings;
 use super::model::{CheckpointFrequency, CoalescePolicy, LandscapeBackend, MergeStrategy, RunModeSetting};
+use super::Settings;
 use crate::expression::{Condition, Expr, Literal};
 
 const RESERVED: &[&str] = &["continue", "fork", "on_success"];
@@ -36,6 +37,7 @@ fn name_error(kind: &str, name: &str, max: usize, first_must_be_letter: bool) ->
 
 /// Only `row['batch_count']` and `row['batch_age_seconds']` may be read by a
 /// trigger condition.
+#[allow(clippy::wildcard_enum_match_arm, reason = "expressions: anything but a string literal key is the same problem")]
 fn trigger_field_problem(expr: &Expr) -> Option<String> {
     const ALLOWED: &[&str] = &["batch_count", "batch_age_seconds"];
     let check_key = |key: &Expr| match key {
@@ -66,12 +68,26 @@ fn trigger_field_problem(expr: &Expr) -> Option<String> {
     }
 }
 
+/// Reports a problem found: the settings path and what is wrong.
+type Push<'p> = &'p mut dyn FnMut(String, String);
+
 /// Checks everything about the settings that does not need the graph.
 pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
     let s = &loaded.settings;
     let mut problems = Vec::new();
     let mut push = |path: String, message: String| problems.push(loaded.problem(&path, message));
+    check_names(s, &mut push);
+    check_transforms(s, &mut push);
+    check_gates(s, &mut push);
+    check_aggregations(s, &mut push);
+    check_coalesces(s, &mut push);
+    check_failsinks(s, &mut push);
+    check_run_settings(s, &mut push);
+    problems
+}
 
+/// Node and sink names: well-formed, one namespace, at least one sink.
+fn check_names(s: &Settings, push: Push<'_>) {
     // One namespace for every node and sink name.
     let mut names: Vec<(String, String)> = Vec::new();
     for (idx, t) in s.transforms.iter().enumerate() {
@@ -108,7 +124,10 @@ pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
             push(path.clone(), format!("name {name:?} is already used at {other_path}; node and sink names share one namespace"));
         }
     }
+}
 
+/// Transforms: connection names, `on_error` a sink or discard.
+fn check_transforms(s: &Settings, push: Push<'_>) {
     let sink_or_discard = |value: &str| value == "discard" || s.sinks.contains_key(value);
     for (idx, t) in s.transforms.iter().enumerate() {
         for (key, value) in [("input", &t.input), ("on_success", &t.on_success)] {
@@ -120,6 +139,10 @@ pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
             push(format!("transforms[{idx}].on_error"), format!("on_error {:?} must be a sink name or 'discard'", t.on_error));
         }
     }
+}
+
+/// Gates: the condition parses, routes fit it, fork_to goes with a fork route.
+fn check_gates(s: &Settings, push: Push<'_>) {
     for (idx, gate) in s.gates.iter().enumerate() {
         let base = format!("gates[{idx}]");
         match Condition::parse(&gate.condition) {
@@ -161,6 +184,11 @@ pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
             (Some(_) | None, _) => {}
         }
     }
+}
+
+/// Aggregations: a trigger that can fire, a boolean condition over the batch, `on_error`.
+fn check_aggregations(s: &Settings, push: Push<'_>) {
+    let sink_or_discard = |value: &str| value == "discard" || s.sinks.contains_key(value);
     for (idx, agg) in s.aggregations.iter().enumerate() {
         let base = format!("aggregations[{idx}]");
         let trigger = &agg.trigger;
@@ -193,6 +221,10 @@ pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
             push(format!("{base}.max_pending_seconds"), "max_pending_seconds must be greater than 0".into());
         }
     }
+}
+
+/// Coalesces: branches, the policy's own settings, select_branch, `on_success`.
+fn check_coalesces(s: &Settings, push: Push<'_>) {
     for (idx, c) in s.coalesce.iter().enumerate() {
         let base = format!("coalesce[{idx}]");
         let branches = c.branches.resolved();
@@ -234,6 +266,10 @@ pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
             }
         }
     }
+}
+
+/// Sinks' `on_write_failure`: discard or a csv/json sink that does not chain.
+fn check_failsinks(s: &Settings, push: Push<'_>) {
     for (name, sink) in &s.sinks {
         let target = &sink.on_write_failure;
         if target == "discard" {
@@ -252,6 +288,10 @@ pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
             Some(_) => {}
         }
     }
+}
+
+/// Run-wide settings: export, checkpoints, retry, payload store, unsupported features.
+fn check_run_settings(s: &Settings, push: Push<'_>) {
     let export = &s.landscape.export;
     if export.enabled {
         match &export.sink {
@@ -299,5 +339,4 @@ pub fn validate_names_and_keys(loaded: &LoadedSettings) -> Vec<ConfigProblem> {
     if s.landscape.dump_to_jsonl {
         push("landscape.dump_to_jsonl".into(), "the JSONL change journal is not supported by this implementation yet".into());
     }
-    problems
 }

@@ -86,6 +86,8 @@ impl Transform for Tick {
 /// when `panic` is set.
 struct Slow {
     polls: i64,
+    /// How long the job says to wait between polls.
+    check_after: Duration,
     panic: bool,
     rows: Vec<Vec<Row>>,
 }
@@ -99,7 +101,7 @@ impl BatchTransform for Slow {
         assert!(!self.panic, "test batch transform panics on purpose");
         self.rows.push(rows.to_vec());
         let job = serde_json::json!({"job": self.rows.len() - 1, "left": self.polls});
-        Ok(BatchResult::Pending { check_after: Duration::from_millis(20), job })
+        Ok(BatchResult::Pending { check_after: self.check_after, job })
     }
 
     fn poll(&mut self, job: &serde_json::Value, _ctx: &mut PluginContext) -> Result<BatchResult, PluginError> {
@@ -107,7 +109,7 @@ impl BatchTransform for Slow {
         let left = job["left"].as_i64().unwrap_or(0);
         if left > 0 {
             let job = serde_json::json!({"job": index, "left": left - 1});
-            return Ok(BatchResult::Pending { check_after: Duration::from_millis(20), job });
+            return Ok(BatchResult::Pending { check_after: self.check_after, job });
         }
         Ok(BatchResult::Rows(self.rows.get(index).cloned().unwrap_or_default()))
     }
@@ -161,7 +163,13 @@ impl PluginRegistry for TestPlugins {
 
     fn batch_transform(&self, _plugin: &str, options: &Options) -> Result<Box<dyn BatchTransform>, PluginError> {
         let panic = options.get("panic").and_then(serde_json::Value::as_bool).unwrap_or(false);
-        Ok(Box::new(Slow { polls: int(options, "polls"), panic, rows: Vec::new() }))
+        let check_after = options.get("check_after_seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.02);
+        Ok(Box::new(Slow {
+            polls: int(options, "polls"),
+            check_after: Duration::from_secs_f64(check_after),
+            panic,
+            rows: Vec::new(),
+        }))
     }
 
     fn sink(&self, _plugin: &str, _options: &Options) -> Result<Box<dyn Sink>, PluginError> {

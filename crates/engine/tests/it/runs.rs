@@ -143,3 +143,43 @@ fn a_pending_batch_goes_pending_then_completed_while_other_rows_go_on() {
         3
     );
 }
+
+#[test]
+fn pending_polls_wait_on_the_injected_clock() {
+    // Polled every hour, twice: on the manual clock the run takes no real
+    // time, and the flush state records the two hours it was pending.
+    let body = format!("{AGGREGATION}  options: {{polls: 2, check_after_seconds: 3600, schema: {{mode: observed}}}}");
+    let clock = Arc::new(ManualClock::default());
+    let started = std::time::Instant::now();
+    let (summary, mut recorder) = run_with_clock(&settings(2, &body), Some(Arc::clone(&clock)));
+    assert_eq!(summary.status, RunStatus::Completed, "{:?}", summary.error);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the waits were real: {:?}", started.elapsed());
+    assert!(clock.advanced() >= std::time::Duration::from_secs(7199), "advanced {:?}", clock.advanced());
+    assert_eq!(
+        count(&mut recorder, "SELECT count(*) AS n FROM node_states s JOIN batches b ON b.aggregation_state_id = s.state_id WHERE s.status = 'completed' AND s.duration_ms >= 7200000"),
+        1
+    );
+}
+
+#[test]
+fn max_pending_seconds_cancels_a_job_on_the_injected_clock() {
+    let body = format!(
+        "{AGGREGATION}  max_pending_seconds: 60\n  options: {{polls: 1000, check_after_seconds: 10, schema: {{mode: observed}}}}"
+    );
+    let clock = Arc::new(ManualClock::default());
+    let (summary, mut recorder) = run_with_clock(&settings(2, &body), Some(Arc::clone(&clock)));
+    assert_eq!(summary.status, RunStatus::Completed, "a batch that fails fails its rows, not the run: {:?}", summary.error);
+    assert_eq!(count(&mut recorder, "SELECT count(*) AS n FROM batches WHERE status = 'failed'"), 1);
+    assert_eq!(
+        count(
+            &mut recorder,
+            "SELECT count(*) AS n FROM node_states WHERE status = 'failed' AND error_json LIKE '%still pending after 60 s%'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&mut recorder, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'failed' AND batch_id IS NOT NULL"),
+        2
+    );
+    assert!(clock.advanced() >= std::time::Duration::from_secs(59), "advanced {:?}", clock.advanced());
+}

@@ -30,6 +30,7 @@ impl CsvFiles {
     }
 }
 
+#[allow(clippy::wildcard_enum_match_arm, reason = "serde_json::Value: every non-string value is written as its JSON text")]
 fn cell(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Null => String::new(),

@@ -6,8 +6,8 @@ use serde_json::{Map, Value as J};
 
 use contracts::records::{
     Artifact, Batch, BatchMember, BatchState, Call, CallParent, Edge, Node, NodeState, NodeStateCommon, Operation,
-    OperationState, OutcomeDetail, PayloadRef, RoutingEvent, Row, Run, RunExport, RunOwner, RunState, Token, TokenLineage,
-    TokenOutcome, TokenParent, TransformError, ValidationError,
+    OperationState, OutcomeDetail, PayloadRef, RoutingEvent, Row, Run, RunExport, RunOwner, RunState, SecretResolution, Token,
+    TokenLineage, TokenOutcome, TokenParent, TransformError, ValidationError,
 };
 use contracts::time::render;
 use contracts::{RunId, Timestamp};
@@ -18,7 +18,7 @@ use crate::error::{LandscapeError, Result};
 use crate::loaders;
 use crate::models::{
     ArtifactRow, BatchMemberRow, BatchRow, CallRow, EdgeRow, NodeRow, NodeStateRow, OperationRow, RoutingEventRow, RowRow,
-    RunRow, TokenOutcomeRow, TokenParentRow, TokenRow, TransformErrorRow, ValidationErrorRow,
+    RunRow, SecretResolutionRow, TokenOutcomeRow, TokenParentRow, TokenRow, TransformErrorRow, ValidationErrorRow,
 };
 use crate::schema::{
     artifacts, batch_members, batches, calls, edges, node_states, nodes, operations, routing_events, rows, runs,
@@ -500,8 +500,36 @@ pub(crate) fn transform_error_record(error: TransformError) -> Map<String, J> {
     map
 }
 
+pub(crate) fn secret_resolution_record(resolution: SecretResolution) -> Map<String, J> {
+    let SecretResolution {
+        resolution_id,
+        run_id,
+        timestamp,
+        env_var_name,
+        source,
+        vault_url,
+        secret_name,
+        fingerprint,
+        resolution_latency_ms,
+    } = resolution;
+    let mut map = record("secret_resolution", &run_id);
+    map.insert("resolution_id".into(), s(resolution_id));
+    map.insert("timestamp".into(), J::from(timestamp));
+    map.insert("env_var_name".into(), J::String(env_var_name));
+    map.insert("source".into(), J::String(source.as_str().to_owned()));
+    map.insert("vault_url".into(), opt_s(vault_url));
+    map.insert("secret_name".into(), opt_s(secret_name));
+    map.insert("fingerprint".into(), s(fingerprint));
+    map.insert("resolution_latency_ms".into(), resolution_latency_ms.map_or(J::Null, J::from));
+    map
+}
+
 /// Streams every record of a run in the documented order. Returns the
 /// run's completion time (the manifest's `exported_at`).
+#[allow(
+    clippy::too_many_lines,
+    reason = "one streamed query per record type, in export order: splitting it would hide the order"
+)]
 pub(crate) fn export_records(
     conn: &mut DbConnection,
     run_id: &RunId,
@@ -513,33 +541,14 @@ pub(crate) fn export_records(
     let run = loaders::run(found.into_iter().next().ok_or_else(|| LandscapeError::NotFound(format!("run {run_id}")))?)?;
     let as_of = run.state.completed_at().map_or_else(|| render(&run.started_at), |t| render(&t));
     emit(chain, sink, run_record(run))?;
-    let secrets: Vec<(String, f64, String, String, Option<String>, Option<String>, String, Option<f64>)> =
+    stream!(
+        conn,
         secret_resolutions::table
             .filter(secret_resolutions::run_id.eq(id))
-            .order((secret_resolutions::timestamp.asc(), secret_resolutions::resolution_id.asc()))
-            .select((
-                secret_resolutions::resolution_id,
-                secret_resolutions::timestamp,
-                secret_resolutions::env_var_name,
-                secret_resolutions::source,
-                secret_resolutions::vault_url,
-                secret_resolutions::secret_name,
-                secret_resolutions::fingerprint,
-                secret_resolutions::resolution_latency_ms,
-            ))
-            .load(conn)?;
-    for (resolution_id, timestamp, env_var_name, source, vault_url, secret_name, fingerprint, latency) in secrets {
-        let mut map = record("secret_resolution", run_id);
-        map.insert("resolution_id".into(), J::String(resolution_id));
-        map.insert("timestamp".into(), J::from(timestamp));
-        map.insert("env_var_name".into(), J::String(env_var_name));
-        map.insert("source".into(), J::String(source));
-        map.insert("vault_url".into(), opt_s(vault_url));
-        map.insert("secret_name".into(), opt_s(secret_name));
-        map.insert("fingerprint".into(), J::String(fingerprint));
-        map.insert("resolution_latency_ms".into(), latency.map_or(J::Null, J::from));
-        emit(chain, sink, map)?;
-    }
+            .order((secret_resolutions::timestamp.asc(), secret_resolutions::resolution_id.asc())),
+        SecretResolutionRow,
+        |row| emit(chain, sink, secret_resolution_record(loaders::secret_resolution(row)?))
+    );
     stream!(
         conn,
         nodes::table.filter(nodes::run_id.eq(id)).order((

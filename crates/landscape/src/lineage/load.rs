@@ -129,6 +129,10 @@ pub fn row_outputs(conn: &mut DbConnection, run_id: &RunId, row: &RowSelector, s
 
 /// The complete lineage of `token_id` in `run_id`, with source payloads read
 /// from `payloads` when given.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one bounded query per part of the lineage, in order: splitting it would hide the query count"
+)]
 pub fn explain_token(
     conn: &mut DbConnection,
     payloads: Option<&PayloadStore>,

@@ -93,10 +93,29 @@ impl Recorder {
         self.payloads.as_ref()
     }
 
+    /// Exports `run_id` record by record into `sink` (see [`crate::export`]),
+    /// signed with `key` when given.
+    pub fn export(
+        &mut self,
+        run_id: &contracts::RunId,
+        key: Option<&[u8]>,
+        sink: &mut dyn crate::export::RecordSink,
+    ) -> Result<crate::export::ExportSummary> {
+        let connection = self.written_connection()?;
+        crate::export::export_run(connection, run_id, key, sink)
+    }
+
     /// The underlying connection, for raw SQL in tests and tools (buffered
     /// records are written first; a failure to write them is reported by
-    /// the next recorder call or the commit).
+    /// the next recorder call or the commit). Only with the `test-hooks`
+    /// feature: no release build reaches around the recorder.
+    #[cfg(feature = "test-hooks")]
     pub fn connection(&mut self) -> Result<&mut DbConnection> {
+        self.written_connection()
+    }
+
+    /// The connection with every buffered record written.
+    fn written_connection(&mut self) -> Result<&mut DbConnection> {
         self.home()?;
         let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
         if let Err(error) = self.buffer.flush(conn) {

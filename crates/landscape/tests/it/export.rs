@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use crate::fixtures::{fixture, row_value};
 
 /// A run that touches every table the exporter reads.
+#[allow(clippy::too_many_lines, reason = "a fixture recording one of every record type")]
 fn recorded_run(recorder: &mut Recorder) -> contracts::RunId {
     let f = fixture(recorder);
     let run = f.run.run_id.clone();

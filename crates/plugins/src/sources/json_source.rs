@@ -127,6 +127,7 @@ impl JsonSource {
         Ok(None)
     }
 
+    #[allow(clippy::wildcard_enum_match_arm, reason = "serde_json::Value: every non-object record is invalid the same way")]
     fn item_of(&mut self, value: serde_json::Value, raw_line: Option<(&str, u64)>) -> SourceItem {
         let raw_with_line = |extra: Row| {
             let mut raw = Row::new();

@@ -45,6 +45,7 @@ impl FieldMapper {
     }
 }
 
+#[allow(clippy::wildcard_enum_match_arm, reason = "row values: only objects have fields")]
 fn lookup<'a>(row: &'a Row, source: &str) -> Result<Option<&'a Value>, String> {
     if row.contains_key(source) || !source.contains('.') {
         return Ok(row.get(source));
