@@ -8,7 +8,7 @@ fn the_configured_export_is_written_verified_and_recorded() {
     let (dir, output) = run_example("audit_export", &[]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let trail = "examples/audit_export/output/audit_trail.json";
-    let verified = elspeth_in(dir.path(), &["verify", trail]);
+    let verified = elspeth_in(dir.path(), &["verify", trail, "--allow-unsigned"]);
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
     let text = std::fs::read_to_string(dir.path().join(trail)).expect("export");
     for record_type in [
@@ -25,6 +25,8 @@ fn the_configured_export_is_written_verified_and_recorded() {
     assert_eq!(status, vec![("completed".to_owned(), "json".to_owned())]);
 }
 
+const KEY: &str = "an-export-signing-key-for-the-tests";
+
 #[test]
 fn signed_exports_are_byte_identical_and_tampering_is_caught() {
     let (dir, output) = run_example("threshold_gate", &[]);
@@ -33,7 +35,7 @@ fn signed_exports_are_byte_identical_and_tampering_is_caught() {
     let export = |name: &str| {
         let output = std::process::Command::new(tests::elspeth_binary())
             .current_dir(dir.path())
-            .env("ELSPETH_SIGNING_KEY", "test-key")
+            .env("ELSPETH_SIGNING_KEY", KEY)
             .args(["export", "--run", "latest", "--database", database, "--output", name, "--sign"])
             .output()
             .expect("export runs");
@@ -51,12 +53,12 @@ fn signed_exports_are_byte_identical_and_tampering_is_caught() {
             .output()
             .expect("verify runs")
     };
-    assert!(verify("a.jsonl", "test-key").status.success());
-    assert_eq!(verify("a.jsonl", "wrong-key").status.code(), Some(2));
+    assert!(verify("a.jsonl", KEY).status.success());
+    assert_eq!(verify("a.jsonl", "a-wrong-key-just-as-long-as-the-right-one").status.code(), Some(2));
     let mut lines: Vec<String> = first.lines().map(str::to_owned).collect();
     lines[3] = lines[3].replacen("\"record_type\":\"", "\"record_type\":\"x", 1);
     std::fs::write(dir.path().join("edited.jsonl"), lines.join("\n")).expect("write");
-    let edited = verify("edited.jsonl", "test-key");
+    let edited = verify("edited.jsonl", KEY);
     assert_eq!(edited.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&edited.stderr).contains("line 4"), "{}", String::from_utf8_lossy(&edited.stderr));
     let csv = elspeth_in(
@@ -112,4 +114,77 @@ fn example_exports_match_their_snapshots() {
     ] {
         insta::assert_snapshot!(format!("export_{example}"), redacted_export(example));
     }
+}
+
+/// Strips every signature, nulls the algorithm and recomputes the chain (a
+/// few lines of script, as an attacker would).
+fn downgrade(signed: &str) -> String {
+    let mut records: Vec<serde_json::Map<String, serde_json::Value>> =
+        signed.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let mut manifest = records.pop().expect("manifest");
+    records[2].insert("row_index".into(), serde_json::json!(999));
+    let mut link = "0".repeat(64);
+    let mut out = String::new();
+    for record in &mut records {
+        record.remove("signature");
+        let mark =
+            contracts::sha256_hex(contracts::canonical_json(&serde_json::Value::Object(record.clone())).expect("c").as_bytes());
+        link = contracts::sha256_hex(format!("{link}{mark}").as_bytes());
+        out.push_str(&serde_json::to_string(record).expect("json"));
+        out.push('\n');
+    }
+    manifest.remove("signature");
+    manifest.remove("key_fingerprint");
+    manifest.insert("signature_algorithm".into(), serde_json::Value::Null);
+    manifest.insert("final_hash".into(), link.into());
+    out + &serde_json::to_string(&manifest).expect("json") + "\n"
+}
+
+#[test]
+fn a_downgraded_export_does_not_verify_and_unsigned_needs_consent() {
+    let (dir, output) = run_example("threshold_gate", &[]);
+    assert!(output.status.success());
+    let database = "sqlite:///examples/threshold_gate/runs/audit.db";
+    let elspeth = |key: Option<&str>, args: &[&str]| {
+        let mut command = std::process::Command::new(tests::elspeth_binary());
+        command.current_dir(dir.path()).env_remove("ELSPETH_SIGNING_KEY").args(args);
+        if let Some(key) = key {
+            command.env("ELSPETH_SIGNING_KEY", key);
+        }
+        command.output().expect("elspeth runs")
+    };
+    let short = elspeth(Some("short"), &["export", "--run", "latest", "--database", database, "--output", "s.jsonl", "--sign"]);
+    assert_eq!(short.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("at least 16 bytes")
+            || String::from_utf8_lossy(&short.stderr).contains("shorter than 16 bytes"),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
+    let signed = elspeth(Some(KEY), &["export", "--run", "latest", "--database", database, "--output", "signed.jsonl", "--sign"]);
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    let text = std::fs::read_to_string(dir.path().join("signed.jsonl")).expect("export");
+    std::fs::write(dir.path().join("forged.jsonl"), downgrade(&text)).expect("forge");
+
+    let with_key = elspeth(Some(KEY), &["verify", "forged.jsonl"]);
+    assert_eq!(with_key.status.code(), Some(2), "{}", String::from_utf8_lossy(&with_key.stdout));
+    assert!(String::from_utf8_lossy(&with_key.stderr).contains("UNSIGNED but a signing key was given"));
+    let with_key = elspeth(Some(KEY), &["verify", "forged.jsonl", "--allow-unsigned"]);
+    assert_eq!(with_key.status.code(), Some(2), "consent does not override a key");
+    let without = elspeth(None, &["verify", "forged.jsonl"]);
+    assert_eq!(without.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("--allow-unsigned"));
+    let consented = elspeth(None, &["verify", "forged.jsonl", "--allow-unsigned"]);
+    assert!(consented.status.success());
+    assert!(
+        String::from_utf8_lossy(&consented.stdout).contains("valid but UNSIGNED"),
+        "{}",
+        String::from_utf8_lossy(&consented.stdout)
+    );
+    let json = elspeth(None, &["verify", "forged.jsonl", "--allow-unsigned", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
+    assert_eq!(report["signed"], false);
+    let short = elspeth(Some("short"), &["verify", "signed.jsonl"]);
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("not a secret"));
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use contracts::{ExportStatus, RunId};
-use landscape::export::{verify_jsonl, CsvFiles, JsonLines};
+use landscape::export::{check_signing_key, verify_reader, CsvFiles, JsonLines, UnsignedExports, MIN_KEY_BYTES};
 use landscape::Recorder;
 
 use crate::{ExportFormat, Format};
@@ -17,8 +17,11 @@ fn signing_key(sign: bool) -> anyhow::Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     match std::env::var(KEY_ENV) {
-        Ok(key) if !key.is_empty() => Ok(Some(key.into_bytes())),
-        _ => anyhow::bail!("signing needs the key in {KEY_ENV}"),
+        Ok(key) if !key.is_empty() => {
+            check_signing_key(key.as_bytes()).map_err(|e| anyhow::format_err!("{KEY_ENV}: {e}"))?;
+            Ok(Some(key.into_bytes()))
+        }
+        _ => anyhow::bail!("--sign needs the signing key in the environment variable {KEY_ENV} (at least {MIN_KEY_BYTES} bytes)"),
     }
 }
 
@@ -62,17 +65,24 @@ pub(crate) fn export(run: &str, database: &str, format: ExportFormat, output: &P
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn verify(path: &Path, out: Format) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(path)?;
+pub(crate) fn verify(path: &Path, allow_unsigned: bool, out: Format) -> anyhow::Result<ExitCode> {
+    let file = std::fs::File::open(path).map_err(|e| anyhow::format_err!("cannot open {}: {e}", path.display()))?;
     let key = std::env::var(KEY_ENV).ok().filter(|k| !k.is_empty()).map(String::into_bytes);
-    match verify_jsonl(&text, key.as_deref()) {
+    let unsigned = if allow_unsigned { UnsignedExports::Allow } else { UnsignedExports::Refuse };
+    match verify_reader(std::io::BufReader::with_capacity(1 << 20, file), key.as_deref(), unsigned) {
         Ok(report) => {
             match out {
-                Format::Text => println!(
-                    "{}: valid ({} records, {}, final hash {})",
+                Format::Text if report.signed => println!(
+                    "{}: valid ({} records, signed (HMAC-SHA256, every record and the manifest), final hash {})",
                     path.display(),
                     report.records,
-                    if report.signed { "signed" } else { "unsigned, hash-chained" },
+                    report.final_hash
+                ),
+                Format::Text => println!(
+                    "{}: valid but UNSIGNED ({} records, hash-chained, final hash {}): this shows the file is consistent \
+                     with itself, not who wrote it",
+                    path.display(),
+                    report.records,
                     report.final_hash
                 ),
                 Format::Json => println!(

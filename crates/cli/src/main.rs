@@ -19,6 +19,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The version `--version` prints: the workspace version and, when the build
+/// knew it, the git commit it was built from (see `build.rs`).
+const VERSION: &str = env!("ELSPETH_VERSION");
+
 /// Auditable Sense/Decide/Act pipelines.
 ///
 /// ELSPETH runs a pipeline described by a settings.yaml (one source,
@@ -29,7 +33,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 ///
 /// Start with `elspeth validate --settings examples/threshold_gate/settings.yaml`.
 #[derive(Debug, Parser)]
-#[command(name = "elspeth", version, propagate_version = true)]
+#[command(name = "elspeth", version = VERSION, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -123,9 +127,12 @@ enum Command {
     },
     /// Export a run's whole audit trail, in a total deterministic order.
     ///
-    /// With --sign every record carries an HMAC-SHA256 signature made with the
-    /// key in ELSPETH_SIGNING_KEY, and the closing manifest chains them. The
-    /// same run always exports to the same bytes.
+    /// Every record type with every field, then a manifest whose final hash
+    /// chains every record. The same run always exports to the same bytes.
+    /// Only a signed export proves who wrote it: sign exports that leave your
+    /// hands, and keep the key apart from the file.
+    ///
+    /// Example: ELSPETH_SIGNING_KEY=... elspeth export --run latest --database sqlite:///audit.db --output trail.jsonl --sign
     Export {
         /// Run id, or `latest`.
         #[arg(long)]
@@ -138,6 +145,10 @@ enum Command {
         /// Output file (jsonl) or directory (csv).
         #[arg(long)]
         output: PathBuf,
+        /// Sign every record and the manifest with HMAC-SHA256, keyed by the
+        /// secret in the ELSPETH_SIGNING_KEY environment variable (at least
+        /// 16 bytes). A signed export can be verified by anyone holding the
+        /// key; an unsigned one only shows it is consistent with itself.
         #[arg(long)]
         sign: bool,
     },
@@ -206,11 +217,24 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
-    /// Verify a JSON Lines export offline: signatures (key from
-    /// ELSPETH_SIGNING_KEY), chain and counts. Exits 0 when valid, 2 naming
-    /// the first problem when edited, deleted, inserted or reordered.
+    /// Verify a JSON Lines export offline: every record's signature, the
+    /// chain over them, the manifest and the counts. Exits 0 when valid, 2
+    /// naming the first problem when a record was edited, deleted, inserted
+    /// or reordered. The file is read as a stream (memory stays small).
+    ///
+    /// A signed export is verified with the key in ELSPETH_SIGNING_KEY. When
+    /// a key is set, an unsigned export is refused: a stripped signature is a
+    /// forgery's first step. Without a key, an unsigned export verifies only
+    /// with --allow-unsigned, and the result says UNSIGNED.
+    ///
+    /// Example: ELSPETH_SIGNING_KEY=... elspeth verify trail.jsonl
     Verify {
+        /// The JSON Lines export to check (as written by `elspeth export`).
         path: PathBuf,
+        /// Accept an unsigned export when no key is set: its hash chain then
+        /// shows only that the file is consistent with itself, not who wrote it.
+        #[arg(long)]
+        allow_unsigned: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -239,7 +263,7 @@ fn main() -> ExitCode {
         }
         Command::Resume { run, settings, format, chunk_size } => run::run(&settings, run::Mode::Resume(run), format, chunk_size),
         Command::Export { run, database, format, output, sign } => export::export(&run, &database, format, &output, sign),
-        Command::Verify { path, format } => export::verify(&path, format),
+        Command::Verify { path, allow_unsigned, format } => export::verify(&path, allow_unsigned, format),
         Command::Explain { landscape, run, row, token, sink, format, json } => {
             let format = if json { Format::Json } else { format };
             explain::explain(&landscape, &run, &explain::Target { row, token, sink }, format)

@@ -31,7 +31,7 @@ use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
 
 pub use csv_files::CsvFiles;
-pub use verify::{verify_jsonl, VerifyError, VerifyReport};
+pub use verify::{check_signing_key, verify_jsonl, verify_reader, UnsignedExports, VerifyError, VerifyReport, MIN_KEY_BYTES};
 
 /// Writes one JSON record per line.
 pub trait RecordSink {
@@ -98,6 +98,9 @@ pub fn export_run(
     key: Option<&[u8]>,
     sink: &mut dyn RecordSink,
 ) -> Result<ExportSummary> {
+    if let Some(key) = key {
+        check_signing_key(key).map_err(|e| LandscapeError::InvalidWrite(e.to_string()))?;
+    }
     let mut chain = Chain::new(key.map(<[u8]>::to_vec));
     let run = records::export_records(connection, run_id, &mut chain, sink)?;
     let mut manifest = serde_json::Map::new();

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use contracts::records::{BatchTrigger, OutcomeDetail};
 use contracts::{error_hash, CallStatus, CallType, ContentHash, RunStatus, TriggerType};
-use landscape::export::{export_run, verify_jsonl, JsonLines, VerifyError};
+use landscape::export::{export_run, verify_jsonl, JsonLines, UnsignedExports, VerifyError};
 use landscape::recorder::{BatchCompletion, NewCall, StateCompletion};
 use landscape::{introspect, Recorder};
 use proptest::prelude::*;
@@ -193,17 +193,67 @@ fn exports_are_byte_identical_and_verify_signed_and_unsigned() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut recorder = Recorder::open(&format!("sqlite:///{}", dir.path().join("a.db").display()), None).expect("open");
     let run = recorded_run(&mut recorder);
-    let key = b"secret-key";
+    let key = b"a-secret-key-of-32-bytes-or-so!!";
     let first = export_text(&mut recorder, &run, Some(key));
     let second = export_text(&mut recorder, &run, Some(key));
     assert_eq!(first, second, "the same run exports to the same bytes");
-    let report = verify_jsonl(&first, Some(key)).expect("verifies");
+    let report = verify_jsonl(&first, Some(key), UnsignedExports::Refuse).expect("verifies");
     assert!(report.signed && report.records > 20);
-    assert!(matches!(verify_jsonl(&first, Some(b"wrong")), Err(VerifyError::BadManifest { .. })));
-    assert!(matches!(verify_jsonl(&first, None), Err(VerifyError::KeyRequired)));
+    assert!(matches!(
+        verify_jsonl(&first, Some(b"a wrong key of 16+ bytes"), UnsignedExports::Refuse),
+        Err(VerifyError::BadSignature { line: 1, .. })
+    ));
+    assert!(matches!(verify_jsonl(&first, None, UnsignedExports::Refuse), Err(VerifyError::KeyRequired)));
     let unsigned = export_text(&mut recorder, &run, None);
-    assert!(verify_jsonl(&unsigned, None).expect("verifies").records > 20);
+    assert!(verify_jsonl(&unsigned, None, UnsignedExports::Allow).expect("verifies").records > 20);
     assert!(!unsigned.contains("\"signature\""));
+}
+
+/// The downgrade attack: strip every signature, null the algorithm and
+/// recompute the chain. With a key set this must not verify; without one it
+/// verifies only when unsigned exports are explicitly accepted.
+#[test]
+fn a_stripped_and_rechained_export_is_refused_when_a_key_is_given() {
+    let mut recorder = Recorder::open("sqlite:///:memory:", None).expect("open");
+    let run = recorded_run(&mut recorder);
+    let key = b"a-secret-key-of-32-bytes-or-so!!";
+    let signed = export_text(&mut recorder, &run, Some(key));
+    let mut lines: Vec<serde_json::Map<String, serde_json::Value>> =
+        signed.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let mut manifest = lines.pop().expect("manifest");
+    lines[1].insert("forged".into(), serde_json::json!(true));
+    let mut link = "0".repeat(64);
+    let mut forged = String::new();
+    for record in &mut lines {
+        record.remove("signature");
+        let canonical = contracts::canonical_json(&serde_json::Value::Object(record.clone())).expect("canonical");
+        let mark = contracts::sha256_hex(canonical.as_bytes());
+        link = contracts::sha256_hex(format!("{link}{mark}").as_bytes());
+        forged.push_str(&serde_json::to_string(record).expect("json"));
+        forged.push('\n');
+    }
+    manifest.remove("signature");
+    manifest.remove("key_fingerprint");
+    manifest.insert("signature_algorithm".into(), serde_json::Value::Null);
+    manifest.insert("final_hash".into(), link.into());
+    forged.push_str(&serde_json::to_string(&manifest).expect("json"));
+    assert_eq!(verify_jsonl(&forged, Some(key), UnsignedExports::Refuse), Err(VerifyError::UnsignedWithKey));
+    assert_eq!(verify_jsonl(&forged, Some(key), UnsignedExports::Allow), Err(VerifyError::UnsignedWithKey));
+    assert_eq!(verify_jsonl(&forged, None, UnsignedExports::Refuse), Err(VerifyError::UnsignedNotAllowed));
+    // The chain itself is consistent: only consent makes it "valid", and the report says unsigned.
+    let report = verify_jsonl(&forged, None, UnsignedExports::Allow).expect("consistent with itself");
+    assert!(!report.signed);
+    // A key too short to be a secret is refused outright.
+    assert_eq!(verify_jsonl(&signed, Some(b"short"), UnsignedExports::Refuse), Err(VerifyError::KeyTooShort { length: 5 }));
+    // Half signed, half not: refused at the first record that differs.
+    let mut mixed: Vec<String> = signed.lines().map(str::to_owned).collect();
+    let mut second: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&mixed[1]).expect("json");
+    second.remove("signature");
+    mixed[1] = serde_json::to_string(&second).expect("json");
+    assert!(matches!(
+        verify_jsonl(&mixed.join("\n"), Some(key), UnsignedExports::Refuse),
+        Err(VerifyError::MixedSignatures { line: 2, .. })
+    ));
 }
 
 #[derive(Debug, Clone)]
@@ -227,7 +277,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut recorder = Recorder::open(&format!("sqlite:///{}", dir.path().join("a.db").display()), None).expect("open");
         let run = recorded_run(&mut recorder);
-        let key: Option<&[u8]> = if signed { Some(b"k") } else { None };
+        let key: Option<&[u8]> = if signed { Some(b"a-secret-key-of-32-bytes-or-so!!") } else { None };
         let text = export_text(&mut recorder, &run, key);
         let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
         let data = lines.len() - 1;
@@ -251,7 +301,7 @@ proptest! {
             }
         }
         let tampered = lines.join("\n");
-        prop_assert!(verify_jsonl(&tampered, key).is_err());
+        prop_assert!(verify_jsonl(&tampered, key, UnsignedExports::Allow).is_err());
     }
 }
 
