@@ -93,6 +93,37 @@ fn resume_refuses_changed_settings_a_changed_input_and_a_completed_run() {
 }
 
 #[test]
+fn an_output_edited_inside_its_checkpointed_part_is_refused_with_the_place() {
+    let dir = example_dir("checkpoint_resume");
+    assert_eq!(interrupted_run(dir.path(), "7").status.code(), Some(3));
+    let output = dir.path().join("examples/checkpoint_resume/output/active_customers.csv");
+    let original = std::fs::read(&output).expect("output");
+    let mut tampered = original.clone();
+    // One byte of the last line the run wrote (inside the checkpointed part).
+    let last_line = tampered[..tampered.len() - 1].iter().rposition(|b| *b == b'\n').expect("lines") + 1;
+    tampered[last_line] = if tampered[last_line] == b'9' { b'8' } else { b'9' };
+    std::fs::write(&output, &tampered).expect("tamper");
+    let refused = resume(dir.path(), EXAMPLE);
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{message}");
+    assert!(message.contains("cannot resume") && message.contains("active_customers.csv"), "{message}");
+    assert!(message.contains("was changed after the run checkpointed it"), "{message}");
+    let from: u64 = regex::Regex::new(r"from offset (\d+) to (\d+)")
+        .expect("regex")
+        .captures(&message)
+        .and_then(|c| c[1].parse().ok())
+        .unwrap_or_else(|| panic!("no offsets in {message}"));
+    assert!(from <= last_line as u64, "the change at byte {last_line} lies after offset {from}");
+    assert_eq!(std::fs::read(&output).expect("output"), tampered, "a refused resume changes nothing");
+    let mut db = landscape_at(dir.path(), "examples/checkpoint_resume/runs/audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM runs WHERE status = 'interrupted'").expect("q"), 1);
+    drop(db);
+    // Put back, it resumes.
+    std::fs::write(&output, &original).expect("restore");
+    assert!(resume(dir.path(), EXAMPLE).status.success());
+}
+
+#[test]
 fn a_damaged_or_foreign_checkpoint_is_refused_not_read_as_empty() {
     let dir = example_dir("checkpoint_resume");
     assert_eq!(interrupted_run(dir.path(), "7").status.code(), Some(3));

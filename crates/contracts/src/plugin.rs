@@ -115,6 +115,10 @@ pub enum PluginError {
     /// The plugin broke its own contract: a bug, which stops the run.
     #[error("plugin contract violated: {0}")]
     Contract(String),
+    /// What the plugin wrote earlier is no longer what it wrote (an output
+    /// edited after a checkpoint): continuing would keep the change.
+    #[error("{0}")]
+    Changed(String),
 }
 
 /// A source of rows.
@@ -195,6 +199,14 @@ pub struct ArtifactDescriptor {
     pub size_bytes: u64,
 }
 
+/// A sink's output as it was after a durable write: its length and the
+/// SHA-256 of those bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPosition {
+    pub bytes: u64,
+    pub content_hash: ContentHash,
+}
+
 /// A destination for rows.
 pub trait Sink: Send {
     fn info(&self) -> PluginInfo;
@@ -215,6 +227,13 @@ pub trait Sink: Send {
     /// columns, the JSON elements written), saved with every checkpoint.
     fn checkpoint_state(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+    /// Checks, before anything is changed, that the output still holds what
+    /// the run wrote: `kept` are the lengths and SHA-256 hashes recorded
+    /// after each durable write, ascending, the last one checkpointed.
+    /// A difference is [`PluginError::Changed`], naming the output and where.
+    fn check_kept_output(&self, _kept: &[OutputPosition]) -> Result<(), PluginError> {
+        Ok(())
     }
     /// Continues an output that is cut back to its checkpointed length
     /// `bytes` (everything written after it is removed), with the state

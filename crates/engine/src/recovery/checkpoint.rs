@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use contracts::plugin::{OutputPosition, PluginError};
 use contracts::records::{Checkpoint, Token};
 use contracts::{BatchId, ContentHash, ForkGroupId, StateId, TokenId, TriggerType, Value};
 use indexmap::IndexMap;
@@ -291,6 +292,7 @@ impl Processor<'_> {
         let engine = parse_engine(checkpoint)?;
         let coalesce = parse_coalesce(checkpoint)?;
         let sinks = self.load_sinks(engine.sinks)?;
+        self.check_kept_outputs(&sinks)?;
         let (buffers, pending) = self.load_aggregation(engine.buffers, engine.pending_flushes)?;
         let joins = self.load_coalesce(coalesce)?;
         Ok(Restored {
@@ -355,6 +357,30 @@ impl Processor<'_> {
             return Err(damaged(format!("it has state for a sink {name} this pipeline does not have")));
         }
         Ok(sinks)
+    }
+
+    /// Every sink's output must still hold what the run wrote up to its
+    /// checkpointed length, at every recorded write (so a change is located).
+    fn check_kept_outputs(&mut self, sinks: &[(String, NodeIdx, SinkRestored)]) -> Result<(), EngineError> {
+        let artifacts = self.ctx.recorder.get_artifacts(&self.ctx.run_id)?;
+        for (name, node, sink) in sinks {
+            let Some(written) = &sink.written else { continue };
+            let node_id = &self.ctx.graph.nodes[*node].id;
+            let mut kept: Vec<OutputPosition> = artifacts
+                .iter()
+                .filter(|a| &a.sink_node_id == node_id && a.size_bytes < written.bytes)
+                .map(|a| OutputPosition { bytes: a.size_bytes, content_hash: a.content_hash.clone() })
+                .collect();
+            kept.sort_by_key(|p| p.bytes);
+            kept.dedup_by_key(|p| p.bytes);
+            kept.push(OutputPosition { bytes: written.bytes, content_hash: written.content_hash.clone() });
+            let plugin = self.ctx.plugins.sinks.get(name).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
+            plugin.check_kept_output(&kept).map_err(|error| match error {
+                PluginError::Changed(message) => EngineError::Resume(message),
+                other => EngineError::Plugin { node: format!("sink {name}"), source: other },
+            })?;
+        }
+        Ok(())
     }
 
     /// Rebuilds a saved token (loaded from the Landscape) with its row.

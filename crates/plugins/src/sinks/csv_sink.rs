@@ -3,7 +3,7 @@
 //! later row with a field outside the columns, or without a required declared
 //! field, breaks the pipeline's contract and stops the run.
 
-use contracts::plugin::{ArtifactDescriptor, Options, PluginContext, PluginError, PluginInfo, Sink};
+use contracts::plugin::{OutputPosition, ArtifactDescriptor, Options, PluginContext, PluginError, PluginInfo, Sink};
 use contracts::schema::{SchemaConfig, SchemaMode};
 use contracts::{Determinism, Row};
 use serde::Deserialize;
@@ -135,6 +135,10 @@ impl Sink for CsvSink {
 
     fn checkpoint_state(&self) -> serde_json::Value {
         serde_json::json!({"columns": self.columns})
+    }
+
+    fn check_kept_output(&self, kept: &[OutputPosition]) -> Result<(), PluginError> {
+        self.file.check_kept(kept)
     }
 
     fn resume(&mut self, bytes: u64, state: &serde_json::Value) -> Result<(), PluginError> {

@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use contracts::plugin::{ArtifactDescriptor, PluginError};
+use contracts::plugin::{ArtifactDescriptor, OutputPosition, PluginError};
 use contracts::ContentHash;
 use sha2::{Digest, Sha256};
 
@@ -47,6 +47,51 @@ impl DurableFile {
         let file =
             OpenOptions::new().create(true).write(true).truncate(true).open(&self.path).map_err(self.io("cannot create"))?;
         self.writer = Some(BufWriter::with_capacity(1 << 16, file));
+        Ok(())
+    }
+
+    /// Checks that the file still begins with what was written: its hash at
+    /// each recorded position. Reads the file once; changes nothing.
+    pub(crate) fn check_kept(&self, kept: &[OutputPosition]) -> Result<(), PluginError> {
+        use std::io::Read;
+        let Some(last) = kept.last().filter(|p| p.bytes > 0) else { return Ok(()) };
+        let file = File::open(&self.path).map_err(|error| {
+            PluginError::Changed(format!(
+                "{} cannot be read ({error}), but the run checkpointed {} bytes of it",
+                self.display_path, last.bytes
+            ))
+        })?;
+        let length = file.metadata().map_err(self.io("cannot inspect"))?.len();
+        if length < last.bytes {
+            return Err(PluginError::Changed(format!(
+                "{} is {length} bytes long, shorter than the {} bytes the run checkpointed: it was changed since",
+                self.display_path, last.bytes
+            )));
+        }
+        let mut hasher = Sha256::new();
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut at = 0u64;
+        let mut verified = 0u64;
+        for position in kept {
+            while at < position.bytes {
+                let want = usize::try_from((position.bytes - at).min(buffer.len() as u64)).unwrap_or(buffer.len());
+                let n = reader.read(&mut buffer[..want]).map_err(self.io("cannot read back"))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+                at += n as u64;
+            }
+            if hex::encode(hasher.clone().finalize()) != position.content_hash.as_str() {
+                return Err(PluginError::Changed(format!(
+                    "{} was changed after the run checkpointed it: the bytes from offset {verified} to {} no longer hold \
+                     what the run wrote; restore the file or start a new run",
+                    self.display_path, position.bytes
+                )));
+            }
+            verified = position.bytes;
+        }
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! The `json` sink: JSON Lines (one object per line) or a JSON array written
 //! incrementally (`[`, elements, and `]` only when the run finishes).
 
-use contracts::plugin::{ArtifactDescriptor, Options, PluginContext, PluginError, PluginInfo, Sink};
+use contracts::plugin::{OutputPosition, ArtifactDescriptor, Options, PluginContext, PluginError, PluginInfo, Sink};
 use contracts::{Determinism, Row};
 use serde::Deserialize;
 
@@ -141,6 +141,10 @@ impl Sink for JsonSink {
 
     fn checkpoint_state(&self) -> serde_json::Value {
         serde_json::json!({"elements": self.elements})
+    }
+
+    fn check_kept_output(&self, kept: &[OutputPosition]) -> Result<(), PluginError> {
+        self.file.check_kept(kept)
     }
 
     fn resume(&mut self, bytes: u64, state: &serde_json::Value) -> Result<(), PluginError> {
