@@ -10,4 +10,5 @@ mod random_pipelines;
 mod resume;
 mod run;
 mod timers;
+mod trust;
 mod validate;

@@ -105,6 +105,7 @@ fn run_once(pipeline: &str, input: &Path, in_memory: bool) -> anyhow::Result<Mea
     let rows = summary["rows_read"].as_f64().unwrap_or(0.0);
     let audit_db_bytes: u64 =
         ["audit.db", "audit.db-wal"].iter().map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len())).sum::<u64>()
+            + dir_size(&dir.join("audit.payloads"))
             + dir_size(&dir.join(".elspeth"));
     Ok(Measurement {
         rows_per_second: rows / elapsed,

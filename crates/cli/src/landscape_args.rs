@@ -18,8 +18,9 @@ pub(crate) struct LandscapeArgs {
     /// pipeline settings file instead.
     #[arg(long, short, conflicts_with = "database")]
     settings: Option<PathBuf>,
-    /// The payload store directory (default: the settings'
-    /// payload_store.base_path, else .elspeth/payloads when it exists).
+    /// The payload store directory (default: the settings' payload store;
+    /// with --database, the one beside the Landscape file, else
+    /// .elspeth/payloads when it exists).
     #[arg(long)]
     payload_dir: Option<PathBuf>,
 }
@@ -41,7 +42,7 @@ impl LandscapeArgs {
                 let settings = expand_tilde(settings);
                 let loaded = engine::settings::load(&settings)
                     .map_err(|e| anyhow::format_err!("{}: invalid settings\n{e}", settings.display()))?;
-                (loaded.settings.landscape.url.clone(), Some(PathBuf::from(&loaded.settings.payload_store.base_path)))
+                (loaded.settings.landscape.url.clone(), Some(loaded.settings.payload_dir()))
             }
             (None, None) => anyhow::bail!("name the Landscape with --database URL or --settings FILE"),
         };
@@ -56,7 +57,9 @@ impl LandscapeArgs {
                 Some(dir)
             }
             (None, Some(dir)) => Some(dir).filter(|d| d.is_dir()),
-            (None, None) => Some(PathBuf::from(".elspeth/payloads")).filter(|d| d.is_dir()),
+            (None, None) => landscape::connection::default_payload_dir(&url)
+                .filter(|d| d.is_dir())
+                .or_else(|| Some(PathBuf::from(".elspeth/payloads")).filter(|d| d.is_dir())),
         };
         Recorder::open_existing(&url, payload_dir.map(PayloadStore::new)).context("cannot open the Landscape")
     }

@@ -52,9 +52,9 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
         .and_then(|sink| sink.options.get("path"))
         .and_then(serde_json::Value::as_str)
         .map(std::path::PathBuf::from);
-    let payload_dir = pipeline.loaded.settings.payload_store.base_path.clone();
+    let payload_dir = pipeline.loaded.settings.payload_dir();
     std::fs::create_dir_all(&payload_dir)
-        .map_err(|e| anyhow::format_err!("cannot create the payload store {payload_dir}: {e}"))?;
+        .map_err(|e| anyhow::format_err!("cannot create the payload store {}: {e}", payload_dir.display()))?;
     let store = Some(PayloadStore::new(&payload_dir));
     let opened = match mode {
         Mode::Resume(_) => Recorder::open_existing(&landscape_url, store),

@@ -2,7 +2,6 @@
 
 /// A value could not be turned into canonical JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum CanonicalError {
     #[error("non-finite number {0} cannot be canonicalised")]
     NonFinite(String),
@@ -14,7 +13,6 @@ pub enum CanonicalError {
 
 /// A contract was violated while building or parsing an audit value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum ContractError {
     #[error("unknown {kind} value {value:?}")]
     UnknownEnumValue { kind: &'static str, value: String },

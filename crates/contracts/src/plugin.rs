@@ -99,7 +99,6 @@ pub struct SourcePosition {
 /// An error raised by plugin code. Errors about *data* are results
 /// (`TransformResult::Error`, `SourceItem::Invalid`), not this.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum PluginError {
     #[error("invalid options: {0}")]
     Config(String),

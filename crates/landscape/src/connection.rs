@@ -121,9 +121,25 @@ enum Create {
 
 fn open_with(url: &str, create: Create) -> Result<DbConnection> {
     let parsed = DatabaseUrl::parse(url)?;
+    // Whatever goes wrong while opening names the database.
+    let named = |error: LandscapeError| match error {
+        LandscapeError::Database(error) => LandscapeError::Open { url: url.to_owned(), reason: error.to_string() },
+        LandscapeError::IncompatibleSchema(reason) => LandscapeError::IncompatibleSchema(format!("{url}: {reason}")),
+        other @ (LandscapeError::Open { .. }
+        | LandscapeError::Integrity(_)
+        | LandscapeError::IllegalTransition(_)
+        | LandscapeError::InvalidWrite(_)
+        | LandscapeError::NotFound(_)
+        | LandscapeError::Canonical(_)
+        | LandscapeError::PayloadStore(_)) => other,
+    };
+    open_parsed(url, &parsed, create).map_err(named)
+}
+
+fn open_parsed(url: &str, parsed: &DatabaseUrl, create: Create) -> Result<DbConnection> {
     let open_error = |error: diesel::ConnectionError| LandscapeError::Open { url: url.to_owned(), reason: error.to_string() };
     let refuse = |reason: &str| LandscapeError::Open { url: url.to_owned(), reason: reason.to_owned() };
-    let mut connection = match &parsed {
+    let mut connection = match parsed {
         DatabaseUrl::SqliteFile(path) if create == Create::No && !path.is_file() => {
             return Err(refuse("no such database file (nothing was created)"));
         }
@@ -132,8 +148,10 @@ fn open_with(url: &str, create: Create) -> Result<DbConnection> {
         }
         DatabaseUrl::SqliteFile(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .map_err(|error| LandscapeError::Open { url: url.to_owned(), reason: error.to_string() })?;
+                std::fs::create_dir_all(parent).map_err(|error| LandscapeError::Open {
+                    url: url.to_owned(),
+                    reason: format!("cannot create the directory {}: {error}", parent.display()),
+                })?;
             }
             let path_text = path.to_str().ok_or_else(|| LandscapeError::Open {
                 url: url.to_owned(),
@@ -144,12 +162,49 @@ fn open_with(url: &str, create: Create) -> Result<DbConnection> {
         DatabaseUrl::SqliteMemory => DbConnection::Sqlite(SqliteConnection::establish(":memory:").map_err(open_error)?),
         DatabaseUrl::Postgresql(pg_url) => DbConnection::Postgresql(PgConnection::establish(pg_url).map_err(open_error)?),
     };
-    configure(&mut connection, &parsed)?;
-    if create == Create::No && !table_names(&mut connection)?.iter().any(|t| t == "__diesel_schema_migrations") {
+    // Wait for another process's transaction rather than fail (a setting of
+    // this connection only: the file is not touched).
+    if let DbConnection::Sqlite(sqlite) = &mut connection {
+        sqlite.batch_execute("PRAGMA busy_timeout = 30000;")?;
+    }
+    // Read before anything is set or created: a database that is not ours is
+    // left exactly as it was.
+    let tables = table_names(&mut connection)?;
+    let ours = tables.iter().any(|t| t == "__diesel_schema_migrations");
+    if create == Create::No && !ours {
         return Err(refuse("the database holds no Landscape (no schema version of this implementation)"));
     }
+    if !ours {
+        refuse_foreign_tables(&tables)?;
+    }
+    configure(&mut connection, parsed)?;
     migrate(&mut connection)?;
     Ok(connection)
+}
+
+/// A database without our schema may be empty, nothing else: Landscape
+/// tables of another implementation are not upgraded in place, and a
+/// database of the user's own is not turned into a Landscape.
+fn refuse_foreign_tables(tables: &[String]) -> Result<()> {
+    let landscape_tables: Vec<&str> = tables.iter().map(String::as_str).filter(|t| LANDSCAPE_TABLES.contains(t)).collect();
+    if !landscape_tables.is_empty() {
+        return Err(LandscapeError::IncompatibleSchema(format!(
+            "the database already holds Landscape tables ({}) but no schema version of this implementation; \
+             it was probably written by another ELSPETH implementation and will not be upgraded in place",
+            landscape_tables.join(", ")
+        )));
+    }
+    let own: Vec<&str> = tables.iter().map(String::as_str).filter(|t| !t.starts_with("sqlite_")).collect();
+    if !own.is_empty() {
+        let shown: Vec<&str> = own.iter().copied().take(5).collect();
+        let more = if own.len() > shown.len() { format!(" and {} more", own.len() - shown.len()) } else { String::new() };
+        return Err(LandscapeError::IncompatibleSchema(format!(
+            "the database holds tables of its own ({}{more}) and no Landscape; it is left untouched. \
+             Point the Landscape at a new file (or an empty database)",
+            shown.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
@@ -165,7 +220,7 @@ fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
             // faster than 4 KiB on the gate pipeline). Takes effect only on
             // a new database.
             sqlite.batch_execute(&format!(
-                "PRAGMA page_size = 8192; {journal} PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                "PRAGMA page_size = 8192; {journal} PRAGMA foreign_keys = ON; \
                  PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;"
             ))?;
         }
@@ -196,16 +251,6 @@ fn table_names(connection: &mut DbConnection) -> Result<Vec<String>> {
 }
 
 fn migrate(connection: &mut DbConnection) -> Result<()> {
-    let tables = table_names(connection)?;
-    let has_versions = tables.iter().any(|t| t == "__diesel_schema_migrations");
-    let landscape_tables: Vec<&String> = tables.iter().filter(|t| LANDSCAPE_TABLES.contains(&t.as_str())).collect();
-    if !has_versions && !landscape_tables.is_empty() {
-        return Err(LandscapeError::IncompatibleSchema(format!(
-            "the database already holds Landscape tables ({}) but no schema version of this implementation; \
-             it was probably written by another ELSPETH implementation and will not be upgraded in place",
-            landscape_tables.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
-        )));
-    }
     let known: Vec<String> = diesel::migration::MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
         .map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?
         .iter()
@@ -229,7 +274,32 @@ fn migrate(connection: &mut DbConnection) -> Result<()> {
         DbConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(MIGRATIONS).map(|_| ()),
         DbConnection::Postgresql(pg) => pg.run_pending_migrations(MIGRATIONS).map(|_| ()),
     };
-    result.map_err(|e| LandscapeError::IncompatibleSchema(format!("applying migrations failed: {e}")))
+    match result {
+        Ok(()) => Ok(()),
+        // Another process created the Landscape at the same moment (two runs
+        // starting on a new database): its migrations are ours, applied.
+        Err(_) if pending_migrations(connection)? == 0 => Ok(()),
+        Err(e) => Err(LandscapeError::IncompatibleSchema(format!("applying migrations failed: {e}"))),
+    }
+}
+
+/// How many of this build's migrations the database has not applied.
+fn pending_migrations(connection: &mut DbConnection) -> Result<usize> {
+    let pending = match connection {
+        DbConnection::Sqlite(sqlite) => sqlite.pending_migrations(MIGRATIONS).map(|p| p.len()),
+        DbConnection::Postgresql(pg) => pg.pending_migrations(MIGRATIONS).map(|p| p.len()),
+    };
+    pending.map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))
+}
+
+/// Where the payload store of a SQLite Landscape file lives by default:
+/// beside it, named after it (`runs/audit.db` → `runs/audit.payloads`).
+/// `None` for PostgreSQL and in-memory databases.
+pub fn default_payload_dir(url: &str) -> Option<std::path::PathBuf> {
+    match DatabaseUrl::parse(url).ok()? {
+        DatabaseUrl::SqliteFile(path) => Some(path.with_extension("payloads")),
+        DatabaseUrl::SqliteMemory | DatabaseUrl::Postgresql(_) => None,
+    }
 }
 
 /// Runs raw SQL; for tests and tools that must bypass the recorder.

@@ -4,7 +4,6 @@ use contracts::{CanonicalError, ContractError};
 
 /// Everything that can go wrong reading or writing the audit database.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum LandscapeError {
     #[error("cannot open the Landscape at {url}: {reason}")]
     Open { url: String, reason: String },

@@ -28,7 +28,6 @@ use sha2::{Digest, Sha256};
 
 /// Failures of the payload store.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum PayloadStoreError {
     #[error("payload {0} not found (purged or never stored)")]
     NotFound(String),
@@ -113,7 +112,7 @@ impl PayloadStore {
             let mut connection = SqliteConnection::establish(path_text).map_err(|e| self.error(e))?;
             connection
                 .batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 30000; \
                      PRAGMA cache_size = -32768; \
                      CREATE TABLE IF NOT EXISTS payloads (key BLOB NOT NULL UNIQUE, data BLOB NOT NULL);",
                 )

@@ -167,7 +167,10 @@ impl Orchestrator<'_> {
                         Ok(false) => {}
                         Err(error) => return Chunk { exhausted: false, failure: Some(error) },
                     }
-                    if interrupted(options) {
+                    // An idle source does not keep the unit (and the write
+                    // lock another run on this Landscape waits for) open:
+                    // what was read is written and committed now.
+                    if interrupted(options) || read > 0 {
                         break;
                     }
                     continue;

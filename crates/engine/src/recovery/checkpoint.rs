@@ -374,10 +374,15 @@ impl Processor<'_> {
             kept.sort_by_key(|p| p.bytes);
             kept.dedup_by_key(|p| p.bytes);
             kept.push(OutputPosition { bytes: written.bytes, content_hash: written.content_hash.clone() });
-            let plugin = self.ctx.plugins.sinks.get(name).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
+            let plugin =
+                self.ctx.plugins.sinks.get(name).ok_or_else(|| EngineError::Invariant(format!("no plugin for sink {name}")))?;
             plugin.check_kept_output(&kept).map_err(|error| match error {
                 PluginError::Changed(message) => EngineError::Resume(message),
-                other => EngineError::Plugin { node: format!("sink {name}"), source: other },
+                other @ (PluginError::Config(_)
+                | PluginError::Io { .. }
+                | PluginError::Input(_)
+                | PluginError::Transient(_)
+                | PluginError::Contract(_)) => EngineError::Plugin { node: format!("sink {name}"), source: other },
             })?;
         }
         Ok(())

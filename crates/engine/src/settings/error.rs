@@ -22,7 +22,6 @@ impl ConfigProblem {
 
 /// Why a settings file could not be turned into a pipeline.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ConfigError {
     #[error("cannot read {}: {source}", file.display())]
     Io { file: PathBuf, source: std::io::Error },

@@ -368,8 +368,10 @@ impl Default for RetrySettings {
 pub struct PayloadStoreSettings {
     #[serde(default = "PayloadStoreSettings::default_backend")]
     pub backend: String,
-    #[serde(default = "PayloadStoreSettings::default_base_path")]
-    pub base_path: String,
+    /// Where payloads are stored; unset, the store belongs to the Landscape
+    /// (see [`Settings::payload_dir`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_path: Option<String>,
     #[serde(default = "PayloadStoreSettings::default_retention")]
     pub retention_days: u32,
 }
@@ -378,17 +380,28 @@ impl PayloadStoreSettings {
     fn default_backend() -> String {
         "filesystem".to_owned()
     }
-    fn default_base_path() -> String {
-        ".elspeth/payloads".to_owned()
-    }
     fn default_retention() -> u32 {
         90
     }
 }
 
+impl Settings {
+    /// The payload store's directory: `payload_store.base_path` when set;
+    /// otherwise beside a SQLite Landscape file (`runs/audit.db` →
+    /// `runs/audit.payloads`), so two Landscapes never share a store; for a
+    /// PostgreSQL or in-memory Landscape, `.elspeth/payloads`.
+    pub fn payload_dir(&self) -> std::path::PathBuf {
+        match &self.payload_store.base_path {
+            Some(base) => std::path::PathBuf::from(base),
+            None => landscape::connection::default_payload_dir(&self.landscape.url)
+                .unwrap_or_else(|| std::path::PathBuf::from(".elspeth/payloads")),
+        }
+    }
+}
+
 impl Default for PayloadStoreSettings {
     fn default() -> PayloadStoreSettings {
-        PayloadStoreSettings { backend: "filesystem".to_owned(), base_path: ".elspeth/payloads".to_owned(), retention_days: 90 }
+        PayloadStoreSettings { backend: "filesystem".to_owned(), base_path: None, retention_days: 90 }
     }
 }
 

@@ -3,7 +3,7 @@
 //! later row with a field outside the columns, or without a required declared
 //! field, breaks the pipeline's contract and stops the run.
 
-use contracts::plugin::{OutputPosition, ArtifactDescriptor, Options, PluginContext, PluginError, PluginInfo, Sink};
+use contracts::plugin::{ArtifactDescriptor, Options, OutputPosition, PluginContext, PluginError, PluginInfo, Sink};
 use contracts::schema::{SchemaConfig, SchemaMode};
 use contracts::{Determinism, Row};
 use serde::Deserialize;

@@ -1,7 +1,7 @@
 //! The `json` sink: JSON Lines (one object per line) or a JSON array written
 //! incrementally (`[`, elements, and `]` only when the run finishes).
 
-use contracts::plugin::{OutputPosition, ArtifactDescriptor, Options, PluginContext, PluginError, PluginInfo, Sink};
+use contracts::plugin::{ArtifactDescriptor, Options, OutputPosition, PluginContext, PluginError, PluginInfo, Sink};
 use contracts::{Determinism, Row};
 use serde::Deserialize;
 
