@@ -143,9 +143,11 @@ fn a_gate_error_on_a_rows_data_fails_that_token_only() {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = write_pipeline(dir.path(), b"id,name,score\n1,a,0.5\n2,b,0.9\n", "row['name'] > 1", "");
     let output = tests::elspeth_in(dir.path(), &["run", "--settings", &settings, "--execute", "--format", "json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // The run goes on and completes; as every row failed, it exits 5.
+    assert_eq!(output.status.code(), Some(5), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json summary");
     assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["all_rows_failed"], true);
     assert_eq!(summary["outcomes"]["failed"], 2);
     let mut db = landscape_at(dir.path(), "audit.db");
     assert_eq!(

@@ -28,7 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 const ENGINE_MODULES: &[(&str, &[&str])] = &[
     ("expression", &[]),
     ("settings", &["expression"]),
-    ("dag", &["settings"]),
+    ("dag", &["expression", "settings"]),
     ("ownership", &[]),
     ("pipeline", &["dag", "settings"]),
     ("runtime", &["dag", "settings"]),

@@ -24,37 +24,42 @@ pub(crate) enum Mode {
 
 pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize) -> anyhow::Result<ExitCode> {
     let settings = &crate::landscape_args::expand_tilde(settings);
+    let out = Report { format, settings };
     if !settings.is_file() {
-        eprintln!("error: settings file {} does not exist", settings.display());
-        return Ok(ExitCode::from(1));
+        return Ok(
+            out.invalid(&[serde_json::json!({"message": format!("settings file {} does not exist", settings.display())})], None)
+        );
     }
     let pipeline = match load_pipeline(settings, &plugins::BuiltinPlugins) {
         Ok(pipeline) => pipeline,
-        Err(error) => {
-            eprintln!("{}: invalid", settings.display());
-            eprintln!("{error}");
-            return Ok(ExitCode::from(1));
-        }
+        Err(error) => return Ok(out.invalid(&crate::validate::problems_json(&error), Some(&error.to_string()))),
     };
     if matches!(mode, Mode::DryRun) {
         match format {
             Format::Text => println!("{}: valid; dry run, nothing executed (add --execute to run)", settings.display()),
-            Format::Json => println!("{}", serde_json::json!({"valid": true, "executed": false})),
+            Format::Json => println!("{}", serde_json::json!({"status": "valid", "valid": true, "executed": false})),
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let landscape_url = pipeline.loaded.settings.landscape.url.clone();
-    let export = pipeline.loaded.settings.landscape.export.clone();
+    let loaded = &pipeline.loaded.settings;
+    let landscape_url = loaded.landscape.url.clone();
+    let export = loaded.landscape.export.clone();
     let export_path = export
         .sink
         .as_ref()
-        .and_then(|sink| pipeline.loaded.settings.sinks.get(sink))
+        .and_then(|sink| loaded.sinks.get(sink))
         .and_then(|sink| sink.options.get("path"))
         .and_then(serde_json::Value::as_str)
         .map(std::path::PathBuf::from);
-    let payload_dir = pipeline.loaded.settings.payload_dir();
-    std::fs::create_dir_all(&payload_dir)
-        .map_err(|e| anyhow::format_err!("cannot create the payload store {}: {e}", payload_dir.display()))?;
+    let described = describe(loaded);
+    let mut notes = Vec::new();
+    if let Err(message) = landscape_directory(&landscape_url, &mut notes) {
+        return Ok(out.error(4, &message));
+    }
+    let payload_dir = loaded.payload_dir();
+    if let Err(error) = std::fs::create_dir_all(&payload_dir) {
+        return Ok(out.error(4, &format!("cannot create the payload store directory {}: {error}", payload_dir.display())));
+    }
     let store = Some(PayloadStore::new(&payload_dir));
     let opened = match mode {
         Mode::Resume(_) => Recorder::open_existing(&landscape_url, store),
@@ -62,19 +67,18 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
     };
     let mut recorder = match opened {
         Ok(recorder) => recorder,
-        Err(error) => {
-            eprintln!("error: cannot open the Landscape: {error}");
-            return Ok(ExitCode::from(4));
-        }
+        Err(error) => return Ok(out.error(4, &format!("cannot open the Landscape: {error}"))),
     };
+    if format == Format::Text {
+        for note in &notes {
+            eprintln!("note: {note}");
+        }
+    }
     let (options, bar) = run_options(chunk_size, format)?;
     let result = match mode {
         Mode::Resume(run) => match crate::landscape_args::resolve_run(&mut recorder, &run) {
             Ok(run_id) => resume_pipeline(pipeline, &mut recorder, &run_id, options),
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                return Ok(ExitCode::from(1));
-            }
+            Err(error) => return Ok(out.error(1, &format!("{error:#}"))),
         },
         Mode::Run | Mode::DryRun => run_pipeline(pipeline, &mut recorder, options),
     };
@@ -83,29 +87,175 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
     }
     match result {
         Ok(summary) => {
-            report(&summary, format);
+            let code = out.summary(&summary, &described, &notes);
             if export.enabled && summary.status == RunStatus::Completed {
                 if let Some(code) = export_after_run(&mut recorder, &summary, &export, export_path.as_deref()) {
                     return Ok(code);
                 }
             }
-            Ok(ExitCode::from(match summary.status {
-                RunStatus::Completed => 0,
-                RunStatus::Interrupted => 3,
-                RunStatus::Failed | RunStatus::Running => 1,
-            }))
+            Ok(code)
         }
         Err(error) => {
-            eprintln!("error: {error}");
-            Ok(ExitCode::from(match error {
+            let code = match error {
                 EngineError::Landscape(_) => 4,
                 EngineError::Plugin { .. }
                 | EngineError::Config(_)
                 | EngineError::Invariant(_)
                 | EngineError::Unsupported(_)
                 | EngineError::Resume(_) => 1,
-            }))
+            };
+            Ok(out.error(code, &error.to_string()))
         }
+    }
+}
+
+/// A SQLite Landscape in a directory that does not exist yet: the directory
+/// is created, and a note says so; one that cannot be created is an error
+/// naming it.
+fn landscape_directory(url: &str, notes: &mut Vec<String>) -> Result<(), String> {
+    let Ok(landscape::DatabaseUrl::SqliteFile(path)) = landscape::DatabaseUrl::parse(url) else { return Ok(()) };
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) else { return Ok(()) };
+    if parent.exists() {
+        return Err(format!("cannot create the Landscape's directory {}: a file of that name is in the way", parent.display()));
+    }
+    std::fs::create_dir_all(parent)
+        .map_err(|error| format!("cannot create the Landscape's directory {}: {error}", parent.display()))?;
+    notes.push(format!("created the directory {} for the Landscape", parent.display()));
+    Ok(())
+}
+
+/// What the pipeline is, in one line: its source and its sinks, with the
+/// role of sinks that take errors.
+struct Described {
+    pipeline: String,
+    /// Sink name → why rows arrive there besides the graph's routes.
+    roles: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn describe(settings: &engine::settings::Settings) -> Described {
+    let source = &settings.source;
+    let input = source.options.get("path").and_then(serde_json::Value::as_str).map(|p| format!(" {p}")).unwrap_or_default();
+    let sinks: Vec<&str> = settings.sinks.keys().map(String::as_str).collect();
+    let mut roles: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    if let Some(target) = source.options.get("on_validation_failure").and_then(serde_json::Value::as_str) {
+        roles.entry(target.to_owned()).or_default().push("invalid source rows".to_owned());
+    }
+    for t in &settings.transforms {
+        roles.entry(t.on_error.clone()).or_default().push(format!("errors of {}", t.name));
+    }
+    for a in &settings.aggregations {
+        roles.entry(a.on_error.clone()).or_default().push(format!("errors of {}", a.name));
+    }
+    roles.retain(|sink, _| settings.sinks.contains_key(sink));
+    Described { pipeline: format!("{}{input} -> {}", source.plugin, sinks.join(", ")), roles }
+}
+
+/// How `run` reports: text for people, one JSON document for scripts.
+struct Report<'a> {
+    format: Format,
+    settings: &'a Path,
+}
+
+impl Report<'_> {
+    /// The settings are invalid (exit 1).
+    fn invalid(&self, errors: &[serde_json::Value], text: Option<&str>) -> ExitCode {
+        match self.format {
+            Format::Text => {
+                eprintln!("{}: invalid", self.settings.display());
+                match text {
+                    Some(text) => eprintln!("{text}"),
+                    None => {
+                        for error in errors {
+                            eprintln!("{}", error["message"].as_str().unwrap_or_default());
+                        }
+                    }
+                }
+            }
+            Format::Json => println!("{}", serde_json::json!({"status": "invalid", "valid": false, "errors": errors})),
+        }
+        ExitCode::from(1)
+    }
+
+    /// The run could not go on (or not begin): `code` 1 or 4.
+    fn error(&self, code: u8, message: &str) -> ExitCode {
+        match self.format {
+            Format::Text => eprintln!("error: {message}"),
+            Format::Json => println!("{}", serde_json::json!({"status": "error", "errors": [{"message": message}]})),
+        }
+        ExitCode::from(code)
+    }
+
+    /// The run ended: its summary, what to do next, and the exit code.
+    fn summary(&self, summary: &RunSummary, described: &Described, notes: &[String]) -> ExitCode {
+        let delivered: u64 = summary.per_sink.values().flat_map(|c| c.values()).sum();
+        let failed = summary.outcomes.get("failed").copied().unwrap_or(0);
+        let mut warnings = Vec::new();
+        let all_failed = summary.status == RunStatus::Completed && summary.rows_read > 0 && delivered == 0 && failed > 0;
+        if all_failed {
+            warnings.push(format!(
+                "every row failed: {} rows read, {failed} tokens failed, none reached a sink. The run is recorded as \
+                 completed; explain a row to see why (elspeth explain --settings {} --run {} --row 0)",
+                summary.rows_read,
+                self.settings.display(),
+                summary.run_id
+            ));
+        }
+        let resume = (summary.status == RunStatus::Interrupted)
+            .then(|| format!("elspeth resume {} --settings {}", summary.run_id, self.settings.display()));
+        match self.format {
+            Format::Json => {
+                let document = serde_json::json!({
+                    "run_id": summary.run_id.as_str(),
+                    "status": summary.status.as_str(),
+                    "pipeline": described.pipeline,
+                    "rows_read": summary.rows_read,
+                    "outcomes": summary.outcomes,
+                    "sinks": summary.per_sink,
+                    "duration_seconds": summary.duration.as_secs_f64(),
+                    "peak_rss_bytes": crate::peak_rss_bytes(),
+                    "error": summary.error,
+                    "all_rows_failed": all_failed,
+                    "warnings": warnings,
+                    "notes": notes,
+                    "resume_command": resume,
+                });
+                println!("{document}");
+            }
+            Format::Text => print_summary(summary, described, &warnings, resume.as_deref()),
+        }
+        ExitCode::from(match summary.status {
+            RunStatus::Completed if all_failed => 5,
+            RunStatus::Completed => 0,
+            RunStatus::Interrupted => 3,
+            RunStatus::Failed | RunStatus::Running => 1,
+        })
+    }
+}
+
+fn print_summary(summary: &RunSummary, described: &Described, warnings: &[String], resume: Option<&str>) {
+    let rate = summary.rows_read as f64 / summary.duration.as_secs_f64().max(1e-9);
+    println!("run {} {}", summary.run_id, summary.status);
+    println!("  pipeline: {}", described.pipeline);
+    println!("  {} rows read in {:.2} s ({rate:.0} rows/s)", summary.rows_read, summary.duration.as_secs_f64());
+    if !summary.per_sink.is_empty() {
+        let width = summary.per_sink.keys().map(String::len).max().unwrap_or(4).max(4);
+        println!("  {:<width$}  outcomes (as recorded in token_outcomes)", "sink");
+        for (sink, counts) in &summary.per_sink {
+            let outcomes: Vec<String> = counts.iter().map(|(outcome, n)| format!("{outcome} {n}")).collect();
+            let role = described.roles.get(sink).map(|r| format!("  [{}]", r.join("; "))).unwrap_or_default();
+            println!("  {sink:<width$}  {}{role}", outcomes.join(", "));
+        }
+    }
+    let outcomes: Vec<String> = summary.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("  all outcomes: {}", if outcomes.is_empty() { "none".to_owned() } else { outcomes.join(", ") });
+    if let Some(error) = &summary.error {
+        println!("  error: {error}");
+    }
+    for warning in warnings {
+        eprintln!("WARNING: {warning}");
+    }
+    if let Some(resume) = resume {
+        eprintln!("interrupted; the run is resumable. Continue it with:\n  {resume}");
     }
 }
 
@@ -140,41 +290,6 @@ fn run_options(chunk_size: usize, format: Format) -> anyhow::Result<(RunOptions,
         ..RunOptions::default()
     };
     Ok((options, bar))
-}
-
-fn report(summary: &RunSummary, format: Format) {
-    match format {
-        Format::Json => {
-            let document = serde_json::json!({
-                "run_id": summary.run_id.as_str(),
-                "status": summary.status.as_str(),
-                "rows_read": summary.rows_read,
-                "outcomes": summary.outcomes,
-                "sinks": summary.per_sink,
-                "duration_seconds": summary.duration.as_secs_f64(),
-                "peak_rss_bytes": crate::peak_rss_bytes(),
-                "error": summary.error,
-            });
-            println!("{document}");
-        }
-        Format::Text => {
-            let rate = summary.rows_read as f64 / summary.duration.as_secs_f64().max(1e-9);
-            println!("run {} {}", summary.run_id, summary.status);
-            println!("  {} rows read in {:.2} s ({rate:.0} rows/s)", summary.rows_read, summary.duration.as_secs_f64());
-            if !summary.per_sink.is_empty() {
-                println!("  {:<24} {:>10} {:>10} {:>12}", "sink", "completed", "routed", "quarantined");
-                for (sink, counts) in &summary.per_sink {
-                    let get = |k: &str| counts.get(k).copied().unwrap_or(0);
-                    println!("  {:<24} {:>10} {:>10} {:>12}", sink, get("completed"), get("routed"), get("quarantined"));
-                }
-            }
-            let outcomes: Vec<String> = summary.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            println!("  outcomes: {}", if outcomes.is_empty() { "none".to_owned() } else { outcomes.join(", ") });
-            if let Some(error) = &summary.error {
-                println!("  error: {error}");
-            }
-        }
-    }
 }
 
 /// The export configured in `landscape.export`, written when the run

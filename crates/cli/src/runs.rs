@@ -36,37 +36,68 @@ pub(crate) fn runs(landscape: &LandscapeArgs, format: Format) -> anyhow::Result<
             "started_at": render(&run.started_at),
             "completed_at": run.state.completed_at().map(|t| render(&t)),
             "rows": rows,
-            "outcomes": outcomes.iter().map(|(o, n)| (o.as_str().to_owned(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+            "pipeline": pipeline_of(run),
+            "outcomes": totals(&outcomes),
             "reproducibility_grade": run.reproducibility_grade.map(contracts::ReproducibilityGrade::as_str),
             "export_status": run.export.as_ref().map(|e| e.status.as_str()),
         }));
     }
     match format {
         Format::Json => crate::print_out(&format!("{}\n", serde_json::Value::Array(documents)))?,
-        Format::Text => {
-            let mut text = String::new();
-            if documents.is_empty() {
-                text.push_str("no runs recorded\n");
-            }
-            for (run, doc) in runs.iter().zip(&documents) {
-                let outcomes: Vec<String> =
-                    doc["outcomes"].as_object().map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect()).unwrap_or_default();
-                let ended = run.state.completed_at().map_or_else(|| "-".to_owned(), |t| render(&t));
-                let _ = writeln!(
-                    text,
-                    "{}  {:<11}  started {}  ended {}  rows {}  {}  export {}{}",
-                    run.run_id,
-                    doc["status"].as_str().unwrap_or("?"),
-                    render(&run.started_at),
-                    ended,
-                    doc["rows"],
-                    if outcomes.is_empty() { "no outcomes".to_owned() } else { outcomes.join(", ") },
-                    doc["export_status"].as_str().unwrap_or("none"),
-                    doc["note"].as_str().map(|n| format!("  ({n})")).unwrap_or_default(),
-                );
-            }
-            crate::print_out(&text)?;
-        }
+        Format::Text => crate::print_out(&table(&runs, &documents))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Terminal outcomes summed over sinks, by outcome name.
+fn totals(outcomes: &[(contracts::RowOutcome, Option<String>, u64)]) -> serde_json::Map<String, serde_json::Value> {
+    let mut totals: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (outcome, _, count) in outcomes {
+        *totals.entry(outcome.as_str()).or_insert(0) += count;
+    }
+    totals.into_iter().map(|(k, v)| (k.to_owned(), serde_json::json!(v))).collect()
+}
+
+/// What a run's pipeline was, from its stored settings: its source (and
+/// input file) and its sinks.
+fn pipeline_of(run: &Run) -> String {
+    let Ok(settings) = serde_json::from_str::<serde_json::Value>(&run.settings_json) else { return "?".to_owned() };
+    let source = settings["source"]["plugin"].as_str().unwrap_or("?");
+    let input = settings["source"]["options"]["path"].as_str().map(|p| format!(" {p}")).unwrap_or_default();
+    let sinks: Vec<&str> = settings["sinks"].as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+    format!("{source}{input} -> {}", sinks.join(", "))
+}
+
+fn table(runs: &[Run], documents: &[serde_json::Value]) -> String {
+    let mut text = String::new();
+    if documents.is_empty() {
+        text.push_str("no runs recorded\n");
+        return text;
+    }
+    let _ = writeln!(
+        text,
+        "{:<32}  {:<11}  {:<20}  {:<20}  {:>9}  {:<20}  {:<9}  pipeline",
+        "run", "status", "started", "ended", "rows", "grade", "export"
+    );
+    for (run, doc) in runs.iter().zip(documents) {
+        let outcomes: Vec<String> =
+            doc["outcomes"].as_object().map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect()).unwrap_or_default();
+        let ended = run.state.completed_at().map_or_else(|| "-".to_owned(), |t| render(&t));
+        let _ = writeln!(
+            text,
+            "{:<32}  {:<11}  {:<20}  {:<20}  {:>9}  {:<20}  {:<9}  {}",
+            run.run_id,
+            doc["status"].as_str().unwrap_or("?"),
+            render(&run.started_at),
+            ended,
+            doc["rows"],
+            doc["reproducibility_grade"].as_str().unwrap_or("-"),
+            doc["export_status"].as_str().unwrap_or("none"),
+            doc["pipeline"].as_str().unwrap_or("?"),
+        );
+        let note = doc["note"].as_str().map(|n| format!("  ({n})")).unwrap_or_default();
+        let outcomes = if outcomes.is_empty() { "none".to_owned() } else { outcomes.join(", ") };
+        let _ = writeln!(text, "{:<32}  outcomes: {outcomes}{note}", "");
+    }
+    text
 }

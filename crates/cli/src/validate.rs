@@ -49,12 +49,30 @@ fn report(settings: &Path, error: &ConfigError, format: Format) {
             eprintln!("{error}");
         }
         Format::Json => {
-            let problems: Vec<serde_json::Value> = error
-                .problems()
-                .iter()
-                .map(|p| serde_json::json!({"line": p.location.map(|l| l.0), "column": p.location.map(|l| l.1), "path": p.path, "message": p.message}))
-                .collect();
+            let problems = problems_json(error);
             println!("{}", serde_json::json!({"valid": false, "error": error.to_string(), "problems": problems}));
         }
+    }
+}
+
+/// Each problem of an invalid settings file as JSON: file, line, column,
+/// key path and message.
+pub(crate) fn problems_json(error: &ConfigError) -> Vec<serde_json::Value> {
+    match error {
+        ConfigError::Io { file, .. } => {
+            vec![serde_json::json!({"file": file.display().to_string(), "message": error.to_string()})]
+        }
+        ConfigError::Invalid { file, problems } => problems
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "file": file.display().to_string(),
+                    "line": p.location.map(|l| l.0),
+                    "column": p.location.map(|l| l.1),
+                    "path": p.path,
+                    "message": p.message,
+                })
+            })
+            .collect(),
     }
 }

@@ -154,6 +154,7 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
     add_divert_edges(&mut b, &nodes, &mut routing);
     let pipeline = order_and_number(&mut b, &nodes);
     check_contracts(&mut b);
+    check_condition_fields(&mut b);
     // The same constructors a run uses validate the plugins' options.
     let plugins = instantiate(&mut b, registry);
     if !b.problems.is_empty() {
@@ -649,6 +650,45 @@ fn check_contracts(b: &mut Builder<'_>) {
                     consumer.node_type, consumer.name, missing, producer_node.node_type, producer_node.name
                 ),
             ));
+        }
+    }
+    b.problems.extend(problems);
+}
+
+/// Step 10: a gate condition that reads `row['x']` where its rows come
+/// from a fixed schema without `x` would fail on every row; it is refused
+/// here instead of failing every token at run time.
+fn check_condition_fields(b: &mut Builder<'_>) {
+    let mut problems = Vec::new();
+    for (gate, node) in b.nodes.iter().enumerate() {
+        let NodeKind::Gate(i) = node.kind else { continue };
+        let Ok(condition) = crate::expression::Condition::parse(&b.settings.gates[i].condition) else { continue };
+        let mut producer = gate;
+        while b.nodes[producer].node_type == NodeType::Gate {
+            match b.edges.iter().find(|e| e.to == producer && e.mode != RoutingMode::Divert) {
+                Some(upstream) => producer = upstream.from,
+                None => break,
+            }
+        }
+        let schema = &b.nodes[producer].schema;
+        if producer == gate || schema.mode != SchemaMode::Fixed {
+            continue;
+        }
+        let known: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+        for field in condition.expr.fields_read() {
+            if !known.contains(&field) {
+                let hint = suggestion(&known, field);
+                problems.push(b.loaded.problem(
+                    &format!("gates[{i}].condition"),
+                    format!(
+                        "the condition reads row[{field:?}], but its rows come from {} {:?}, whose fixed schema has no such \
+                         field{hint} (fields: {}); every row would fail",
+                        b.nodes[producer].node_type,
+                        b.nodes[producer].name,
+                        known.join(", ")
+                    ),
+                ));
+            }
         }
     }
     b.problems.extend(problems);

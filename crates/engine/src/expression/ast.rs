@@ -152,6 +152,60 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The fields read as `row['name']` (which fails on a row without
+    /// them; `row.get` does not), in order of appearance.
+    pub fn fields_read(&self) -> Vec<&str> {
+        let mut fields = Vec::new();
+        self.collect_fields(&mut fields);
+        fields
+    }
+
+    fn collect_fields<'e>(&'e self, fields: &mut Vec<&'e str>) {
+        let all = |items: &'e [Expr], fields: &mut Vec<&'e str>| items.iter().for_each(|e| e.collect_fields(fields));
+        match self {
+            Expr::Subscript { base, index } => {
+                if let (Expr::Row, Expr::Literal(Literal::Str(name))) = (base.as_ref(), index.as_ref()) {
+                    if !fields.contains(&name.as_str()) {
+                        fields.push(name);
+                    }
+                }
+                base.collect_fields(fields);
+                index.collect_fields(fields);
+            }
+            Expr::Literal(_) | Expr::Row => {}
+            Expr::List(items) | Expr::Tuple(items) | Expr::Set(items) | Expr::And(items) | Expr::Or(items) => all(items, fields),
+            Expr::Call { args, .. } => all(args, fields),
+            Expr::Dict(pairs) => {
+                for (key, value) in pairs {
+                    key.collect_fields(fields);
+                    value.collect_fields(fields);
+                }
+            }
+            Expr::RowGet { key, default } => {
+                key.collect_fields(fields);
+                if let Some(default) = default {
+                    default.collect_fields(fields);
+                }
+            }
+            Expr::Neg(inner) | Expr::Pos(inner) | Expr::Not(inner) => inner.collect_fields(fields),
+            Expr::Binary { left, right, .. } => {
+                left.collect_fields(fields);
+                right.collect_fields(fields);
+            }
+            Expr::Compare { first, rest } => {
+                first.collect_fields(fields);
+                for (_, e) in rest {
+                    e.collect_fields(fields);
+                }
+            }
+            Expr::IfElse { body, test, orelse } => {
+                body.collect_fields(fields);
+                test.collect_fields(fields);
+                orelse.collect_fields(fields);
+            }
+        }
+    }
+
     /// Static boolean detection, as the reference does it.
     pub fn is_boolean(&self) -> bool {
         match self {

@@ -66,8 +66,12 @@ pub(crate) fn prepare<'r>(
     }
     recorder.resume_run(run_id, (&crate::ownership::host_name(), std::process::id()))?;
     restore(&mut processor, restored)?;
-    for (outcome, count) in processor.ctx.recorder.count_terminal_outcomes(run_id)? {
-        processor.ctx.counts.insert(outcome.as_str(), count);
+    // The summary covers the whole run, not only the part after resume.
+    for (outcome, sink, count) in processor.ctx.recorder.count_terminal_outcomes(run_id)? {
+        *processor.ctx.counts.entry(outcome.as_str()).or_insert(0) += count;
+        if let Some(sink) = sink {
+            *processor.ctx.per_sink.entry(sink).or_default().entry(outcome.as_str()).or_insert(0) += count;
+        }
     }
     Ok(processor)
 }

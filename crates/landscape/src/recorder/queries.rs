@@ -216,19 +216,21 @@ impl Recorder {
         u64::try_from(count).map_err(|_| LandscapeError::integrity("negative row count"))
     }
 
-    /// Terminal outcomes of a run, counted per outcome.
-    pub fn count_terminal_outcomes(&mut self, run_id: &RunId) -> Result<Vec<(RowOutcome, u64)>> {
-        let found: Vec<(String, i64)> = token_outcomes::table
+    /// Terminal outcomes of a run, counted per outcome and sink (`None`
+    /// for outcomes that name no sink).
+    pub fn count_terminal_outcomes(&mut self, run_id: &RunId) -> Result<Vec<(RowOutcome, Option<String>, u64)>> {
+        let found: Vec<(String, Option<String>, i64)> = token_outcomes::table
             .filter(token_outcomes::run_id.eq(run_id.as_str()))
             .filter(token_outcomes::is_terminal.eq(1))
-            .group_by(token_outcomes::outcome)
-            .select((token_outcomes::outcome, diesel::dsl::count_star()))
-            .order(token_outcomes::outcome.asc())
+            .group_by((token_outcomes::outcome, token_outcomes::sink_name))
+            .select((token_outcomes::outcome, token_outcomes::sink_name, diesel::dsl::count_star()))
+            .order((token_outcomes::outcome.asc(), token_outcomes::sink_name.asc()))
             .load(self.conn()?)?;
         found
             .into_iter()
-            .map(|(outcome, count)| {
-                Ok((outcome.parse()?, u64::try_from(count).map_err(|_| LandscapeError::integrity("negative outcome count"))?))
+            .map(|(outcome, sink, count)| {
+                let count = u64::try_from(count).map_err(|_| LandscapeError::integrity("negative outcome count"))?;
+                Ok((outcome.parse()?, sink, count))
             })
             .collect()
     }
