@@ -160,14 +160,33 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Exports the audit trail of the gate run just made, then explains its
-/// middle row; returns the report lines.
+/// The signing key of the bench's exports (long enough to be accepted).
+const BENCH_KEY: &str = "bench-signing-key-not-a-secret";
+
+/// Verifies the export just written: records/s and the verifier's peak RSS
+/// (it streams the file, so this must not grow with the run).
+fn verify_export(dir: &Path) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
+        .current_dir(dir)
+        .env("ELSPETH_SIGNING_KEY", BENCH_KEY)
+        .args(["verify", "export.jsonl", "--format", "json"])
+        .output()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    anyhow::ensure!(output.status.success(), "verify failed: {}", String::from_utf8_lossy(&output.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let records = report["records"].as_f64().unwrap_or(0.0);
+    Ok((records / elapsed, report["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0))
+}
+
+/// Exports the audit trail of the gate run just made, verifies it, then
+/// explains its middle row; returns the report lines.
 fn export_and_explain(size: u64, explain_baseline: &mut Option<f64>) -> anyhow::Result<String> {
     let dir = bench_root().join("runs").join("gate-file");
     let started = Instant::now();
     let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
         .current_dir(&dir)
-        .env("ELSPETH_SIGNING_KEY", "bench-key")
+        .env("ELSPETH_SIGNING_KEY", BENCH_KEY)
         .args(["export", "--run", "latest", "--database", "sqlite:///audit.db", "--output", "export.jsonl", "--sign"])
         .output()?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -176,10 +195,12 @@ fn export_and_explain(size: u64, explain_baseline: &mut Option<f64>) -> anyhow::
     let records: f64 =
         text.split_whitespace().skip_while(|w| !w.ends_with(':')).nth(1).and_then(|n| n.parse().ok()).unwrap_or(0.0);
     let rss = text.split("peak RSS ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or("?");
+    let (verify_rate, verify_rss) = verify_export(&dir)?;
     let explain_ms = explain_middle_row(&dir, size)?;
     let baseline = *explain_baseline.get_or_insert(explain_ms);
     Ok(format!(
-        "  {size:>9} rows: {records:>10.0} records, {:>10.0} records/s, peak RSS {rss} MB; \
+        "  {size:>9} rows: {records:>10.0} records, export {:>8.0} records/s, peak RSS {rss} MB; \
+         verify {verify_rate:>8.0} records/s, peak RSS {verify_rss:.1} MB; \
          explain of row {} {explain_ms:.0} ms (whole process, {:.2}x the smallest run's)",
         records / elapsed,
         size / 2,

@@ -87,7 +87,13 @@ pub(crate) fn verify(path: &Path, allow_unsigned: bool, out: Format) -> anyhow::
                 ),
                 Format::Json => println!(
                     "{}",
-                    serde_json::json!({"valid": true, "records": report.records, "signed": report.signed, "final_hash": report.final_hash})
+                    serde_json::json!({
+                        "valid": true,
+                        "records": report.records,
+                        "signed": report.signed,
+                        "final_hash": report.final_hash,
+                        "peak_rss_bytes": crate::peak_rss_bytes(),
+                    })
                 ),
             }
             Ok(ExitCode::SUCCESS)
