@@ -86,8 +86,10 @@ enum Command {
     /// as a run would build it, and nothing is read or written.
     ///
     /// Exit codes: 0 completed, 1 invalid settings or failed run, 3
-    /// interrupted (Ctrl-C / SIGTERM; resumable), 4 the audit trail itself
-    /// could not be written.
+    /// interrupted (Ctrl-C / SIGTERM; resumable, the resume command is
+    /// printed), 4 the audit trail itself could not be opened or written, 5
+    /// completed but every row failed (none reached a sink). With --format
+    /// json, stdout holds exactly one JSON document whatever happens.
     Run {
         /// The pipeline's settings.yaml.
         #[arg(long, short)]
