@@ -71,6 +71,19 @@ pub(crate) fn ms(elapsed: std::time::Duration) -> f64 {
     elapsed.as_secs_f64() * 1000.0
 }
 
+/// The node state a visit of `token` to `node` opens.
+fn new_state<'a>(
+    graph: &'a Graph,
+    token: &'a Token,
+    node: NodeIdx,
+    attempt: u32,
+    input_hash: ContentHash,
+    context_before_json: Option<String>,
+) -> NewNodeState<'a> {
+    let graph_node = &graph.nodes[node];
+    NewNodeState { token, node_id: &graph_node.id, step_index: graph_node.step, attempt, input_hash, context_before_json }
+}
+
 /// Runs plugin code; a panic in it becomes a contract error, so the engine
 /// records the failed state (and batch) before the run stops instead of
 /// unwinding past the audit trail.
@@ -117,15 +130,7 @@ impl RunContext<'_> {
         completion: StateCompletion,
         duration_ms: f64,
     ) -> Result<NodeState, EngineError> {
-        let graph_node = &self.graph.nodes[node];
-        let new = NewNodeState {
-            token,
-            node_id: &graph_node.id,
-            step_index: graph_node.step,
-            attempt,
-            input_hash,
-            context_before_json: None,
-        };
+        let new = new_state(&self.graph, token, node, attempt, input_hash, None);
         Ok(self.recorder.record_node_state(new, completion, duration_ms)?)
     }
 
