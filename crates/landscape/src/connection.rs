@@ -221,7 +221,7 @@ fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
             // a new database.
             sqlite.batch_execute(&format!(
                 "PRAGMA page_size = 8192; {journal} PRAGMA foreign_keys = ON; \
-                 PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;"
+                 PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;"
             ))?;
         }
         DbConnection::Postgresql(pg) => {

@@ -228,7 +228,7 @@ impl AggregationExecutor {
         let waited = now.saturating_duration_since(flush.started);
         if flush.job.is_none() {
             let context = canonical_json(&serde_json::json!({"job": job, "batch_id": flush.batch.batch_id.as_str()}))?;
-            ctx.recorder.complete_node_state(
+            ctx.recorder.end_node_state(
                 &flush.state_id,
                 &StateCompletion::Pending { context_after_json: Some(context) },
                 ms(waited),
@@ -323,7 +323,7 @@ fn finish(
             }
             let list = Value::List(rows.into_iter().map(Value::Object).collect());
             let output_hash = stable_hash(&list)?;
-            ctx.recorder.complete_node_state(
+            ctx.recorder.end_node_state(
                 &state_id,
                 &StateCompletion::Completed { output_hash, context_after_json: context_json, success_reason_json: None },
                 duration,
@@ -379,7 +379,7 @@ fn fail_flush(
 ) -> Result<(), EngineError> {
     let error_json = canonical_json(error)?;
     let hash = error_hash(&error_json);
-    ctx.recorder.complete_node_state(
+    ctx.recorder.end_node_state(
         state_id,
         &StateCompletion::Failed { error_json, output_hash: None, context_after_json },
         duration,

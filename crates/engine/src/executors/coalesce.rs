@@ -285,7 +285,7 @@ impl CoalesceExecutor {
                 success_reason_json: None,
             };
             let waited = ms(ctx.clock.now().saturating_duration_since(arrival.arrived_at));
-            ctx.recorder.complete_node_state(&arrival.state_id, &completion, waited)?;
+            ctx.recorder.end_node_state(&arrival.state_id, &completion, waited)?;
             ctx.outcome(&arrival.token, OutcomeDetail::Coalesced { join_group_id: join_group_id.clone() }, Some(&metadata))?;
         }
         ctx.route_from(Work { token: joined, row: merged_row, hash: merged_hash, at: node, fork_group: None }, node, out)
@@ -306,7 +306,7 @@ impl CoalesceExecutor {
         for (node, state_id, waited) in to_park {
             let context = serde_json::json!({"waiting_at": ctx.graph.nodes[node].name, "reason": "run interrupted"});
             let completion = StateCompletion::Pending { context_after_json: Some(canonical_json(&context)?) };
-            ctx.recorder.complete_node_state(&state_id, &completion, ms(waited))?;
+            ctx.recorder.end_node_state(&state_id, &completion, ms(waited))?;
         }
         Ok(())
     }
@@ -329,7 +329,7 @@ fn fail_arrivals(ctx: &mut RunContext<'_>, arrivals: Vec<Arrival>, error: &serde
     for arrival in arrivals {
         let completion = StateCompletion::Failed { error_json: error_json.clone(), output_hash: None, context_after_json: None };
         let waited = ms(ctx.clock.now().saturating_duration_since(arrival.arrived_at));
-        ctx.recorder.complete_node_state(&arrival.state_id, &completion, waited)?;
+        ctx.recorder.end_node_state(&arrival.state_id, &completion, waited)?;
         ctx.outcome(&arrival.token, OutcomeDetail::Failed { error_hash: hash.clone(), batch_id: None }, None)?;
     }
     Ok(())

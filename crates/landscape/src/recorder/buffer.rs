@@ -15,28 +15,38 @@ use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
 use crate::schema::{node_states, routing_events, rows, token_outcomes, tokens};
 
-/// Rows per INSERT statement. Statements of exactly this many rows have a
-/// fixed shape, so diesel prepares each once and caches it; only the last,
-/// shorter statement of a flush is prepared anew.
-const CHUNK: usize = 64;
+/// Inserts the values in `$values` (a `VecDeque`) that fill whole
+/// statements of `$n` rows, through the cached statement of that size.
+macro_rules! insert_fixed {
+    ($conn:expr, $table:path, $values:expr, $n:literal) => {{
+        let mut affected = 0_usize;
+        while $values.len() >= $n {
+            let chunk: Vec<_> = $values.drain(..$n).collect();
+            let Ok(full) = <Box<[_; $n]>>::try_from(chunk.into_boxed_slice()) else {
+                return Err(LandscapeError::integrity("an insert chunk of the wrong size"));
+            };
+            affected += crate::on_backend!(&mut *$conn, |c| diesel::insert_into($table).values(*full).execute(c))?;
+        }
+        affected
+    }};
+}
 
 /// Inserts `items` (mapped to value tuples by the closure) into `table`:
-/// full chunks through the cached fixed-size statement, the rest in one
-/// statement. Evaluates to the rows affected.
+/// full chunks of 64 rows, then the rest in statements of 32, 16, 8, 4, 2
+/// and 1 rows — every statement of a fixed size, so none is prepared anew
+/// per flush (a unit flushed once per forked row would otherwise prepare a
+/// statement of a new size every time). Evaluates to the rows affected.
 macro_rules! insert_all {
     ($conn:expr, $table:path, $items:expr, |$item:pat_param| $values:expr) => {{
         let insert = || -> Result<usize> {
-            let mut affected = 0_usize;
-            let mut items = $items.into_iter().peekable();
-            while items.peek().is_some() {
-                let values: Vec<_> = items.by_ref().take(CHUNK).map(|$item| $values).collect();
-                affected += match <Box<[_; CHUNK]>>::try_from(values.into_boxed_slice()) {
-                    Ok(full) => crate::on_backend!(&mut *$conn, |c| diesel::insert_into($table).values(*full).execute(c))?,
-                    Err(rest) => {
-                        crate::on_backend!(&mut *$conn, |c| diesel::insert_into($table).values(rest.into_vec()).execute(c))?
-                    }
-                };
-            }
+            let mut values: std::collections::VecDeque<_> = $items.into_iter().map(|$item| $values).collect();
+            let mut affected = insert_fixed!($conn, $table, values, 64);
+            affected += insert_fixed!($conn, $table, values, 32);
+            affected += insert_fixed!($conn, $table, values, 16);
+            affected += insert_fixed!($conn, $table, values, 8);
+            affected += insert_fixed!($conn, $table, values, 4);
+            affected += insert_fixed!($conn, $table, values, 2);
+            affected += insert_fixed!($conn, $table, values, 1);
             Ok(affected)
         };
         insert()

@@ -295,8 +295,18 @@ impl Recorder {
         self.in_unit
     }
 
-    /// Runs `f` atomically (a transaction, or a savepoint inside a unit).
+    /// Runs `f` atomically. Outside a unit: in its own transaction. Inside a
+    /// unit the unit is the transaction: a failure poisons it, so nothing of
+    /// it can commit (a savepoint here would cost SQLite a statement-journal
+    /// write per page touched, on every fork, expansion and join).
     fn atomic<T>(&mut self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        if self.in_unit {
+            let result = f(self.conn()?);
+            if let Err(error) = &result {
+                self.poisoned.get_or_insert(LandscapeError::InvalidWrite(format!("an earlier write of this unit failed: {error}")));
+            }
+            return result;
+        }
         self.conn()?.transaction(f)
     }
 

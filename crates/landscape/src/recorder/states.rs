@@ -104,21 +104,36 @@ impl Recorder {
         Ok(state_of(common, completion, at, duration_ms))
     }
 
-    /// Ends (or pauses) an open or pending state. Any other transition is
-    /// refused and nothing is written.
+    /// Ends (or pauses) an open or pending state and returns it as now
+    /// recorded. Any other transition is refused and nothing is written.
     pub fn complete_node_state(
         &mut self,
         state_id: &StateId,
         completion: &StateCompletion,
         duration_ms: f64,
     ) -> Result<NodeState> {
+        self.end_node_state(state_id, completion, duration_ms)?;
+        self.get_node_state(state_id)
+    }
+
+    /// [`Recorder::complete_node_state`] without reading the state back
+    /// (the engine's hot path: it knows what it wrote).
+    pub fn end_node_state(&mut self, state_id: &StateId, completion: &StateCompletion, duration_ms: f64) -> Result<()> {
         let duration_ms = check_duration(duration_ms)?;
         let target = completion.status();
-        let from: Vec<&str> = NodeStateStatus::ALL.iter().filter(|s| s.can_transition_to(target)).map(|s| s.as_str()).collect();
+        // The states `target` may follow, as a fixed two-value filter (a
+        // statement of fixed shape is prepared once); a third is unused.
+        let mut from = NodeStateStatus::ALL.iter().filter(|s| s.can_transition_to(target)).map(|s| s.as_str());
+        let (first, second) = (from.next().unwrap_or(""), from.next().unwrap_or(""));
+        if from.next().is_some() {
+            return Err(LandscapeError::integrity(format!("{target} follows more than two states")));
+        }
         let (_, naive) = now();
         let (output_hash, error_json, success_reason_json, context_after_json) = completion_columns(completion);
         let affected = diesel::update(
-            node_states::table.filter(node_states::state_id.eq(state_id.as_str())).filter(node_states::status.eq_any(&from)),
+            node_states::table
+                .filter(node_states::state_id.eq(state_id.as_str()))
+                .filter(node_states::status.eq(first).or(node_states::status.eq(second))),
         )
         .set((
             node_states::status.eq(target.as_str()),
@@ -137,8 +152,7 @@ impl Recorder {
                 current.status()
             )));
         }
-        ensure_one(affected, || format!("completion of node state {state_id}"))?;
-        self.get_node_state(state_id)
+        ensure_one(affected, || format!("completion of node state {state_id}"))
     }
 
     /// Records one routing decision: one event per edge, sharing a group id,

@@ -249,7 +249,10 @@ fn check_parent(conn: &mut DbConnection, parent: &Token) -> Result<()> {
     let found: Option<(String, String)> = tokens::table
         .filter(tokens::token_id.eq(parent.token_id.as_str()))
         .select((tokens::row_id, tokens::run_id))
-        .first(conn)
+        // By primary key, so at most one row; without LIMIT's bound
+        // parameter SQLite keeps the prepared statement instead of
+        // preparing it again on every call.
+        .get_result(conn)
         .optional()?;
     match found {
         Some((row_id, run_id)) if row_id == parent.row_id.as_str() && run_id == parent.run_id.as_str() => Ok(()),
