@@ -216,3 +216,29 @@ fn without_execute_run_is_a_dry_run() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("dry run"));
     assert!(!dir.path().join("examples/threshold_gate/output").exists());
 }
+
+#[test]
+fn sink_names_and_route_labels_keep_their_case() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("input.csv"), "id,amount\n1,5\n2,500\n").expect("input");
+    std::fs::write(
+        dir.path().join("settings.yaml"),
+        "source:\n  plugin: csv\n  on_success: gate_in\n  options: {path: input.csv, schema: {mode: fixed, fields: ['id: int', 'amount: int']}, on_validation_failure: discard}\n\
+         gates:\n- name: Review\n  input: gate_in\n  condition: \"'Big' if row['amount'] > 100 else 'Small'\"\n  routes: {Big: Approved, Small: Rejected}\n\
+         sinks:\n  Approved:\n    plugin: csv\n    on_write_failure: discard\n    options: {path: out/approved.csv, schema: {mode: observed}}\n\
+         \x20 Rejected:\n    plugin: csv\n    on_write_failure: discard\n    options: {path: out/rejected.csv, schema: {mode: observed}}\n\
+         landscape: {url: 'sqlite:///audit.db'}\n",
+    )
+    .expect("settings");
+    let output = tests::elspeth_in(dir.path(), &["run", "--settings", "settings.yaml", "--execute", "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(summary["sinks"]["Approved"]["routed"], 1);
+    assert_eq!(summary["sinks"]["Rejected"]["routed"], 1);
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE sink_name = 'Approved'").expect("query"),
+        1
+    );
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM edges WHERE label IN ('Big', 'Small')").expect("query"), 2);
+}

@@ -148,7 +148,7 @@ pub fn build(loaded: &LoadedSettings, registry: &dyn PluginRegistry) -> Result<(
     let branch_coalesce = claim_branches(&mut b, &nodes);
     let (producers, fork_owner) = find_producers(&mut b, &nodes, &branch_coalesce);
     let consumers = find_consumers(&mut b, &nodes, &branch_coalesce);
-    check_connections(&mut b, &producers, &consumers);
+    check_connections(&mut b, &producers, &consumers, &nodes.sinks);
     let mut routing = connect(&mut b, &nodes, &consumers, &branch_coalesce);
     check_branches_forked(&mut b, &branch_coalesce, &fork_owner);
     add_divert_edges(&mut b, &nodes, &mut routing);
@@ -417,7 +417,7 @@ fn find_consumers(b: &mut Builder<'_>, nodes: &NodesBySettings, branch_coalesce:
 }
 
 /// Step 5: every consumed connection has a producer; every produced one a consumer.
-fn check_connections(b: &mut Builder<'_>, producers: &Producers, consumers: &Consumers) {
+fn check_connections(b: &mut Builder<'_>, producers: &Producers, consumers: &Consumers, sinks: &IndexMap<String, NodeIdx>) {
     let produced: Vec<&str> = producers.keys().map(String::as_str).collect();
     for (connection, (_, path)) in consumers {
         if !producers.contains_key(connection) {
@@ -425,7 +425,9 @@ fn check_connections(b: &mut Builder<'_>, producers: &Producers, consumers: &Con
             b.problem(path, format!("nothing produces connection {connection:?}{hint}"));
         }
     }
-    let consumed: Vec<&str> = consumers.keys().map(String::as_str).collect();
+    // A route to a misspelt (or differently cased) sink is a produced
+    // connection nobody consumes: sinks are suggested too.
+    let consumed: Vec<&str> = consumers.keys().chain(sinks.keys()).map(String::as_str).collect();
     for (connection, (_, _, path)) in producers {
         if !consumers.contains_key(connection) {
             let hint = suggestion(&consumed, connection);

@@ -49,8 +49,19 @@ pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
         let location = location.or_else(|| super::locate::locate(text, &path));
         invalid(ConfigProblem { location, path, message })
     })?;
-    let mut json = serde_json::to_value(&settings).map_err(|e| invalid(ConfigProblem::new("", e.to_string())))?;
+    // JSON (and so the stored settings and every plugin's options) has no
+    // infinity or NaN: name each such value where it was written.
     let mut problems = Vec::new();
+    if let Ok(document) = serde_norway::from_str::<serde_norway::Value>(text) {
+        non_finite_numbers(&document, "", &mut problems);
+    }
+    if !problems.is_empty() {
+        for problem in &mut problems {
+            problem.location = super::locate::locate(text, &problem.path);
+        }
+        return Err(ConfigError::Invalid { file: file.to_path_buf(), problems });
+    }
+    let mut json = serde_json::to_value(&settings).map_err(|e| invalid(ConfigProblem::new("", e.to_string())))?;
     interpolate(&mut json, "", env, &mut problems);
     if !problems.is_empty() {
         for problem in &mut problems {
@@ -77,6 +88,31 @@ fn explain_serde_message(message: &str) -> String {
     message
         .replace("invalid type: boolean `true`, expected a string", "expected a string; quote YAML booleans ('true')")
         .replace("invalid type: boolean `false`, expected a string", "expected a string; quote YAML booleans ('false')")
+}
+
+/// Every number in the document that is infinite or NaN, by settings path.
+fn non_finite_numbers(value: &serde_norway::Value, path: &str, problems: &mut Vec<ConfigProblem>) {
+    match value {
+        serde_norway::Value::Number(number) => {
+            if number.as_f64().is_some_and(|f| !f.is_finite()) {
+                problems.push(ConfigProblem::new(path, format!("{number} is not a finite number; give a finite value")));
+            }
+        }
+        serde_norway::Value::Sequence(items) => {
+            for (idx, item) in items.iter().enumerate() {
+                non_finite_numbers(item, &format!("{path}[{idx}]"), problems);
+            }
+        }
+        serde_norway::Value::Mapping(map) => {
+            for (key, item) in map {
+                let key = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
+                let child = if path.is_empty() { key } else { format!("{path}.{key}") };
+                non_finite_numbers(item, &child, problems);
+            }
+        }
+        serde_norway::Value::Tagged(tagged) => non_finite_numbers(&tagged.value, path, problems),
+        serde_norway::Value::Null | serde_norway::Value::Bool(_) | serde_norway::Value::String(_) => {}
+    }
 }
 
 fn interpolate(

@@ -112,10 +112,9 @@ fn check_names(s: &Settings, push: Push<'_>) {
     }
     for name in s.sinks.keys() {
         let path = format!("sinks.{name}");
+        // Sink names keep their case as written (`Approved` is a name).
         if let Some(message) = name_error("sink name", name, 38, false) {
             push(path.clone(), message);
-        } else if name.chars().any(|c| c.is_ascii_uppercase()) {
-            push(path.clone(), format!("sink name {name:?} must be lower-case"));
         }
         names.push((path, name.clone()));
     }

@@ -303,7 +303,8 @@ impl Recorder {
         if self.in_unit {
             let result = f(self.conn()?);
             if let Err(error) = &result {
-                self.poisoned.get_or_insert(LandscapeError::InvalidWrite(format!("an earlier write of this unit failed: {error}")));
+                self.poisoned
+                    .get_or_insert(LandscapeError::InvalidWrite(format!("an earlier write of this unit failed: {error}")));
             }
             return result;
         }
