@@ -236,9 +236,6 @@ fn sink_names_and_route_labels_keep_their_case() {
     assert_eq!(summary["sinks"]["Approved"]["routed"], 1);
     assert_eq!(summary["sinks"]["Rejected"]["routed"], 1);
     let mut db = landscape_at(dir.path(), "audit.db");
-    assert_eq!(
-        query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE sink_name = 'Approved'").expect("query"),
-        1
-    );
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE sink_name = 'Approved'").expect("query"), 1);
     assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM edges WHERE label IN ('Big', 'Small')").expect("query"), 2);
 }

@@ -5,7 +5,7 @@
 use indexmap::IndexMap;
 
 use contracts::plugin::{BatchTransform, PluginRegistry, Sink, Source, Transform};
-use contracts::schema::{SchemaConfig, SchemaMode};
+use contracts::schema::{FieldType, SchemaConfig, SchemaMode};
 use contracts::{canonical_json, sha256_hex, NodeId, NodeType, RoutingMode};
 
 use super::order::{reachable, topological};
@@ -616,10 +616,6 @@ fn check_contracts(b: &mut Builder<'_>) {
         if !matches!(consumer.node_type, NodeType::Transform | NodeType::Aggregation | NodeType::Sink) {
             continue;
         }
-        let required = explicit_requirements(b.settings, consumer);
-        if required.is_empty() {
-            continue;
-        }
         let mut producer = edge.from;
         while b.nodes[producer].node_type == NodeType::Gate {
             match b.edges.iter().find(|e| e.to == producer && e.mode != RoutingMode::Divert) {
@@ -631,6 +627,13 @@ fn check_contracts(b: &mut Builder<'_>) {
         if matches!(producer_node.node_type, NodeType::Coalesce | NodeType::Gate) {
             continue;
         }
+        let path = match &consumer.kind {
+            NodeKind::Transform(i) => format!("transforms[{i}]"),
+            NodeKind::Aggregation(i) => format!("aggregations[{i}]"),
+            NodeKind::Sink(name) => format!("sinks.{name}"),
+            NodeKind::Source | NodeKind::Gate(_) | NodeKind::Coalesce(_) => String::new(),
+        };
+        let required = explicit_requirements(b.settings, consumer);
         let guaranteed = producer_node.schema.guaranteed();
         let missing: Vec<&String> = required.iter().filter(|f| !guaranteed.contains(f)).collect();
         if !missing.is_empty() {
@@ -638,12 +641,6 @@ fn check_contracts(b: &mut Builder<'_>) {
                 " (an observed schema guarantees nothing unless it lists guaranteed_fields)"
             } else {
                 ""
-            };
-            let path = match &consumer.kind {
-                NodeKind::Transform(i) => format!("transforms[{i}]"),
-                NodeKind::Aggregation(i) => format!("aggregations[{i}]"),
-                NodeKind::Sink(name) => format!("sinks.{name}"),
-                NodeKind::Source | NodeKind::Gate(_) | NodeKind::Coalesce(_) => String::new(),
             };
             problems.push(b.loaded.problem(
                 &path,
@@ -653,8 +650,39 @@ fn check_contracts(b: &mut Builder<'_>) {
                 ),
             ));
         }
+        for (field, wanted, given) in type_conflicts(&producer_node.schema, &consumer.schema) {
+            problems.push(b.loaded.problem(
+                &path,
+                format!(
+                    "schema contract violation: {} {:?} declares {field}: {wanted}, but {} {:?} declares {field}: {given}",
+                    consumer.node_type, consumer.name, producer_node.node_type, producer_node.name
+                ),
+            ));
+        }
     }
     b.problems.extend(problems);
+}
+
+/// Fields both schemas declare (neither observed) with types that do not
+/// fit: `(field, consumer's type, producer's type)`. `any` fits everything
+/// and an int fits a float.
+fn type_conflicts(producer: &SchemaConfig, consumer: &SchemaConfig) -> Vec<(String, &'static str, &'static str)> {
+    if producer.mode == SchemaMode::Observed || consumer.mode == SchemaMode::Observed {
+        return Vec::new();
+    }
+    consumer
+        .fields
+        .iter()
+        .filter_map(|wanted| {
+            let given = producer.fields.iter().find(|f| f.name == wanted.name)?;
+            let fits = wanted.field_type == given.field_type
+                || matches!(
+                    (wanted.field_type, given.field_type),
+                    (FieldType::Any, _) | (_, FieldType::Any) | (FieldType::Float, FieldType::Int)
+                );
+            (!fits).then(|| (wanted.name.clone(), wanted.field_type.as_str(), given.field_type.as_str()))
+        })
+        .collect()
 }
 
 /// Step 10: a gate condition that reads `row['x']` where its rows come
