@@ -179,7 +179,71 @@ fn open_parsed(url: &str, parsed: &DatabaseUrl, create: Create) -> Result<DbConn
     }
     configure(&mut connection, parsed)?;
     migrate(&mut connection)?;
+    check_columns(&mut connection)?;
     Ok(connection)
+}
+
+#[derive(diesel::QueryableByName)]
+struct ColumnName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+/// The column names of every Landscape table as the database has them (an
+/// absent table has none).
+fn columns_of(connection: &mut DbConnection) -> Result<std::collections::BTreeMap<&'static str, Vec<String>>> {
+    let mut found = std::collections::BTreeMap::new();
+    for table in LANDSCAPE_TABLES {
+        let rows: Vec<ColumnName> = match connection {
+            DbConnection::Sqlite(sqlite) => diesel::sql_query(format!("SELECT name FROM pragma_table_info('{table}')")).load(sqlite)?,
+            DbConnection::Postgresql(pg) => diesel::sql_query(
+                "SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
+            )
+            .bind::<diesel::sql_types::Text, _>(*table)
+            .load(pg)?,
+        };
+        found.insert(*table, rows.into_iter().map(|r| r.name).collect());
+    }
+    Ok(found)
+}
+
+/// What this build's migrations create, read once from a fresh in-memory
+/// Landscape.
+fn expected_columns() -> Result<&'static std::collections::BTreeMap<&'static str, Vec<String>>> {
+    static EXPECTED: std::sync::OnceLock<std::collections::BTreeMap<&'static str, Vec<String>>> = std::sync::OnceLock::new();
+    if let Some(expected) = EXPECTED.get() {
+        return Ok(expected);
+    }
+    let mut fresh = DbConnection::Sqlite(
+        SqliteConnection::establish(":memory:").map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?,
+    );
+    migrate(&mut fresh)?;
+    let columns = columns_of(&mut fresh)?;
+    Ok(EXPECTED.get_or_init(|| columns))
+}
+
+/// Every table and column this build writes must be there: a Landscape of
+/// an older or altered schema is refused naming what it lacks, before any
+/// work starts.
+fn check_columns(connection: &mut DbConnection) -> Result<()> {
+    let expected = expected_columns()?;
+    let found = columns_of(connection)?;
+    let mut missing = Vec::new();
+    for (table, columns) in expected {
+        let have = found.get(table).map(Vec::as_slice).unwrap_or_default();
+        if have.is_empty() {
+            missing.push(format!("table {table}"));
+            continue;
+        }
+        missing.extend(columns.iter().filter(|c| !have.contains(c)).map(|c| format!("column {table}.{c}")));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(LandscapeError::IncompatibleSchema(format!(
+        "the Landscape lacks {} that this build writes; it was made by an older or altered schema",
+        missing.join(", ")
+    )))
 }
 
 /// A database without our schema may be empty, nothing else: Landscape

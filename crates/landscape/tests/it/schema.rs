@@ -31,6 +31,23 @@ fn a_foreign_landscape_is_refused_not_upgraded() {
 }
 
 #[test]
+fn a_landscape_missing_tables_or_columns_is_refused_naming_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:///{}", dir.path().join("altered.db").display());
+    {
+        let mut connection = open(&url).expect("opens");
+        landscape::connection::execute_raw(&mut connection, "PRAGMA foreign_keys = OFF").expect("pragma");
+        landscape::connection::execute_raw(&mut connection, "DROP TABLE secret_resolutions").expect("drop a table");
+        landscape::connection::execute_raw(&mut connection, "ALTER TABLE runs DROP COLUMN export_format").expect("drop a column");
+    }
+    let error = open(&url).err().expect("an altered Landscape must be refused");
+    assert!(matches!(error, LandscapeError::IncompatibleSchema(_)), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("table secret_resolutions") && message.contains("column runs.export_format"), "{message}");
+    assert!(message.contains("altered.db"), "names the database: {message}");
+}
+
+#[test]
 fn a_newer_landscape_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite:///{}", dir.path().join("newer.db").display());
