@@ -1,5 +1,5 @@
 //! The write buffer of a unit of work: the hot-path records (rows, tokens,
-//! completed node states, routing events, token outcomes) are collected and
+//! parent links, node states, routing events, token outcomes) are collected and
 //! written as multi-row inserts, in foreign-key order, before any other
 //! statement runs and before the unit commits. Outside a unit nothing is
 //! buffered. A constraint violation found at flush (a second terminal
@@ -13,7 +13,7 @@ use contracts::records::{RoutingEvent, Token};
 use super::{i32_of, is_unique_violation};
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
-use crate::schema::{node_states, routing_events, rows, token_outcomes, tokens};
+use crate::schema::{node_states, routing_events, rows, token_outcomes, token_parents, tokens};
 
 /// Inserts the values in `$values` (a `VecDeque`) that fill whole
 /// statements of `$n` rows, through the cached statement of that size.
@@ -64,9 +64,9 @@ pub(crate) struct RowInsert {
 }
 
 pub(crate) struct TokenInsert {
-    token_id: String,
-    row_id: String,
-    run_id: String,
+    pub(crate) token_id: String,
+    pub(crate) row_id: String,
+    pub(crate) run_id: String,
     fork_group_id: Option<String>,
     join_group_id: Option<String>,
     expand_group_id: Option<String>,
@@ -156,10 +156,18 @@ pub(crate) struct OutcomeInsert {
     pub(crate) expected_branches_json: Option<String>,
 }
 
+/// A parent link of a forked, expanded, joined or batch-output token.
+pub(crate) struct ParentInsert {
+    pub(crate) token_id: String,
+    pub(crate) parent_token_id: String,
+    pub(crate) ordinal: i32,
+}
+
 #[derive(Default)]
 pub(crate) struct WriteBuffer {
     pub(crate) rows: Vec<RowInsert>,
     pub(crate) tokens: Vec<TokenInsert>,
+    pub(crate) parents: Vec<ParentInsert>,
     pub(crate) states: Vec<StateInsert>,
     pub(crate) events: Vec<EventInsert>,
     pub(crate) outcomes: Vec<OutcomeInsert>,
@@ -169,6 +177,7 @@ impl WriteBuffer {
     pub(crate) fn is_empty(&self) -> bool {
         self.rows.is_empty()
             && self.tokens.is_empty()
+            && self.parents.is_empty()
             && self.states.is_empty()
             && self.events.is_empty()
             && self.outcomes.is_empty()
@@ -176,11 +185,22 @@ impl WriteBuffer {
 
     /// Records held.
     pub(crate) fn len(&self) -> usize {
-        self.rows.len() + self.tokens.len() + self.states.len() + self.events.len() + self.outcomes.len()
+        self.rows.len() + self.tokens.len() + self.parents.len() + self.states.len() + self.events.len() + self.outcomes.len()
     }
 
     pub(crate) fn clear(&mut self) {
         *self = WriteBuffer::default();
+    }
+
+    /// A token this buffer will write, with its row and run (searched from
+    /// the newest: a fork's or join's parents were mostly just made).
+    pub(crate) fn token(&self, token_id: &str) -> Option<&TokenInsert> {
+        self.tokens.iter().rev().find(|t| t.token_id == token_id)
+    }
+
+    /// A node state this buffer will write, to complete it in place.
+    pub(crate) fn state_mut(&mut self, state_id: &str) -> Option<&mut StateInsert> {
+        self.states.iter_mut().rev().find(|s| s.state_id == state_id)
     }
 
     /// Writes everything, parents before children.
@@ -188,7 +208,7 @@ impl WriteBuffer {
         if self.is_empty() {
             return Ok(());
         }
-        let WriteBuffer { rows, tokens, states, events, outcomes } = std::mem::take(self);
+        let WriteBuffer { rows, tokens, parents, states, events, outcomes } = std::mem::take(self);
         let expected = rows.len();
         let affected = insert_all!(conn, rows::table, rows, |r| (
             rows::row_id.eq(r.row_id),
@@ -214,6 +234,14 @@ impl WriteBuffer {
             tokens::created_at.eq(t.created_at),
         ))?;
         expect_all(affected, expected, "tokens")?;
+
+        let expected = parents.len();
+        let affected = insert_all!(conn, token_parents::table, parents, |p| (
+            token_parents::token_id.eq(p.token_id),
+            token_parents::parent_token_id.eq(p.parent_token_id),
+            token_parents::ordinal.eq(p.ordinal),
+        ))?;
+        expect_all(affected, expected, "token parents")?;
 
         let expected = states.len();
         let affected = insert_all!(conn, node_states::table, states, |s| (

@@ -62,7 +62,29 @@ impl Recorder {
     /// Opens a node state.
     pub fn begin_node_state(&mut self, new: NewNodeState<'_>) -> Result<NodeState> {
         let common = common_of(new);
-        insert_state(self.conn()?, &common, NodeStateStatus::Open, None, None, None)?;
+        if self.in_unit {
+            self.buffer.states.push(super::buffer::StateInsert {
+                state_id: common.state_id.as_str().to_owned(),
+                token_id: common.token_id.as_str().to_owned(),
+                run_id: common.run_id.as_str().to_owned(),
+                node_id: common.node_id.as_str().to_owned(),
+                step_index: i32_of("step_index", common.step_index)?,
+                attempt: i32_of("attempt", common.attempt)?,
+                status: NodeStateStatus::Open.as_str(),
+                input_hash: common.input_hash.as_str().to_owned(),
+                output_hash: None,
+                context_before_json: common.context_before_json.clone(),
+                context_after_json: None,
+                duration_ms: None,
+                error_json: None,
+                success_reason_json: None,
+                started_at: common.started_at.naive_utc(),
+                completed_at: None,
+            });
+            self.buffered();
+        } else {
+            insert_state(self.conn()?, &common, NodeStateStatus::Open, None, None, None)?;
+        }
         Ok(NodeState::Open { common })
     }
 
@@ -121,6 +143,25 @@ impl Recorder {
     pub fn end_node_state(&mut self, state_id: &StateId, completion: &StateCompletion, duration_ms: f64) -> Result<()> {
         let duration_ms = check_duration(duration_ms)?;
         let target = completion.status();
+        // A state begun in this unit and not written yet is completed where
+        // it waits: one insert instead of an insert and an update.
+        if let Some(state) = self.buffer.state_mut(state_id.as_str()).filter(|_| self.in_unit) {
+            let current: NodeStateStatus = state.status.parse()?;
+            if !current.can_transition_to(target) {
+                return Err(LandscapeError::IllegalTransition(format!(
+                    "node state {state_id} is {current}; it cannot become {target}"
+                )));
+            }
+            let (output_hash, error_json, success_reason_json, context_after_json) = completion_columns(completion);
+            state.status = target.as_str();
+            state.output_hash = output_hash.map(str::to_owned);
+            state.error_json = error_json.map(str::to_owned);
+            state.success_reason_json = success_reason_json.map(str::to_owned);
+            state.context_after_json = context_after_json.map(str::to_owned);
+            state.duration_ms = Some(duration_ms);
+            state.completed_at = Some(now().1);
+            return Ok(());
+        }
         // The states `target` may follow, as a fixed two-value filter (a
         // statement of fixed shape is prepared once); a third is unused.
         let mut from = NodeStateStatus::ALL.iter().filter(|s| s.can_transition_to(target)).map(|s| s.as_str());

@@ -126,6 +126,12 @@ impl Recorder {
             })
             .collect();
         let detail = OutcomeDetail::Forked { fork_group_id: fork_group_id.clone(), expected_branches: branches.to_vec() };
+        if self.parents_buffered(&[parent])? {
+            let links: Vec<(&TokenId, &TokenId, usize)> =
+                children.iter().enumerate().map(|(ordinal, child)| (&child.token_id, &parent.token_id, ordinal)).collect();
+            self.buffer_tokens(&children, &links, Some((&parent.run_id, &parent.token_id, &detail)))?;
+            return Ok((children, fork_group_id));
+        }
         self.atomic(|conn| {
             check_parent(conn, parent)?;
             for (ordinal, child) in children.iter().enumerate() {
@@ -166,6 +172,14 @@ impl Recorder {
                 created_at: at,
             })
             .collect();
+        if self.parents_buffered(&[parent])? {
+            let links: Vec<(&TokenId, &TokenId, usize)> =
+                children.iter().enumerate().map(|(ordinal, child)| (&child.token_id, &parent.token_id, ordinal)).collect();
+            let detail = OutcomeDetail::Expanded { expand_group_id: expand_group_id.clone(), count };
+            let outcome = record_parent_outcome.then_some((&parent.run_id, &parent.token_id, &detail));
+            self.buffer_tokens(&children, &links, outcome)?;
+            return Ok((children, expand_group_id));
+        }
         self.atomic(|conn| {
             check_parent(conn, parent)?;
             for (ordinal, child) in children.iter().enumerate() {
@@ -193,6 +207,12 @@ impl Recorder {
             step_in_pipeline: Some(step),
             created_at: now().0,
         };
+        if members.iter().all(|m| m.run_id == token.run_id) && self.parents_buffered(members)? {
+            let links: Vec<(&TokenId, &TokenId, usize)> =
+                members.iter().enumerate().map(|(ordinal, member)| (&token.token_id, &member.token_id, ordinal)).collect();
+            self.buffer_tokens(std::slice::from_ref(&token), &links, None)?;
+            return Ok(token);
+        }
         self.atomic(|conn| {
             for member in members {
                 if member.run_id != token.run_id {
@@ -230,6 +250,12 @@ impl Recorder {
             step_in_pipeline: Some(step),
             created_at: now().0,
         };
+        if self.parents_buffered(parents)? {
+            let links: Vec<(&TokenId, &TokenId, usize)> =
+                parents.iter().enumerate().map(|(ordinal, parent)| (&token.token_id, &parent.token_id, ordinal)).collect();
+            self.buffer_tokens(std::slice::from_ref(&token), &links, None)?;
+            return Ok((token, join_group_id));
+        }
         self.atomic(|conn| {
             for parent in parents {
                 check_parent(conn, parent)?;
@@ -241,6 +267,52 @@ impl Recorder {
             Ok(())
         })?;
         Ok((token, join_group_id))
+    }
+}
+
+impl Recorder {
+    /// Inside a unit, whether every parent is a token this unit's buffer
+    /// will write — checked there for the row and run the caller claims, so
+    /// the new tokens can be buffered too and no statement runs. A parent
+    /// the buffer does not hold is checked in the database instead.
+    fn parents_buffered(&self, parents: &[&Token]) -> Result<bool> {
+        if !self.in_unit {
+            return Ok(false);
+        }
+        for parent in parents {
+            let Some(buffered) = self.buffer.token(parent.token_id.as_str()) else { return Ok(false) };
+            if buffered.row_id != parent.row_id.as_str() || buffered.run_id != parent.run_id.as_str() {
+                return Err(LandscapeError::InvalidWrite(format!("token {} belongs to another row or run", parent.token_id)));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Buffers new tokens, their parent links (child, parent, ordinal) and
+    /// the parent's outcome, as one step of the unit.
+    fn buffer_tokens(
+        &mut self,
+        tokens: &[Token],
+        links: &[(&TokenId, &TokenId, usize)],
+        outcome: Option<(&RunId, &TokenId, &OutcomeDetail)>,
+    ) -> Result<()> {
+        for token in tokens {
+            self.buffer.tokens.push(super::buffer::TokenInsert::of(token)?);
+        }
+        for (child, parent, ordinal) in links {
+            let ordinal = i32::try_from(*ordinal).map_err(|_| LandscapeError::InvalidWrite("too many parents".into()))?;
+            self.buffer.parents.push(super::buffer::ParentInsert {
+                token_id: child.as_str().to_owned(),
+                parent_token_id: parent.as_str().to_owned(),
+                ordinal,
+            });
+        }
+        if let Some((run_id, token_id, detail)) = outcome {
+            let row = super::outcomes::outcome_row(&OutcomeId::new(), run_id, token_id, detail, None)?;
+            self.buffer.outcomes.push(row);
+        }
+        self.buffered();
+        Ok(())
     }
 }
 
