@@ -6,8 +6,9 @@
 //!   DB size per input size, and rows/s against the same pipeline with its
 //!   Landscape in memory (the ratio shows what durable auditing costs), and
 //!   against the SQLite ceiling: the same audit records per row as plain SQL,
-//!   no engine (the ratio shows what the engine adds);
-//! - export and explain: records/s and peak RSS of a signed export of each
+//!   no engine (the ratio shows what the engine adds); the aggregation and
+//!   fork/coalesce pipelines on the same input, as ratios to the gate's rate;
+//! - export, verify and explain: records/s and peak RSS of a signed export of each
 //!   gate run, and the time `elspeth explain` takes for its middle row;
 //! - recorder: audit records per second through the recorder in one unit of
 //!   work, against the same inserts as plain SQL.
@@ -129,10 +130,12 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
         "ratio run/ceiling"
     );
     let mut after_runs = Vec::new();
+    let mut shapes = Vec::new();
     let mut explain_baseline: Option<f64> = None;
     for size in sizes {
         let input = data.join(format!("input_{size}.csv"));
         let file = run_once("gate", &input, false)?;
+        shapes.push(other_shapes(*size, &input, file.rows_per_second)?);
         after_runs.push(export_and_explain(*size, &mut explain_baseline)?);
         let memory = run_once("gate", &input, true)?;
         let ceiling = sqlite_ceiling_rows_per_second(*size)?;
@@ -153,11 +156,33 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
         "  SQLite ceiling: the Landscape records the gate pipeline writes per row (row, token, 4 node states, \
          routing event, outcome) inserted as plain multi-row SQL in 1000-row transactions, no engine, no payloads"
     );
+    println!("other pipeline shapes, same input, against the gate run of the same size");
+    for line in shapes {
+        println!("{line}");
+    }
     println!("export of the gate run's audit trail (JSON Lines, signed), and explain of one row");
     for line in after_runs {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The aggregation and fork/coalesce pipelines on the same input: rows/s,
+/// peak RSS and the ratio to the gate pipeline's rate measured just before.
+fn other_shapes(size: u64, input: &Path, gate_rows_per_second: f64) -> anyhow::Result<String> {
+    let mut line = format!("  {size:>9} rows:");
+    for pipeline in ["agg", "fork"] {
+        let run = run_once(pipeline, input, false)?;
+        let _ = write!(
+            line,
+            "  {pipeline} {:>7.0} rows/s ({:.2}x gate), peak RSS {:.1} MB, audit {:.1} MB;",
+            run.rows_per_second,
+            run.rows_per_second / gate_rows_per_second,
+            run.peak_rss_mb,
+            run.audit_db_mb
+        );
+    }
+    Ok(line)
 }
 
 /// The signing key of the bench's exports (long enough to be accepted).
