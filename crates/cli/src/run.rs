@@ -53,8 +53,11 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
         .map(std::path::PathBuf::from);
     let described = describe(loaded);
     let mut notes = Vec::new();
-    if let Err(message) = landscape_directory(&landscape_url, &mut notes) {
-        return Ok(out.error(4, &message));
+    // A new run may need the Landscape's directory; a resume never creates one.
+    if matches!(mode, Mode::Run | Mode::DryRun) {
+        if let Err(message) = landscape_directory(&landscape_url, &mut notes) {
+            return Ok(out.error(4, &message));
+        }
     }
     let payload_dir = loaded.payload_dir();
     if let Err(error) = std::fs::create_dir_all(&payload_dir) {
