@@ -239,3 +239,50 @@ fn sink_names_and_route_labels_keep_their_case() {
     assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE sink_name = 'Approved'").expect("query"), 1);
     assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM edges WHERE label IN ('Big', 'Small')").expect("query"), 2);
 }
+
+/// A JSON source pipeline over `input` (`format` json or jsonl) into one
+/// sink, quarantine to another; returns the run's JSON summary.
+fn json_source_run(dir: &Path, file: &str, input: &str, format: &str) -> serde_json::Value {
+    std::fs::write(dir.join(file), input).expect("input");
+    std::fs::write(
+        dir.join("settings.yaml"),
+        format!(
+            "source:\n  plugin: json\n  on_success: out\n  options: {{path: {file}, format: {format}, schema: {{mode: observed}}, on_validation_failure: bad}}\n\
+             sinks:\n  out:\n    plugin: json\n    on_write_failure: discard\n    options: {{path: out/rows.jsonl, format: jsonl, schema: {{mode: observed}}}}\n\
+             \x20 bad:\n    plugin: json\n    on_write_failure: discard\n    options: {{path: out/bad.jsonl, format: jsonl, schema: {{mode: observed}}}}\n\
+             landscape: {{url: 'sqlite:///audit.db'}}\n"
+        ),
+    )
+    .expect("settings");
+    let output = tests::elspeth_in(dir, &["run", "--settings", "settings.yaml", "--execute", "--format", "json"]);
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)))
+}
+
+#[test]
+fn duplicate_json_keys_are_never_silently_last_wins() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let summary = json_source_run(dir.path(), "in.jsonl", "{\"id\": 1}\n{\"id\": 2, \"id\": 3}\n{\"id\": 4}\n", "jsonl");
+    assert_eq!(summary["rows_read"], 3);
+    assert_eq!(summary["sinks"]["out"]["completed"], 2);
+    assert_eq!(summary["sinks"]["bad"]["quarantined"], 1);
+    let bad = std::fs::read_to_string(dir.path().join("out/bad.jsonl")).expect("quarantine");
+    assert!(bad.contains("\"__line_number__\":2"), "{bad}");
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM validation_errors WHERE error LIKE '%duplicate key \"id\"%'").expect("q"),
+        1
+    );
+    // In a whole array document the duplicate makes the document unreadable:
+    // one validation error, no row invented.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let summary = json_source_run(dir.path(), "in.json", "[{\"id\": 1}, {\"id\": 2, \"id\": 3}]", "json");
+    assert_eq!(summary["rows_read"], 1);
+    assert_eq!(summary["outcomes"]["quarantined"], 1);
+    assert!(summary["outcomes"]["completed"].is_null(), "{summary}");
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(
+        query_i64(&mut db, "SELECT count(*) AS n FROM validation_errors WHERE error LIKE '%not valid JSON: duplicate key%'")
+            .expect("q"),
+        1
+    );
+}

@@ -1,6 +1,8 @@
 //! The `json` source: a JSON array (optionally under `data_key`) or JSON
-//! Lines. Non-object elements, unparseable lines, NaN/Infinity literals and
-//! integers beyond ±(2^53-1) are quarantined.
+//! Lines. Non-object elements, unparseable lines, objects with a duplicate
+//! key, NaN/Infinity literals and integers beyond ±(2^53-1) are quarantined;
+//! a whole document that cannot be read (not JSON, a duplicate key, the
+//! wrong root, a missing `data_key`) is one validation error, no row.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -101,7 +103,7 @@ impl JsonSource {
             raw.insert("file_path".into(), Value::String(path.clone()));
             parse_failure(raw, message)
         };
-        let document: serde_json::Value = match serde_json::from_reader(BufReader::new(handle)) {
+        let document: serde_json::Value = match super::strict_json::from_reader(BufReader::new(handle)) {
             Ok(document) => document,
             Err(error) => {
                 self.input = Some(Input::Done);
@@ -206,7 +208,7 @@ impl Source for JsonSource {
                     if trimmed.is_empty() {
                         continue;
                     }
-                    match serde_json::from_str::<serde_json::Value>(trimmed) {
+                    match super::strict_json::from_str(trimmed) {
                         Ok(value) => {
                             self.items += 1;
                             return Ok(Some(self.item_of(value, Some((trimmed, number)))));

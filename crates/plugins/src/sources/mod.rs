@@ -5,6 +5,7 @@ pub(crate) mod csv_source;
 mod headers;
 pub(crate) mod json_source;
 pub(crate) mod null_source;
+mod strict_json;
 
 pub(crate) use csv_source::CsvSource;
 pub use headers::normalize_header;
