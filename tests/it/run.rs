@@ -125,6 +125,13 @@ fn malformed_csv_records_are_quarantined_and_the_run_goes_on() {
     assert_eq!(summary["outcomes"]["quarantined"], 4);
     assert_eq!(summary["sinks"]["high"]["routed"], 1);
     assert_eq!(summary["sinks"]["low"]["routed"], 1);
+    // The reference's counters, by its names.
+    let counters = &summary["counters"];
+    assert_eq!(counters["rows_processed"], 6);
+    assert_eq!(counters["rows_quarantined"], 4);
+    assert_eq!(counters["rows_routed"], 2);
+    assert_eq!(counters["rows_succeeded"], 0);
+    assert_eq!(counters["routed_destinations"], serde_json::json!({"high": 1, "low": 1}));
     let quarantined = std::fs::read_to_string(dir.path().join("out/quarantine.jsonl")).expect("quarantine sink");
     assert_eq!(quarantined.lines().count(), 4);
     assert!(quarantined.contains("__raw_bytes_hex__") && quarantined.contains("__raw_line__"));

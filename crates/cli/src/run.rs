@@ -217,6 +217,7 @@ impl Report<'_> {
                     "duration_seconds": summary.duration.as_secs_f64(),
                     "peak_rss_bytes": crate::peak_rss_bytes(),
                     "error": summary.error,
+                    "counters": reference_counters(summary),
                     "all_rows_failed": all_failed,
                     "warnings": warnings,
                     "notes": notes,
@@ -233,6 +234,29 @@ impl Report<'_> {
             RunStatus::Failed | RunStatus::Running => 1,
         })
     }
+}
+
+/// The reference's run counters, by its names, from the whole run's
+/// outcomes (counted once durable, unlike the reference, which counts
+/// successes before the sink write).
+fn reference_counters(summary: &RunSummary) -> serde_json::Value {
+    let get = |outcome: &str| summary.outcomes.get(outcome).copied().unwrap_or(0);
+    let routed_destinations: serde_json::Map<String, serde_json::Value> = summary
+        .per_sink
+        .iter()
+        .filter_map(|(sink, counts)| counts.get("routed").map(|n| (sink.clone(), serde_json::json!(n))))
+        .collect();
+    serde_json::json!({
+        "rows_processed": summary.rows_read,
+        "rows_succeeded": get("completed"),
+        "rows_failed": get("failed"),
+        "rows_routed": get("routed"),
+        "rows_quarantined": get("quarantined"),
+        "rows_forked": get("forked"),
+        "rows_expanded": get("expanded"),
+        "rows_diverted": get("diverted"),
+        "routed_destinations": routed_destinations,
+    })
 }
 
 fn print_summary(summary: &RunSummary, described: &Described, warnings: &[String], resume: Option<&str>) {
