@@ -293,3 +293,29 @@ fn duplicate_json_keys_are_never_silently_last_wins() {
         1
     );
 }
+
+#[test]
+fn a_row_that_breaks_the_sinks_schema_writes_nothing_of_its_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The source declares only `id` and passes `amount` on as text; the sink
+    // promises an int column.
+    std::fs::write(dir.path().join("input.csv"), "id,amount\n1,5\n2,lots\n3,7\n").expect("input");
+    std::fs::write(
+        dir.path().join("settings.yaml"),
+        "source:\n  plugin: csv\n  on_success: out\n  options: {path: input.csv, schema: {mode: flexible, fields: ['id: int']}, on_validation_failure: discard}\n\
+         sinks:\n  out:\n    plugin: csv\n    on_write_failure: discard\n    options: {path: out/rows.csv, schema: {mode: fixed, fields: ['id: int', 'amount: int']}}\n\
+         landscape: {url: 'sqlite:///audit.db'}\n",
+    )
+    .expect("settings");
+    let output = tests::elspeth_in(dir.path(), &["run", "--settings", "settings.yaml", "--execute", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert!(
+        summary["error"].as_str().is_some_and(|e| e.contains("\"amount\" is a str") && e.contains("declares required int")),
+        "{summary}"
+    );
+    assert!(!dir.path().join("out/rows.csv").exists(), "nothing of the batch was written");
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert_eq!(query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'completed'").expect("q"), 0);
+    assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
+}

@@ -109,11 +109,7 @@ impl Sink for CsvSink {
         // One CSV writer for the whole call, not one per row.
         let mut writer = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(std::mem::take(&mut self.buffer));
         for row in rows {
-            for field in self.schema.fields.iter().filter(|f| f.required) {
-                if !row.contains_key(&field.name) {
-                    return Err(PluginError::Contract(format!("row lacks the sink's required field {:?}", field.name)));
-                }
-            }
+            super::check_declared(&self.schema, row)?;
             if self.schema.mode != SchemaMode::Fixed {
                 if let Some(extra) = row.keys().find(|k| !columns.contains(k)) {
                     return Err(PluginError::Contract(format!(

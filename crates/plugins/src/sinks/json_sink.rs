@@ -40,6 +40,7 @@ struct JsonSinkOptions {
 }
 
 pub(crate) struct JsonSink {
+    schema: contracts::schema::SchemaConfig,
     format: Format,
     indent: Option<usize>,
     headers: HeaderNames,
@@ -51,7 +52,7 @@ pub(crate) struct JsonSink {
 impl JsonSink {
     pub(crate) fn new(options: &Options) -> Result<JsonSink, PluginError> {
         let options: JsonSinkOptions = crate::options::parse(options)?;
-        crate::options::schema(&options.schema)?;
+        let schema = crate::options::schema(&options.schema)?;
         let format = options.format.unwrap_or(if options.path.ends_with(".jsonl") { Format::Jsonl } else { Format::Json });
         if let Some(mode) = &options.mode {
             if mode != "write" {
@@ -69,6 +70,7 @@ impl JsonSink {
         let headers = HeaderNames::from_option(&options.headers).map_err(PluginError::Config)?;
         let _ = (options.validate_input, options.required_input_fields);
         Ok(JsonSink {
+            schema,
             format,
             indent: options.indent,
             headers,
@@ -101,6 +103,10 @@ impl Sink for JsonSink {
     }
 
     fn write(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<(), PluginError> {
+        // Every row is checked before anything of the batch is written.
+        for row in rows {
+            super::check_declared(&self.schema, row)?;
+        }
         let mut out = String::new();
         for row in rows {
             let text = self.render(row)?;

@@ -9,6 +9,7 @@ pub(crate) mod json_sink;
 pub(crate) use csv_sink::CsvSink;
 pub(crate) use json_sink::JsonSink;
 
+use contracts::plugin::PluginError;
 use contracts::{Row, Value};
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -64,6 +65,40 @@ impl HeaderNames {
 
 /// The text of a value in a CSV cell: null empty, numbers in their shortest
 /// form, nested values as canonical JSON.
+/// A row reaching a sink must carry every required declared field, and each
+/// declared field it has must be of the declared type (an int fits a float,
+/// `any` fits all, null only an optional field): a sink never writes a blank
+/// or wrongly typed cell for what its schema promises. A row that does not is
+/// the pipeline breaking its contract; nothing of its batch is written.
+pub(crate) fn check_declared(schema: &contracts::schema::SchemaConfig, row: &Row) -> Result<(), PluginError> {
+    use contracts::schema::{FieldType, SchemaMode};
+    if schema.mode == SchemaMode::Observed {
+        return Ok(());
+    }
+    for field in &schema.fields {
+        let fits = match (row.get(&field.name), field.field_type) {
+            (None, _) => !field.required,
+            (Some(Value::Null), _) => !field.required,
+            (Some(_), FieldType::Any)
+            | (Some(Value::String(_)), FieldType::Str)
+            | (Some(Value::Integer(_)), FieldType::Int | FieldType::Float)
+            | (Some(Value::Float(_)), FieldType::Float)
+            | (Some(Value::Bool(_)), FieldType::Bool) => true,
+            (Some(_), FieldType::Str | FieldType::Int | FieldType::Float | FieldType::Bool) => false,
+        };
+        if !fits {
+            let found = row.get(&field.name).map_or_else(|| "missing".to_owned(), |v| format!("a {}", v.type_name()));
+            return Err(PluginError::Contract(format!(
+                "a row's field {:?} is {found}, but the sink's schema declares {}{}",
+                field.name,
+                if field.required { "required " } else { "" },
+                field.field_type.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn cell_text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
