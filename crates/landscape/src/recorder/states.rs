@@ -63,24 +63,8 @@ impl Recorder {
     pub fn begin_node_state(&mut self, new: NewNodeState<'_>) -> Result<NodeState> {
         let common = common_of(new);
         if self.in_unit {
-            self.buffer.states.push(super::buffer::StateInsert {
-                state_id: common.state_id.as_str().to_owned(),
-                token_id: common.token_id.as_str().to_owned(),
-                run_id: common.run_id.as_str().to_owned(),
-                node_id: common.node_id.as_str().to_owned(),
-                step_index: i32_of("step_index", common.step_index)?,
-                attempt: i32_of("attempt", common.attempt)?,
-                status: NodeStateStatus::Open.as_str(),
-                input_hash: common.input_hash.as_str().to_owned(),
-                output_hash: None,
-                context_before_json: common.context_before_json.clone(),
-                context_after_json: None,
-                duration_ms: None,
-                error_json: None,
-                success_reason_json: None,
-                started_at: common.started_at.naive_utc(),
-                completed_at: None,
-            });
+            let insert = state_insert(&common, NodeStateStatus::Open, None, None, None)?;
+            self.buffer.states.push(insert);
             self.buffered();
         } else {
             insert_state(self.conn()?, &common, NodeStateStatus::Open, None, None, None)?;
@@ -100,25 +84,8 @@ impl Recorder {
         let common = common_of(new);
         let (at, naive) = now();
         if self.in_unit {
-            let (output_hash, error_json, success_reason_json, context_after_json) = completion_columns(&completion);
-            self.buffer.states.push(super::buffer::StateInsert {
-                state_id: common.state_id.as_str().to_owned(),
-                token_id: common.token_id.as_str().to_owned(),
-                run_id: common.run_id.as_str().to_owned(),
-                node_id: common.node_id.as_str().to_owned(),
-                step_index: i32_of("step_index", common.step_index)?,
-                attempt: i32_of("attempt", common.attempt)?,
-                status: completion.status().as_str(),
-                input_hash: common.input_hash.as_str().to_owned(),
-                output_hash: output_hash.map(str::to_owned),
-                context_before_json: common.context_before_json.clone(),
-                context_after_json: context_after_json.map(str::to_owned),
-                duration_ms: Some(duration_ms),
-                error_json: error_json.map(str::to_owned),
-                success_reason_json: success_reason_json.map(str::to_owned),
-                started_at: common.started_at.naive_utc(),
-                completed_at: Some(naive),
-            });
+            let insert = state_insert(&common, completion.status(), Some(&completion), Some(duration_ms), Some(naive))?;
+            self.buffer.states.push(insert);
             self.buffered();
         } else {
             insert_state(self.conn()?, &common, completion.status(), Some(&completion), Some(duration_ms), Some(naive))?;
@@ -242,6 +209,36 @@ impl Recorder {
         }
         Ok(events)
     }
+}
+
+/// A node state as the write buffer holds it.
+fn state_insert(
+    common: &NodeStateCommon,
+    status: NodeStateStatus,
+    completion: Option<&StateCompletion>,
+    duration_ms: Option<f64>,
+    completed_at: Option<chrono::NaiveDateTime>,
+) -> Result<super::buffer::StateInsert> {
+    let (output_hash, error_json, success_reason_json, context_after_json) =
+        completion.map_or((None, None, None, None), completion_columns);
+    Ok(super::buffer::StateInsert {
+        state_id: common.state_id.as_str().to_owned(),
+        token_id: common.token_id.as_str().to_owned(),
+        run_id: common.run_id.as_str().to_owned(),
+        node_id: common.node_id.as_str().to_owned(),
+        step_index: i32_of("step_index", common.step_index)?,
+        attempt: i32_of("attempt", common.attempt)?,
+        status: status.as_str(),
+        input_hash: common.input_hash.as_str().to_owned(),
+        output_hash: output_hash.map(str::to_owned),
+        context_before_json: common.context_before_json.clone(),
+        context_after_json: context_after_json.map(str::to_owned),
+        duration_ms,
+        error_json: error_json.map(str::to_owned),
+        success_reason_json: success_reason_json.map(str::to_owned),
+        started_at: common.started_at.naive_utc(),
+        completed_at,
+    })
 }
 
 fn common_of(new: NewNodeState<'_>) -> NodeStateCommon {
