@@ -59,3 +59,21 @@ fn names_are_unique_per_kind_and_every_plugin_is_documented() {
     let error = construct(PluginKind::Sink, "nope", &Options::new()).expect_err("unknown plugin");
     assert_eq!(error.to_string(), "invalid options: unknown sink plugin \"nope\" (available: csv, json)");
 }
+
+/// `docs/settings.md` lists every option of every plugin: its "Built-in
+/// plugins" section is the catalogue's own rendering (`UPDATE_DOCS=1`
+/// rewrites it).
+#[test]
+fn the_settings_reference_lists_every_option_of_every_plugin() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/settings.md");
+    let docs = std::fs::read_to_string(path).expect("docs/settings.md");
+    let (begin, end) = ("<!-- plugins:begin -->\n", "<!-- plugins:end -->");
+    let start = docs.find(begin).expect("the plugins section's begin marker") + begin.len();
+    let stop = docs.find(end).expect("the plugins section's end marker");
+    let rendered = super::markdown();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(path, format!("{}{rendered}{}", &docs[..start], &docs[stop..])).expect("write docs");
+        return;
+    }
+    assert_eq!(&docs[start..stop], rendered, "docs/settings.md's plugin section is stale: run with UPDATE_DOCS=1");
+}
