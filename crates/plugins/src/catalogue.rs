@@ -229,31 +229,5 @@ pub(crate) fn names(kind: PluginKind) -> Vec<&'static str> {
     CATALOGUE.iter().filter(|p| p.kind == kind).map(|p| p.info.name).collect()
 }
 
-/// The catalogue as the settings reference prints it: one table per
-/// plugin, every option with whether it is required and what it does.
-pub fn markdown() -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for kind in [PluginKind::Source, PluginKind::Transform, PluginKind::BatchTransform, PluginKind::Sink] {
-        for doc in CATALOGUE.iter().filter(|d| d.kind == kind) {
-            let _ = writeln!(
-                out,
-                "### {} `{}` ({}, {})\n\n{}\n\n| option | | what |\n|---|---|---|",
-                kind.as_str(),
-                doc.info.name,
-                doc.info.version,
-                doc.info.determinism.as_str(),
-                doc.summary
-            );
-            for option in doc.options {
-                let required = if option.required { "required" } else { "optional" };
-                let _ = writeln!(out, "| `{}` | {required} | {} |", option.name, option.description.replace('|', "\\|"));
-            }
-            out.push('\n');
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests;
