@@ -137,8 +137,6 @@ struct Described {
 
 fn describe(settings: &engine::settings::Settings) -> Described {
     let source = &settings.source;
-    let input = source.options.get("path").and_then(serde_json::Value::as_str).map(|p| format!(" {p}")).unwrap_or_default();
-    let sinks: Vec<&str> = settings.sinks.keys().map(String::as_str).collect();
     let mut roles: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
     if let Some(target) = source.options.get("on_validation_failure").and_then(serde_json::Value::as_str) {
         roles.entry(target.to_owned()).or_default().push("invalid source rows".to_owned());
@@ -150,7 +148,7 @@ fn describe(settings: &engine::settings::Settings) -> Described {
         roles.entry(a.on_error.clone()).or_default().push(format!("errors of {}", a.name));
     }
     roles.retain(|sink, _| settings.sinks.contains_key(sink));
-    Described { pipeline: format!("{}{input} -> {}", source.plugin, sinks.join(", ")), roles }
+    Described { pipeline: settings.label(), roles }
 }
 
 /// How `run` reports: text for people, one JSON document for scripts.

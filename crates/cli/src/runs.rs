@@ -61,11 +61,7 @@ fn totals(outcomes: &[(contracts::RowOutcome, Option<String>, u64)]) -> serde_js
 /// What a run's pipeline was, from its stored settings: its source (and
 /// input file) and its sinks.
 fn pipeline_of(run: &Run) -> String {
-    let Ok(settings) = serde_json::from_str::<serde_json::Value>(&run.settings_json) else { return "?".to_owned() };
-    let source = settings["source"]["plugin"].as_str().unwrap_or("?");
-    let input = settings["source"]["options"]["path"].as_str().map(|p| format!(" {p}")).unwrap_or_default();
-    let sinks: Vec<&str> = settings["sinks"].as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
-    format!("{source}{input} -> {}", sinks.join(", "))
+    serde_json::from_str::<engine::settings::Settings>(&run.settings_json).map_or_else(|_| "?".to_owned(), |s| s.label())
 }
 
 fn table(runs: &[Run], documents: &[serde_json::Value]) -> String {

@@ -150,8 +150,8 @@ impl Orchestrator<'_> {
         // Computed again only once it has passed, not per row, so a timer
         // created since then fires at most IDLE_POLL late.
         let mut next_check: Option<Instant> = None;
+        let clock = std::sync::Arc::clone(&self.processor.ctx.clock);
         while read < chunk_size {
-            let clock = std::sync::Arc::clone(&self.processor.ctx.clock);
             let deadline = *next_check.get_or_insert_with(|| {
                 let poll = clock.now() + IDLE_POLL;
                 self.processor.next_timer().map_or(poll, |timer| timer.min(poll))

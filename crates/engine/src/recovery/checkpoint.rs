@@ -141,10 +141,9 @@ fn save_work(work: &Work) -> SavedWork {
 
 /// Parses the engine state of a checkpoint, refusing anything but this
 /// format, complete.
-pub(crate) fn parse_engine(checkpoint: &Checkpoint) -> Result<EngineCheckpoint, EngineError> {
+fn parse_engine(checkpoint: &Checkpoint) -> Result<EngineCheckpoint, EngineError> {
     let json = checkpoint.aggregation_state_json.as_deref().ok_or_else(|| damaged("it holds no engine state"))?;
-    let saved: EngineCheckpoint = parse(json, "engine state")?;
-    Ok(saved)
+    parse(json, "engine state")
 }
 
 fn parse_coalesce(checkpoint: &Checkpoint) -> Result<CoalesceCheckpoint, EngineError> {
@@ -154,10 +153,8 @@ fn parse_coalesce(checkpoint: &Checkpoint) -> Result<CoalesceCheckpoint, EngineE
 
 fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, EngineError> {
     // The version first, so a checkpoint of another format is named as such.
-    let version = serde_json::from_str::<serde_json::Value>(json)
-        .map_err(|e| damaged(format!("its {what} is not JSON ({e})")))?
-        .get("format_version")
-        .and_then(serde_json::Value::as_u64);
+    let value = serde_json::from_str::<serde_json::Value>(json).map_err(|e| damaged(format!("its {what} is not JSON ({e})")))?;
+    let version = value.get("format_version").and_then(serde_json::Value::as_u64);
     if version != Some(u64::from(FORMAT_VERSION)) {
         let found = version.map_or_else(|| "none".to_owned(), |v| v.to_string());
         return Err(EngineError::Resume(format!(
@@ -165,7 +162,7 @@ fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, En
              (resume the run with the build that interrupted it, or start a new run)"
         )));
     }
-    serde_json::from_str(json).map_err(|e| damaged(format!("its {what}: {e}")))
+    serde_json::from_value(value).map_err(|e| damaged(format!("its {what}: {e}")))
 }
 
 impl Processor<'_> {
@@ -478,7 +475,7 @@ impl Processor<'_> {
 
 /// A checkpoint read back and checked, ready to apply.
 pub(crate) struct Restored {
-    rows_read: u64,
+    pub(crate) rows_read: u64,
     sequence_number: u64,
     last_token: TokenId,
     sinks: Vec<(String, NodeIdx, SinkRestored)>,

@@ -48,8 +48,10 @@ pub(crate) fn prepare<'r>(
     }
     let checkpoint = recorder.latest_checkpoint(run_id)?;
     let mut processor = registration::attach(pipeline, recorder, &run, options)?;
-    let rows_read = match &checkpoint {
-        Some(checkpoint) => crate::recovery::checkpoint::parse_engine(checkpoint)?.rows_read,
+    // Everything is read and checked before anything is written.
+    let restored = checkpoint.as_ref().map(|c| processor.load_checkpoint(c)).transpose()?;
+    let rows_read = match &restored {
+        Some(restored) => restored.rows_read,
         None if !processor.ctx.recorder.row_hashes(run_id, 0, 1)?.is_empty() => {
             return Err(EngineError::Resume(format!(
                 "run {run_id} recorded rows but no checkpoint (checkpoint.enabled was false); it cannot be continued exactly"
@@ -57,8 +59,6 @@ pub(crate) fn prepare<'r>(
         }
         None => 0,
     };
-    // Everything is read and checked before anything is written.
-    let restored = checkpoint.as_ref().map(|c| processor.load_checkpoint(c)).transpose()?;
     skip_read_rows(&mut processor, rows_read)?;
     let recorder = &mut *processor.ctx.recorder;
     if run.state.status() == RunStatus::Running {

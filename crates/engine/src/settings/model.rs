@@ -386,6 +386,15 @@ impl PayloadStoreSettings {
 }
 
 impl Settings {
+    /// The pipeline in one line, for people: its source (and input file)
+    /// and its sinks, e.g. `csv input.csv -> high, low`.
+    pub fn label(&self) -> String {
+        let input =
+            self.source.options.get("path").and_then(serde_json::Value::as_str).map(|p| format!(" {p}")).unwrap_or_default();
+        let sinks: Vec<&str> = self.sinks.keys().map(String::as_str).collect();
+        format!("{}{input} -> {}", self.source.plugin, sinks.join(", "))
+    }
+
     /// The payload store's directory: `payload_store.base_path` when set;
     /// otherwise beside a SQLite Landscape file (`runs/audit.db` →
     /// `runs/audit.payloads`), so two Landscapes never share a store; for a
