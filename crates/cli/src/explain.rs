@@ -234,8 +234,18 @@ fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, ind
     }
     for call in &history.calls {
         let latency = call.latency_ms.map_or_else(|| "latency not recorded".to_owned(), |ms| format!("{ms:.3} ms"));
-        let _ =
-            writeln!(out, "{detail}call #{} {} {}: {latency}", call.call_index, call.call_type.as_str(), call.status.as_str());
+        let response = call.response_hash.as_ref().map_or_else(|| "no response".to_owned(), |h| format!("response {}", short(h)));
+        let _ = writeln!(
+            out,
+            "{detail}call #{} {} {}: {latency}, request {}, {response}",
+            call.call_index,
+            call.call_type.as_str(),
+            call.status.as_str(),
+            short(&call.request_hash)
+        );
+        if let Some(error) = &call.error_json {
+            let _ = writeln!(out, "{detail}  error {error}");
+        }
     }
     if let Some(artifact) = &history.artifact {
         let _ = writeln!(

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod plugin;
 pub mod records;
 pub mod schema;
+pub mod secrets;
 pub mod time;
 pub mod value;
 

@@ -6,7 +6,8 @@
 //! error reason) it returns or hands to its [`PluginContext`]; the engine
 //! records it.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::enums::{CallStatus, CallType, Determinism};
 use crate::hashing::ContentHash;
@@ -22,9 +23,11 @@ pub struct PluginInfo {
 }
 
 /// An external call a plugin made, to be recorded against the current node
-/// state (or operation) by the engine.
+/// state (or operation) by the engine. `call_index` was taken before the
+/// call was made ([`PluginContext::begin_call`]) and is never reused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {
+    pub call_index: u32,
     pub call_type: CallType,
     pub status: CallStatus,
     pub request: serde_json::Value,
@@ -33,26 +36,133 @@ pub struct CallRecord {
     pub latency_ms: Option<f64>,
 }
 
-/// Passed to every plugin call: who is calling, and a place to put calls.
+/// What the engine lends plugins for their external calls: rate limits
+/// shared by every node that calls one service, and the key that turns
+/// secrets (API keys in headers) into fingerprints before anything is
+/// recorded. Plugins never see the Landscape itself.
+pub trait CallServices: Send + Sync + std::fmt::Debug {
+    /// Blocks until `service`'s rate limit allows one more request.
+    fn acquire(&self, service: &str);
+    /// The HMAC-SHA256 fingerprint (hex) of a secret. Fails when no
+    /// fingerprint key is configured: such a call cannot be audited.
+    fn fingerprint(&self, secret: &str) -> Result<String, PluginError>;
+}
+
+/// No rate limits and no fingerprint key (validation, unit tests).
+#[derive(Debug, Default)]
+pub struct NoServices;
+
+impl CallServices for NoServices {
+    fn acquire(&self, _service: &str) {}
+
+    fn fingerprint(&self, _secret: &str) -> Result<String, PluginError> {
+        Err(PluginError::Config(
+            "a secret must be fingerprinted; set ELSPETH_FINGERPRINT_KEY (secrets are never stored raw)".to_owned(),
+        ))
+    }
+}
+
+/// A call in progress: its index (taken before the request goes out) and
+/// when it started (after the rate limiter let it through).
+#[derive(Debug)]
+#[must_use = "a begun call must be ended, also when it failed"]
+pub struct CallTicket {
+    pub call_index: u32,
+    started: Instant,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallEnd {
+    pub call_type: CallType,
+    pub status: CallStatus,
+    pub request: serde_json::Value,
+    pub response: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
+}
+
+/// Passed to every plugin call: who is calling, the engine's call services,
+/// and a place to put calls.
 #[derive(Debug)]
 pub struct PluginContext {
     pub run_id: RunId,
     pub node_id: NodeId,
+    services: Arc<dyn CallServices>,
+    next_call_index: u32,
     calls: Vec<CallRecord>,
 }
 
 impl PluginContext {
     pub fn new(run_id: RunId, node_id: NodeId) -> PluginContext {
-        PluginContext { run_id, node_id, calls: Vec::new() }
+        PluginContext::with_services(run_id, node_id, Arc::new(NoServices))
     }
 
-    /// Records an external call made while handling the current item.
-    pub fn record_call(&mut self, call: CallRecord) {
-        self.calls.push(call);
+    pub fn with_services(run_id: RunId, node_id: NodeId, services: Arc<dyn CallServices>) -> PluginContext {
+        PluginContext { run_id, node_id, services, next_call_index: 0, calls: Vec::new() }
     }
 
-    /// Hands the recorded calls to the engine, emptying the list.
+    /// A fresh context for one attempt of one item (call indices from 0),
+    /// sharing this one's identity and services.
+    #[must_use]
+    pub fn for_attempt(&self) -> PluginContext {
+        PluginContext::with_services(self.run_id.clone(), self.node_id.clone(), Arc::clone(&self.services))
+    }
+
+    /// Starts an external call, in the reference's order: wait for the
+    /// service's rate limit (when it has one), take the call index, start
+    /// the timer. Latency therefore excludes the wait for the limiter.
+    pub fn begin_call(&mut self, service: Option<&str>) -> CallTicket {
+        if let Some(service) = service {
+            self.services.acquire(service);
+        }
+        let call_index = self.next_call_index;
+        self.next_call_index += 1;
+        CallTicket { call_index, started: Instant::now() }
+    }
+
+    /// Ends a begun call and keeps it for the engine to record.
+    pub fn end_call(&mut self, ticket: CallTicket, end: CallEnd) {
+        let latency_ms = ticket.started.elapsed().as_secs_f64() * 1000.0;
+        let CallEnd { call_type, status, request, response, error } = end;
+        self.calls.push(CallRecord {
+            call_index: ticket.call_index,
+            call_type,
+            status,
+            request,
+            response,
+            error,
+            latency_ms: Some(latency_ms),
+        });
+    }
+
+    /// Records a call whose timing the plugin measured itself.
+    pub fn record_call(&mut self, end: CallEnd, latency_ms: Option<f64>) {
+        let call_index = self.next_call_index;
+        self.next_call_index += 1;
+        let CallEnd { call_type, status, request, response, error } = end;
+        self.calls.push(CallRecord { call_index, call_type, status, request, response, error, latency_ms });
+    }
+
+    /// The audit copy of request headers: sensitive values (see
+    /// [`crate::secrets::is_sensitive_header`]) become
+    /// `<fingerprint:HEX>`; the others are kept.
+    pub fn audit_headers(&self, headers: &[(String, String)]) -> Result<serde_json::Value, PluginError> {
+        let mut copy = serde_json::Map::new();
+        for (name, value) in headers {
+            let recorded = if crate::secrets::is_sensitive_header(name) {
+                format!("<fingerprint:{}>", self.services.fingerprint(value)?)
+            } else {
+                value.clone()
+            };
+            copy.insert(name.clone(), serde_json::Value::String(recorded));
+        }
+        Ok(serde_json::Value::Object(copy))
+    }
+
+    /// Hands the recorded calls to the engine, emptying the list; the next
+    /// call starts again at index 0 (a new node state).
     pub fn take_calls(&mut self) -> Vec<CallRecord> {
+        self.next_call_index = 0;
         std::mem::take(&mut self.calls)
     }
 }
@@ -108,7 +218,8 @@ pub enum PluginError {
     /// quarantined). Stops the run.
     #[error("{0}")]
     Input(String),
-    /// A failure worth retrying (per the `retry` settings).
+    /// A failure worth retrying (per the `retry` settings): a new attempt,
+    /// a new node state.
     #[error("transient failure: {0}")]
     Transient(String),
     /// The plugin broke its own contract: a bug, which stops the run.
@@ -152,14 +263,20 @@ pub enum TransformResult {
     },
 }
 
-/// A row-at-a-time transform.
-pub trait Transform: Send {
+/// A row-at-a-time transform. `process` takes `&self`: a transform with a
+/// `pool_size` above 1 is called from several threads at once, one row
+/// each, and the engine puts the results back in source order.
+pub trait Transform: Send + Sync {
     fn info(&self) -> PluginInfo;
     /// Whether an `Ok(Rows)` result creates new tokens (an expansion).
     fn creates_tokens(&self) -> bool {
         false
     }
-    fn process(&mut self, row: Row, ctx: &mut PluginContext) -> Result<TransformResult, PluginError>;
+    /// How many rows may be in flight at once (external calls).
+    fn pool_size(&self) -> usize {
+        1
+    }
+    fn process(&self, row: Row, ctx: &mut PluginContext) -> Result<TransformResult, PluginError>;
 }
 
 /// What a batch transform produced.

@@ -15,6 +15,7 @@ use crate::dag::NodeKind;
 use crate::executors::aggregation::AggregationExecutor;
 use crate::executors::coalesce::CoalesceExecutor;
 use crate::executors::gate::GateExecutor;
+use crate::executors::pool::Pools;
 use crate::executors::sink::SinkExecutor;
 use crate::executors::transform;
 use crate::runtime::{execution_error, Delivery, DeliveryKind, Emitted, EngineError, RunContext, Work};
@@ -29,6 +30,8 @@ pub(crate) struct Processor<'r> {
     pub(crate) aggregation: AggregationExecutor,
     pub(crate) coalesce: CoalesceExecutor,
     pub(crate) sinks: SinkExecutor,
+    /// Rows in flight at pooled transforms.
+    pools: Pools,
     /// Checkpoints written so far (the last one's sequence number).
     pub(crate) checkpoints: u64,
 }
@@ -38,7 +41,8 @@ impl<'r> Processor<'r> {
         let gates = GateExecutor::new(&ctx)?;
         let aggregation = AggregationExecutor::new(&ctx)?;
         let sinks = SinkExecutor::new(ctx.graph.nodes.len());
-        Ok(Processor { ctx, gates, aggregation, coalesce: CoalesceExecutor::default(), sinks, checkpoints: 0 })
+        let pools = Pools::new(&ctx);
+        Ok(Processor { ctx, gates, aggregation, coalesce: CoalesceExecutor::default(), sinks, pools, checkpoints: 0 })
     }
 
     /// One source item: a valid row becomes a token that runs through the
@@ -61,7 +65,8 @@ impl<'r> Processor<'r> {
                 ctx.visit(&token, source, 0, hash.clone(), completion, 0.0)?;
                 let mut out = Emitted::default();
                 ctx.route_from(Work { token, row, hash, at: source, fork_group: None }, source, &mut out)?;
-                self.drain(out)
+                self.drain(out)?;
+                self.settle_pools(false)
             }
             SourceItem::Invalid(invalid) => self.quarantine(row_index, invalid),
         }
@@ -139,6 +144,7 @@ impl<'r> Processor<'r> {
     fn step(&mut self, work: Work, out: &mut Emitted) -> Result<(), EngineError> {
         let ctx = &mut self.ctx;
         match ctx.graph.nodes[work.at].kind {
+            NodeKind::Transform(_) if self.pools.is_pooled(work.at) => self.pools.submit(work),
             NodeKind::Transform(index) => transform::execute(ctx, work, index, out),
             NodeKind::Gate(_) => self.gates.execute(ctx, work, out),
             NodeKind::Source => {
@@ -159,6 +165,27 @@ impl<'r> Processor<'r> {
         }
     }
 
+    /// Records rows that pooled transforms finished, oldest first: only
+    /// from full pools (a row must leave before another is read), or from
+    /// every pool until none has a row in flight (`all`: the end of a
+    /// chunk, of the source, an interrupt). What they emit runs on at once.
+    fn settle_pools(&mut self, all: bool) -> Result<(), EngineError> {
+        loop {
+            let next = if all { self.pools.busy() } else { self.pools.full() };
+            let Some(pool) = next else { return Ok(()) };
+            let (work, index, attempts) = self.pools.release(pool)?;
+            let mut out = Emitted::default();
+            transform::record_attempts(&mut self.ctx, work, index, attempts, &mut out)?;
+            self.drain(out)?;
+        }
+    }
+
+    /// Lets every row in flight finish and move on (before a commit: a
+    /// checkpoint never has rows in flight).
+    pub(crate) fn settle_all(&mut self) -> Result<(), EngineError> {
+        self.settle_pools(true)
+    }
+
     /// After a step: rows go to their sinks' pending writes, branch losses
     /// to the coalesce executor.
     fn settle_step(&mut self, out: &mut Emitted) -> Result<(), EngineError> {
@@ -173,6 +200,7 @@ impl<'r> Processor<'r> {
     /// outstanding async batches are waited for.
     pub(crate) fn resolve_at_end(&mut self) -> Result<(), EngineError> {
         loop {
+            self.settle_pools(true)?;
             for key in self.coalesce.waiting_at_end(&self.ctx) {
                 let mut out = Emitted::default();
                 self.coalesce.resolve_at_end(&mut self.ctx, key, &mut out)?;
@@ -189,7 +217,7 @@ impl<'r> Processor<'r> {
                 self.drain(out)?;
                 continue;
             }
-            if self.coalesce.is_empty() && self.aggregation.is_empty() {
+            if self.coalesce.is_empty() && self.aggregation.is_empty() && self.pools.busy().is_none() {
                 return Ok(());
             }
         }
@@ -208,6 +236,7 @@ impl<'r> Processor<'r> {
         self.settle_step(&mut out)?;
         let fired = fired | self.coalesce.fire_timers(&mut self.ctx, &mut out)?;
         self.drain(out)?;
+        self.settle_pools(false)?;
         Ok(fired)
     }
 
@@ -223,6 +252,7 @@ impl<'r> Processor<'r> {
 
     /// An interrupted run parks its waiting coalesce branches for resume.
     pub(crate) fn park(&mut self) -> Result<(), EngineError> {
+        self.settle_pools(true)?;
         self.coalesce.park(&mut self.ctx)
     }
 

@@ -15,7 +15,7 @@ use landscape::Recorder;
 use crate::dag::{Graph, NodeIdx, NodeKind, PipelinePlugins};
 use crate::pipeline::Pipeline;
 use crate::processor::Processor;
-use crate::runtime::{EngineError, RunContext, RunOptions};
+use crate::runtime::{EngineError, EngineServices, RunContext, RunOptions};
 use crate::settings::{fingerprint_secrets, LoadedSettings};
 
 const ENGINE_VERSION: &str = concat!("engine:", env!("CARGO_PKG_VERSION"));
@@ -108,7 +108,13 @@ fn processor<'r>(
 ) -> Result<Processor<'r>, EngineError> {
     let Parts { loaded, graph, plugins } = parts;
     let topology_hash = topology_hash(&graph)?;
-    let contexts = graph.nodes.iter().map(|n| PluginContext::new(run_id.clone(), n.id.clone())).collect();
+    let services: std::sync::Arc<dyn contracts::plugin::CallServices> =
+        std::sync::Arc::new(EngineServices::new(&loaded.settings.rate_limit, options.secrets.clone()));
+    let contexts = graph
+        .nodes
+        .iter()
+        .map(|n| PluginContext::with_services(run_id.clone(), n.id.clone(), std::sync::Arc::clone(&services)))
+        .collect();
     Processor::new(RunContext {
         loaded,
         graph,

@@ -1,6 +1,6 @@
 //! Built-in plugins: sources (`csv`, `json`, `null`), transforms
 //! (`passthrough`, `field_mapper`, `truncate`, `keyword_filter`,
-//! `json_explode`), batch transforms (`batch_stats`, `batch_replicate`,
+//! `json_explode`, `llm`), batch transforms (`batch_stats`, `batch_replicate`,
 //! `command_batch`) and
 //! sinks (`csv`, `json`).
 //!
@@ -48,6 +48,7 @@ impl PluginRegistry for BuiltinPlugins {
             "truncate" => Ok(Box::new(transforms::Truncate::new(options)?)),
             "keyword_filter" => Ok(Box::new(transforms::KeywordFilter::new(options)?)),
             "json_explode" => Ok(Box::new(transforms::JsonExplode::new(options)?)),
+            "llm" => Ok(Box::new(transforms::Llm::new(options)?)),
             other => Err(unknown(PluginKind::Transform, other)),
         }
     }

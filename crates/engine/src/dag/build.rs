@@ -15,7 +15,7 @@ use crate::settings::{ConfigProblem, LoadedSettings, Settings};
 /// Plugin instances for a graph, by settings position.
 pub struct PipelinePlugins {
     pub source: Box<dyn Source>,
-    pub transforms: Vec<Box<dyn Transform>>,
+    pub transforms: Vec<std::sync::Arc<dyn Transform>>,
     pub aggregations: Vec<Box<dyn BatchTransform>>,
     pub sinks: IndexMap<String, Box<dyn Sink>>,
 }
@@ -776,7 +776,7 @@ fn instantiate_all(
             continue;
         }
         match registry.transform(&t.plugin, &t.options) {
-            Ok(plugin) => transforms.push(plugin),
+            Ok(plugin) => transforms.push(std::sync::Arc::from(plugin)),
             Err(error) => report(&format!("transforms[{i}].options"), format!("transform {:?} ({}): {error}", t.name, t.plugin)),
         }
     }

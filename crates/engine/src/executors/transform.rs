@@ -3,30 +3,81 @@
 //! of transient errors after the retry delay, 1→N expansion into child
 //! tokens, and error results routed to `on_error` (diverted to a sink or
 //! discarded) with a `transform_errors` row.
+//!
+//! Running a row ([`run_attempts`]) is apart from recording it
+//! ([`record_attempts`]): a pooled transform runs rows on worker threads
+//! (see [`super::pool`]) and the processor records them in source order.
 
 use std::time::Instant;
 
-use contracts::plugin::{PluginError, TransformResult};
+use contracts::plugin::{CallRecord, PluginContext, PluginError, Transform, TransformResult};
 use contracts::records::OutcomeDetail;
-use contracts::{canonical_json, error_hash, stable_hash, ContentHash, RoutingMode, RowOutcome, Value};
+use contracts::{canonical_json, error_hash, stable_hash, ContentHash, RoutingMode, Row, RowOutcome, Value};
 use landscape::recorder::{NewTransformError, StateCompletion};
 
 use crate::dag::NodeIdx;
 use crate::decisions::retry;
-use crate::runtime::{execution_error, guarded, ms, Delivery, DeliveryKind, Emitted, EngineError, RunContext, Work};
+use crate::runtime::{execution_error, guarded, ms, Clock, Delivery, DeliveryKind, Emitted, EngineError, RunContext, Work};
+use crate::settings::RetrySettings;
 
-/// Runs transform `index` on a token, with retries.
-pub(crate) fn execute(ctx: &mut RunContext<'_>, work: Work, index: usize, out: &mut Emitted) -> Result<(), EngineError> {
-    let node = work.at;
-    let max_attempts = ctx.loaded.settings.retry.max_attempts.max(1);
+/// One attempt at one row: what the plugin returned, the calls it made,
+/// and how long it took. Each becomes one node state.
+pub(crate) struct Attempt {
+    pub(crate) result: Result<TransformResult, PluginError>,
+    pub(crate) calls: Vec<CallRecord>,
+    pub(crate) duration_ms: f64,
+}
+
+/// Runs a transform on a row until it returns, fails for good or runs out
+/// of attempts; a transient failure is tried again after the retry delay.
+pub(crate) fn run_attempts(
+    plugin: &dyn Transform,
+    row: &Row,
+    context: &mut PluginContext,
+    retry: &RetrySettings,
+    clock: &dyn Clock,
+) -> Vec<Attempt> {
+    let max_attempts = retry.max_attempts.max(1);
+    let mut attempts = Vec::with_capacity(1);
     for attempt in 0..max_attempts {
         let started = Instant::now();
-        let result = guarded(|| ctx.plugins.transforms[index].process(work.row.clone(), &mut ctx.contexts[node]));
-        let duration = ms(started.elapsed());
+        let result = guarded(|| plugin.process(row.clone(), context));
+        let transient = matches!(result, Err(PluginError::Transient(_)));
+        attempts.push(Attempt { result, calls: context.take_calls(), duration_ms: ms(started.elapsed()) });
+        if !transient || attempt + 1 == max_attempts {
+            break;
+        }
+        clock.sleep(retry::delay(retry, attempt));
+    }
+    attempts
+}
+
+/// Runs transform `index` on a token here and now, and records it.
+pub(crate) fn execute(ctx: &mut RunContext<'_>, work: Work, index: usize, out: &mut Emitted) -> Result<(), EngineError> {
+    let node = work.at;
+    let plugin = std::sync::Arc::clone(&ctx.plugins.transforms[index]);
+    let clock = std::sync::Arc::clone(&ctx.clock);
+    let attempts = run_attempts(&*plugin, &work.row, &mut ctx.contexts[node], &ctx.loaded.settings.retry, &*clock);
+    record_attempts(ctx, work, index, attempts, out)
+}
+
+/// Records a row's attempts, one node state each, in order, and sends the
+/// token on (or ends it) by the last one.
+pub(crate) fn record_attempts(
+    ctx: &mut RunContext<'_>,
+    work: Work,
+    index: usize,
+    attempts: Vec<Attempt>,
+    out: &mut Emitted,
+) -> Result<(), EngineError> {
+    let node = work.at;
+    let count = attempts.len();
+    for (number, Attempt { result, calls, duration_ms: duration }) in attempts.into_iter().enumerate() {
+        let attempt = u32::try_from(number).map_err(|_| EngineError::Invariant("too many attempts".into()))?;
         match result {
             Ok(TransformResult::Row { row, success_reason }) => {
                 let value = Value::Object(row);
-                let output_hash = succeeded(ctx, &work, node, attempt, duration, &value, success_reason.as_ref())?;
+                let output_hash = succeeded(ctx, &work, node, attempt, duration, &value, success_reason.as_ref(), calls)?;
                 let Value::Object(row) = value else { unreachable!("constructed as an object") };
                 return ctx.route_from(Work { row, hash: output_hash, at: node, ..work }, node, out);
             }
@@ -36,22 +87,20 @@ pub(crate) fn execute(ctx: &mut RunContext<'_>, work: Work, index: usize, out: &
                     return Err(plugin_bug(ctx, &work, node, attempt, duration, message));
                 }
                 let list = Value::List(rows.into_iter().map(Value::Object).collect());
-                succeeded(ctx, &work, node, attempt, duration, &list, success_reason.as_ref())?;
+                succeeded(ctx, &work, node, attempt, duration, &list, success_reason.as_ref(), calls)?;
                 let Value::List(values) = list else { unreachable!("constructed as a list") };
                 return expand(ctx, work, node, values, out);
             }
             Ok(TransformResult::Error { reason }) => {
                 let reason = serde_json::Value::Object(reason);
-                return error_result(ctx, work, node, index, attempt, duration, &reason, out);
+                return error_result(ctx, work, node, index, attempt, duration, &reason, calls, out);
             }
             Err(PluginError::Transient(message)) => {
                 let error = execution_error(&message, "TransientError");
                 let state =
                     ctx.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
-                ctx.record_calls(node, &state.common().state_id)?;
-                if attempt + 1 < max_attempts {
-                    let delay = retry::delay(&ctx.loaded.settings.retry, attempt);
-                    ctx.clock.sleep(delay);
+                ctx.write_calls(&state.common().state_id, calls)?;
+                if number + 1 < count {
                     continue;
                 }
                 let text = format!("max_retries_exceeded: {message}");
@@ -59,7 +108,9 @@ pub(crate) fn execute(ctx: &mut RunContext<'_>, work: Work, index: usize, out: &
             }
             Err(source) => {
                 let error = execution_error(&source.to_string(), "PluginError");
-                ctx.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
+                let state =
+                    ctx.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(&error)?, duration)?;
+                ctx.write_calls(&state.common().state_id, calls)?;
                 let failed = OutcomeDetail::Failed { error_hash: error_hash(&source.to_string()), batch_id: None };
                 ctx.outcome(&work.token, failed, None)?;
                 let name = &ctx.graph.nodes[node].name;
@@ -100,6 +151,7 @@ fn plugin_bug(ctx: &mut RunContext<'_>, work: &Work, node: NodeIdx, attempt: u32
 }
 
 /// Records a successful visit with the hash of its output.
+#[allow(clippy::too_many_arguments, reason = "the visit's identity, its output and its calls")]
 fn succeeded(
     ctx: &mut RunContext<'_>,
     work: &Work,
@@ -108,6 +160,7 @@ fn succeeded(
     duration: f64,
     output: &Value,
     success_reason: Option<&serde_json::Value>,
+    calls: Vec<CallRecord>,
 ) -> Result<ContentHash, EngineError> {
     let Ok(output_hash) = stable_hash(output) else {
         return Err(plugin_bug(ctx, work, node, attempt, duration, "the transform emitted a value that cannot be canonicalised"));
@@ -116,7 +169,7 @@ fn succeeded(
     let completion =
         StateCompletion::Completed { output_hash: output_hash.clone(), context_after_json: None, success_reason_json };
     let state = ctx.visit(&work.token, node, attempt, work.hash.clone(), completion, duration)?;
-    ctx.record_calls(node, &state.common().state_id)?;
+    ctx.write_calls(&state.common().state_id, calls)?;
     Ok(output_hash)
 }
 
@@ -132,13 +185,14 @@ fn error_result(
     attempt: u32,
     duration: f64,
     reason: &serde_json::Value,
+    calls: Vec<CallRecord>,
     out: &mut Emitted,
 ) -> Result<(), EngineError> {
     let settings = &ctx.loaded.settings.transforms[index];
     let destination = settings.on_error.clone();
     let name = settings.name.clone();
     let state = ctx.visit(&work.token, node, attempt, work.hash.clone(), StateCompletion::failed(reason)?, duration)?;
-    ctx.record_calls(node, &state.common().state_id)?;
+    ctx.write_calls(&state.common().state_id, calls)?;
     ctx.recorder.record_transform_error(
         &ctx.run_id,
         &NewTransformError {

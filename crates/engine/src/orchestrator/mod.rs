@@ -123,6 +123,9 @@ impl Orchestrator<'_> {
             }
             self.processor.ctx.recorder.begin_unit()?;
             let mut chunk = self.read_chunk(reader, options, chunk_size);
+            if chunk.failure.is_none() {
+                chunk.failure = self.processor.settle_all().err();
+            }
             if chunk.exhausted && chunk.failure.is_none() {
                 chunk.failure = self.processor.resolve_at_end().err();
             }

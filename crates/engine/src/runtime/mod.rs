@@ -11,12 +11,13 @@ mod clock;
 mod error;
 mod hooks;
 mod options;
+mod services;
 mod work;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use contracts::plugin::{PluginContext, PluginError};
+use contracts::plugin::{CallRecord, PluginContext, PluginError};
 use contracts::records::{CallParent, NodeState, OutcomeDetail, Token, TokenLineage};
 use contracts::{ContentHash, EdgeId, RowOutcome, RunId, StateId, TokenId};
 use landscape::recorder::{NewCall, NewNodeState, StateCompletion};
@@ -26,6 +27,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use hooks::{CrashPoint, TestHooks};
 pub use options::{Progress, RunOptions, RunSummary};
+pub(crate) use services::EngineServices;
 pub(crate) use work::{Delivery, DeliveryKind, Emitted, Work};
 
 use crate::dag::{Graph, NodeIdx, PipelinePlugins};
@@ -201,9 +203,15 @@ impl RunContext<'_> {
     /// Records the calls the node's plugin made during a visit, under its state.
     pub(crate) fn record_calls(&mut self, node: NodeIdx, state_id: &StateId) -> Result<(), EngineError> {
         let calls = self.contexts[node].take_calls();
+        self.write_calls(state_id, calls)
+    }
+
+    /// Records calls under a node state, in the order of their indices
+    /// (taken by the plugin before each call was made).
+    pub(crate) fn write_calls(&mut self, state_id: &StateId, calls: Vec<CallRecord>) -> Result<(), EngineError> {
         let parent = CallParent::State(state_id.clone());
         for call in &calls {
-            self.recorder.record_call(
+            let recorded = self.recorder.record_call(
                 &parent,
                 &NewCall {
                     call_type: call.call_type,
@@ -214,6 +222,12 @@ impl RunContext<'_> {
                     latency_ms: call.latency_ms,
                 },
             )?;
+            if recorded.call_index != call.call_index {
+                return Err(EngineError::Invariant(format!(
+                    "call index {} recorded as {} under state {state_id}",
+                    call.call_index, recorded.call_index
+                )));
+            }
         }
         Ok(())
     }

@@ -63,6 +63,7 @@ pub fn parse(file: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> R
     }
     let mut json = serde_json::to_value(&settings).map_err(|e| invalid(ConfigProblem::new("", e.to_string())))?;
     interpolate(&mut json, "", env, &mut problems);
+    expand_files(&mut json, file.parent().unwrap_or_else(|| Path::new("")), &mut problems);
     if !problems.is_empty() {
         for problem in &mut problems {
             problem.location = super::locate::locate(text, &problem.path);
@@ -142,6 +143,60 @@ fn interpolate(
             }
         }
         serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {}
+    }
+}
+
+/// Plugin option keys that name a file whose content becomes another key
+/// (paths relative to the settings file): `template_file` → `template` and
+/// `template_source`, `system_prompt_file` → `system_prompt` and
+/// `system_prompt_source`, `lookup_file` (YAML; empty is `{}`) → `lookup`
+/// and `lookup_source`. The stored settings therefore hold the content.
+const FILE_KEYS: [(&str, &str, &str); 3] = [
+    ("template_file", "template", "template_source"),
+    ("system_prompt_file", "system_prompt", "system_prompt_source"),
+    ("lookup_file", "lookup", "lookup_source"),
+];
+
+fn expand_files(json: &mut serde_json::Value, base: &Path, problems: &mut Vec<ConfigProblem>) {
+    for section in ["transforms", "aggregations"] {
+        let Some(items) = json.get_mut(section).and_then(serde_json::Value::as_array_mut) else { continue };
+        for (idx, item) in items.iter_mut().enumerate() {
+            let Some(options) = item.get_mut("options").and_then(serde_json::Value::as_object_mut) else { continue };
+            for (file_key, key, source_key) in FILE_KEYS {
+                let Some(named) = options.remove(file_key) else { continue };
+                let path = format!("{section}[{idx}].options.{file_key}");
+                let Some(name) = named.as_str() else {
+                    problems.push(ConfigProblem::new(&path, "expected a file path"));
+                    continue;
+                };
+                if options.contains_key(key) {
+                    problems.push(ConfigProblem::new(&path, format!("give either {key} or {file_key}, not both")));
+                    continue;
+                }
+                let full = base.join(name);
+                let text = match std::fs::read_to_string(&full) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        problems.push(ConfigProblem::new(&path, format!("cannot read {}: {e}", full.display())));
+                        continue;
+                    }
+                };
+                let value = if file_key == "lookup_file" {
+                    match serde_norway::from_str::<serde_json::Value>(&text) {
+                        Ok(serde_json::Value::Null) => serde_json::json!({}),
+                        Ok(value) => value,
+                        Err(e) => {
+                            problems.push(ConfigProblem::new(&path, format!("{} is not valid YAML: {e}", full.display())));
+                            continue;
+                        }
+                    }
+                } else {
+                    serde_json::Value::String(text)
+                };
+                options.insert(key.to_owned(), value);
+                options.insert(source_key.to_owned(), serde_json::Value::String(name.to_owned()));
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod validate;
 pub use error::{ConfigError, ConfigProblem};
 pub use load::{load, parse, LoadedSettings};
 pub use model::*;
+pub(crate) use secrets::fingerprint;
 pub use secrets::{fingerprint_secrets, SecretPolicy};
 pub use validate::validate_names_and_keys;
 

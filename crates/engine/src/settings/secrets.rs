@@ -28,7 +28,7 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
     !lower.ends_with("_fingerprint") && (EXACT.contains(&lower.as_str()) || SUFFIXES.iter().any(|s| lower.ends_with(s)))
 }
 
-fn fingerprint(key: &[u8], secret: &str) -> String {
+pub(crate) fn fingerprint(key: &[u8], secret: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     mac.update(secret.as_bytes());
     hex::encode(mac.finalize().into_bytes())

@@ -54,7 +54,7 @@ impl Transform for PanicOn {
         info("panic_on", Determinism::Deterministic)
     }
 
-    fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+    fn process(&self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
         assert!(row.get("id") != Some(&Value::Integer(self.0)), "test transform panics on purpose");
         Ok(TransformResult::Row { row, success_reason: None })
     }
@@ -65,7 +65,7 @@ impl Transform for PanicOn {
 struct Tick {
     clock: Arc<ManualClock>,
     tick: Duration,
-    seen: u64,
+    seen: std::sync::atomic::AtomicU64,
 }
 
 impl Transform for Tick {
@@ -73,11 +73,10 @@ impl Transform for Tick {
         info("tick", Determinism::Deterministic)
     }
 
-    fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
-        if self.seen > 0 {
+    fn process(&self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+        if self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
             self.clock.advance(self.tick);
         }
-        self.seen += 1;
         Ok(TransformResult::Row { row, success_reason: None })
     }
 }
@@ -156,7 +155,7 @@ impl PluginRegistry for TestPlugins {
         if plugin == "tick" {
             let clock = self.clock.clone().ok_or_else(|| PluginError::Config("tick needs the test's clock".into()))?;
             let tick = Duration::from_secs(u64::try_from(int(options, "tick_seconds")).unwrap_or(0));
-            return Ok(Box::new(Tick { clock, tick, seen: 0 }));
+            return Ok(Box::new(Tick { clock, tick, seen: std::sync::atomic::AtomicU64::new(0) }));
         }
         Ok(Box::new(PanicOn(options.get("panic_on").and_then(serde_json::Value::as_i64).unwrap_or(-1))))
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use contracts::plugin::{BatchResult, BatchTransform, CallRecord, Options, PluginContext, PluginError, PluginInfo};
+use contracts::plugin::{BatchResult, BatchTransform, CallEnd, Options, PluginContext, PluginError, PluginInfo};
 use contracts::{canonical_json_value, sha256_hex, CallStatus, CallType, Determinism, Row, Value};
 use serde::Deserialize;
 
@@ -171,14 +171,9 @@ impl CommandBatch {
             BatchResult::Error { reason } => Some(serde_json::Value::Object(reason.clone())),
             BatchResult::Rows(_) | BatchResult::Pending { .. } => None,
         };
-        ctx.record_call(CallRecord {
-            call_type: CallType::Process,
-            status: if error.is_none() { CallStatus::Success } else { CallStatus::Error },
-            request,
-            response: Some(response),
-            error,
-            latency_ms,
-        });
+        let status = if error.is_none() { CallStatus::Success } else { CallStatus::Error };
+        let end = CallEnd { call_type: CallType::Process, status, request, response: Some(response), error };
+        ctx.record_call(end, latency_ms);
         for path in [&job.input, &job.output, &job.stderr, &job.status] {
             let _ = std::fs::remove_file(path);
         }

@@ -71,7 +71,7 @@ impl Transform for FieldMapper {
         INFO
     }
 
-    fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+    fn process(&self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
         let mut out = if self.options.select_only { Row::new() } else { row.clone() };
         for (source, target) in &self.options.mapping {
             let value = lookup(&row, source).map_err(PluginError::Contract)?;

@@ -55,7 +55,7 @@ impl Transform for JsonExplode {
         true
     }
 
-    fn process(&mut self, mut row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+    fn process(&self, mut row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
         let field = &self.options.array_field;
         let items = match row.shift_remove(field) {
             Some(Value::List(items)) if items.is_empty() => {

@@ -99,7 +99,7 @@ impl Transform for KeywordFilter {
         INFO
     }
 
-    fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+    fn process(&self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
         let checked: Vec<(String, &Value)> = match &self.fields {
             None => row.iter().filter(|(_, v)| matches!(v, Value::String(_))).map(|(k, v)| (k.clone(), v)).collect(),
             Some(names) => names.iter().filter_map(|n| row.get(n).map(|v| (n.clone(), v))).collect(),

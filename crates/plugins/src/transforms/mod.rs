@@ -8,6 +8,7 @@ pub(crate) mod command_batch;
 pub(crate) mod field_mapper;
 pub(crate) mod json_explode;
 pub(crate) mod keyword_filter;
+pub(crate) mod llm;
 pub(crate) mod passthrough;
 pub(crate) mod truncate;
 
@@ -17,6 +18,7 @@ pub(crate) use command_batch::CommandBatch;
 pub(crate) use field_mapper::FieldMapper;
 pub(crate) use json_explode::JsonExplode;
 pub(crate) use keyword_filter::KeywordFilter;
+pub(crate) use llm::Llm;
 pub(crate) use passthrough::Passthrough;
 pub(crate) use truncate::Truncate;
 

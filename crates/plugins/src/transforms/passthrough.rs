@@ -33,7 +33,7 @@ impl Transform for Passthrough {
         INFO
     }
 
-    fn process(&mut self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+    fn process(&self, row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
         Ok(TransformResult::Row { row, success_reason: None })
     }
 }

@@ -51,7 +51,7 @@ impl Transform for Truncate {
         INFO
     }
 
-    fn process(&mut self, mut row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+    fn process(&self, mut row: Row, _ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
         let mut truncated = Vec::new();
         for (field, max) in &self.options.fields {
             match row.get_mut(field) {
