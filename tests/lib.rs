@@ -199,3 +199,15 @@ pub fn latest_artifacts(db: &mut DbConnection) -> Vec<(String, String)> {
     )
     .expect("artifacts query")
 }
+
+/// A fake LLM server on an ephemeral 127.0.0.1 port: the `silent` preset
+/// (no latency, no faults, echoed prompts) with `overrides` laid over it
+/// (the reference ChaosLLM config format). It stops when dropped.
+pub fn chaos_server(overrides: serde_json::Value) -> chaosllm::RunningServer {
+    let mut config = chaosllm::config::preset("silent").expect("preset");
+    chaosllm::config::merge(&mut config, serde_json::json!({"response": {"mode": "echo"}}));
+    chaosllm::config::merge(&mut config, overrides);
+    chaosllm::config::merge(&mut config, serde_json::json!({"server": {"host": "127.0.0.1", "port": 0}}));
+    let config = chaosllm::Config::from_value(config, "test").expect("a valid chaos config");
+    chaosllm::start(config).expect("the fake LLM server starts")
+}

@@ -6,6 +6,7 @@ mod coalesce;
 mod crash;
 mod explain;
 mod export;
+mod llm;
 mod random_pipelines;
 mod resume;
 mod run;
