@@ -11,7 +11,11 @@
 //! - export, verify and explain: records/s and peak RSS of a signed export of each
 //!   gate run, and the time `elspeth explain` takes for its middle row;
 //! - recorder: audit records per second through the recorder in one unit of
-//!   work, against the same inserts as plain SQL.
+//!   work, against the same inserts as plain SQL;
+//! - llm: the `llm` pipeline against `elspeth-chaosllm` (in this process, on
+//!   127.0.0.1) at 50 ms latency, at pool sizes 1, 8, 32 and 64: rows/s
+//!   against the ideal `pool_size / latency`, the same with the
+//!   `stress_aimd` preset (15% 429s), and peak RSS at two row counts.
 //!
 //! `--quick` runs 10k rows only; `--full` adds 1M rows.
 
@@ -47,9 +51,12 @@ pub(crate) fn inner(args: &[String]) -> anyhow::Result<()> {
     } else {
         &[10_000, 100_000]
     };
+    if args.iter().any(|a| a == "--llm-only") {
+        return llm_pool(quick);
+    }
     pipelines(sizes)?;
     recorder_records_per_second(if quick { 20_000 } else { 200_000 })?;
-    Ok(())
+    llm_pool(quick)
 }
 
 fn bench_root() -> PathBuf {
@@ -415,5 +422,99 @@ fn recorder_records_per_second(n: usize) -> anyhow::Result<()> {
     println!("  recorder        {recorder_rate:>12.0} records/s");
     println!("  plain SQL       {plain_rate:>12.0} records/s  (multi-row INSERT text, one transaction)");
     println!("  ratio           {:>12.2}", recorder_rate / plain_rate);
+    Ok(())
+}
+
+/// The fake server's latency in the llm bench.
+const LLM_LATENCY_MS: f64 = 50.0;
+
+/// Runs the llm pipeline with `pool` rows in flight on `rows` rows against
+/// a fake server built from `overrides`.
+fn run_llm(pool: usize, rows: usize, overrides: serde_json::Value) -> anyhow::Result<(Measurement, u64)> {
+    let mut config = chaosllm::config::preset("silent")?;
+    chaosllm::config::merge(
+        &mut config,
+        serde_json::json!({"server": {"host": "127.0.0.1", "port": 0}, "response": {"mode": "echo"},
+                           "latency": {"base_ms": LLM_LATENCY_MS, "jitter_ms": 0}, "seed": 5}),
+    );
+    chaosllm::config::merge(&mut config, overrides);
+    let server = chaosllm::start(chaosllm::Config::from_value(config, "bench")?)?;
+    let dir = bench_root().join("runs").join(format!("llm-{pool}-{rows}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("output"))?;
+    let mut input = String::from("id,text\n");
+    for id in 0..rows {
+        let _ = writeln!(input, "{id},customer message number {id} about an order");
+    }
+    std::fs::write(dir.join("input.csv"), input)?;
+    let settings = std::fs::read_to_string(crate::workspace_root().join("xtask/bench/pipelines/llm.yaml"))?
+        .replace("BASE_URL", &server.base_url())
+        .replace("POOL_SIZE", &pool.to_string());
+    std::fs::write(dir.join("settings.yaml"), settings)?;
+    let started = Instant::now();
+    let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
+        .current_dir(&dir)
+        .args(["run", "--settings", "settings.yaml", "--execute", "--format", "json"])
+        .output()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        output.status.success(),
+        "llm pool {pool} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let answered = std::fs::read_to_string(dir.join("output/answers.jsonl"))?.lines().count() as u64;
+    Ok((
+        Measurement {
+            rows_per_second: summary["rows_read"].as_f64().unwrap_or(0.0) / elapsed,
+            peak_rss_mb: summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0,
+            audit_db_mb: dir_size(&dir) as f64 / 1_048_576.0,
+        },
+        answered,
+    ))
+}
+
+fn llm_pool(quick: bool) -> anyhow::Result<()> {
+    println!("pipeline llm (csv -> llm -> json) against elspeth-chaosllm at {LLM_LATENCY_MS} ms latency, release build");
+    println!(
+        "  {:>6} {:>7} {:>10} {:>12} {:>14} {:>13} {:>9}",
+        "pool", "rows", "rows/s", "ideal rows/s", "ratio to ideal", "peak RSS MB", "answered"
+    );
+    let scale = if quick { 1 } else { 2 };
+    let mut last_ideal = 0.0;
+    for pool in [1_usize, 8, 32, 64] {
+        let rows = (pool * 40 * scale).max(50);
+        let (run, answered) = run_llm(pool, rows, serde_json::json!({}))?;
+        last_ideal = pool as f64 / (LLM_LATENCY_MS / 1000.0);
+        println!(
+            "  {:>6} {:>7} {:>10.0} {:>12.0} {:>14.2} {:>13.1} {:>9}",
+            pool,
+            rows,
+            run.rows_per_second,
+            last_ideal,
+            run.rows_per_second / last_ideal,
+            run.peak_rss_mb,
+            answered
+        );
+    }
+    let rows = 64 * 40 * scale;
+    let (stress, answered) = run_llm(64, rows, chaosllm::config::preset("stress_aimd")?)?;
+    println!(
+        "  stress_aimd (15% 429s), pool 64, {rows} rows: {:.0} rows/s, {:.2} of ideal, {answered} of {rows} answered, peak RSS {:.1} MB",
+        stress.rows_per_second,
+        stress.rows_per_second / last_ideal,
+        stress.peak_rss_mb
+    );
+    for factor in [4, 16] {
+        let (long, _) = run_llm(64, rows * factor, serde_json::json!({}))?;
+        println!(
+            "  pool 64 on {} rows: {:.0} rows/s, peak RSS {:.1} MB (bounded: the SQLite caches fill, then stop)",
+            rows * factor,
+            long.rows_per_second,
+            long.peak_rss_mb
+        );
+    }
+    println!("  reference (Python, same machine class, 50 ms): 7.1 rows/s without rate limit, 1.06 rows/s with its default");
     Ok(())
 }

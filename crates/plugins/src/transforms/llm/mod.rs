@@ -11,8 +11,8 @@
 //! The answer is untrusted: malformed, truncated, filtered or mistyped
 //! answers are error results (to `on_error`, recorded in
 //! `transform_errors`), never a crash. Capacity refusals (429/503/529) are
-//! retried within the attempt, paced by the node's AIMD throttle and
-//! `Retry-After`, for up to `max_capacity_retry_seconds`; server and
+//! retried within the attempt after the node's AIMD back-off delay (or
+//! `Retry-After`, if longer), for up to `max_capacity_retry_seconds`; server and
 //! network failures end the attempt as transient, for the engine's `retry`.
 //! Rows run `pool_size` at a time (the engine's pool keeps source order).
 
