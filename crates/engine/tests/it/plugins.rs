@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::plugin::{
-    ArtifactDescriptor, BatchResult, BatchTransform, Options, PluginContext, PluginError, PluginInfo, PluginRegistry, Sink,
-    Source, SourceItem, SourcePosition, Transform, TransformResult,
+    ArtifactDescriptor, BatchResult, BatchTransform, CallEnd, Options, PluginContext, PluginError, PluginInfo, PluginRegistry,
+    Sink, Source, SourceItem, SourcePosition, Transform, TransformResult,
 };
-use contracts::{ContentHash, Determinism, Row, Value};
+use contracts::{CallStatus, CallType, ContentHash, Determinism, Row, Value};
 use engine::ManualClock;
 
 const fn info(name: &'static str, determinism: Determinism) -> PluginInfo {
@@ -114,6 +114,47 @@ impl BatchTransform for Slow {
     }
 }
 
+/// Runs `pool_size` rows at once; each sleeps a pseudo-random time (from
+/// its id and `seed`, up to `max_delay_ms`), records one call and adds
+/// `answer`; so answers arrive out of order.
+struct Jitter {
+    pool: usize,
+    seed: u64,
+    max_delay_ms: u64,
+}
+
+impl Transform for Jitter {
+    fn info(&self) -> PluginInfo {
+        info("jitter", Determinism::ExternalCall)
+    }
+
+    fn pool_size(&self) -> usize {
+        self.pool
+    }
+
+    fn process(&self, mut row: Row, ctx: &mut PluginContext) -> Result<TransformResult, PluginError> {
+        let id = row.get("id").and_then(|v| if let Value::Integer(i) = v { Some(*i) } else { None }).unwrap_or(0);
+        let mixed = (u64::try_from(id).unwrap_or(0) ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        let ticket = ctx.begin_call(None);
+        if self.max_delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(mixed % self.max_delay_ms));
+        }
+        let request = serde_json::json!({"id": id});
+        ctx.end_call(
+            ticket,
+            CallEnd {
+                call_type: CallType::Llm,
+                status: CallStatus::Success,
+                request,
+                response: Some(serde_json::json!({"ok": id})),
+                error: None,
+            },
+        );
+        row.insert("answer".into(), Value::Integer(id * 2));
+        Ok(TransformResult::Row { row, success_reason: None })
+    }
+}
+
 /// Keeps what it is given.
 #[derive(Default)]
 struct Memory {
@@ -156,6 +197,11 @@ impl PluginRegistry for TestPlugins {
             let clock = self.clock.clone().ok_or_else(|| PluginError::Config("tick needs the test's clock".into()))?;
             let tick = Duration::from_secs(u64::try_from(int(options, "tick_seconds")).unwrap_or(0));
             return Ok(Box::new(Tick { clock, tick, seen: std::sync::atomic::AtomicU64::new(0) }));
+        }
+        if plugin == "jitter" {
+            let number = |key: &str| options.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let pool = usize::try_from(number("pool_size")).unwrap_or(1);
+            return Ok(Box::new(Jitter { pool, seed: number("seed"), max_delay_ms: number("max_delay_ms") }));
         }
         Ok(Box::new(PanicOn(options.get("panic_on").and_then(serde_json::Value::as_i64).unwrap_or(-1))))
     }
