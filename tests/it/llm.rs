@@ -409,3 +409,28 @@ fn the_template_lookups_and_multi_query_examples_run_against_the_fake_server() {
         assert!(written.contains(field), "{name}: {written}");
     }
 }
+
+#[test]
+fn purge_removes_call_bodies_keeps_their_hashes_and_degrades_the_grade() {
+    let server = chaos_server(serde_json::json!({}));
+    let dir = tempfile::tempdir().expect("temp dir");
+    prepare(dir.path(), &pipeline(&server.base_url(), 1, ""), 2);
+    let output = run(dir.path(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let grade = |dir: &Path| {
+        let mut db = landscape_at(dir, "audit.db");
+        query_pairs(&mut db, "SELECT reproducibility_grade AS a, '' AS b FROM runs").expect("runs")[0].0.clone()
+    };
+    assert_eq!(grade(dir.path()), "replay_reproducible");
+    let purged = elspeth(dir.path(), &["purge", "--settings", "settings.yaml", "--retention-days", "0"]);
+    assert!(purged.status.success(), "{}", stderr(&purged));
+    assert_eq!(grade(dir.path()), "attributable_only", "the recorded answers a replay needs are gone");
+    let explain = elspeth(dir.path(), &["explain", "--settings", "settings.yaml", "--run", "latest", "--row", "0"]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(text.contains("call #0 llm success") && text.contains("request ") && text.contains("response "), "{text}");
+    let mut db = landscape_at(dir.path(), "audit.db");
+    let hashed =
+        query_i64(&mut db, "SELECT count(*) AS n FROM calls WHERE request_hash IS NOT NULL AND response_hash IS NOT NULL")
+            .expect("calls");
+    assert_eq!(hashed, 2, "hashes survive the purge");
+}
