@@ -7,7 +7,8 @@ use std::process::Command;
 
 /// The allowed internal dependency edges (normal and dev): `contracts` ←
 /// `landscape` ← `engine`; `plugins` use only `contracts`; `cli` wires
-/// everything; `tests` drives the binary and reads the Landscape.
+/// everything; `tests` drives the binary and reads the Landscape;
+/// `chaosllm` (the fake LLM server) stands alone, used by tests and benches.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("contracts", &[]),
     // `landscape` dev-depends on itself to turn on `test-hooks` for its own tests.
@@ -15,9 +16,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("engine", &["contracts", "landscape"]),
     ("plugins", &["contracts"]),
     ("cli", &["contracts", "landscape", "engine", "plugins"]),
-    ("tests", &["contracts", "landscape", "test-support"]),
+    ("tests", &["chaosllm", "contracts", "landscape", "test-support"]),
     ("test-support", &[]),
-    ("xtask", &["contracts", "landscape", "test-support"]),
+    ("chaosllm", &[]),
+    ("xtask", &["chaosllm", "contracts", "landscape", "test-support"]),
 ];
 
 /// The engine's modules (executors one by one) and the engine modules each

@@ -6,7 +6,8 @@
 //!
 //! Running a row ([`run_attempts`]) is apart from recording it
 //! ([`record_attempts`]): a pooled transform runs rows on worker threads
-//! (see [`super::pool`]) and the processor records them in source order.
+//! (the pool, `executors/pool.rs`) and the processor records them in
+//! source order.
 
 use std::time::Instant;
 
