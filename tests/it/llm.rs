@@ -434,3 +434,26 @@ fn purge_removes_call_bodies_keeps_their_hashes_and_degrades_the_grade() {
             .expect("calls");
     assert_eq!(hashed, 2, "hashes survive the purge");
 }
+
+#[test]
+fn an_azure_deployment_is_called_and_recorded_as_an_llm_call_in_the_reference_shape() {
+    let server = chaos_server(serde_json::json!({}));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = pipeline(&server.base_url(), 1, "")
+        .replace("provider: openai", "provider: azure")
+        .replace("model: fake-model", "deployment_name: my-deployment")
+        .replace(&format!("base_url: {}", server.base_url()), &format!("endpoint: http://{}", server.addr()));
+    prepare(dir.path(), &settings, 2);
+    let output = run(dir.path(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let first: serde_json::Value =
+        serde_json::from_str(read(dir.path(), "results.jsonl").lines().next().unwrap_or_default()).expect("json");
+    assert_eq!(first["llm_response_model"], "my-deployment", "the deployment answered");
+    assert_eq!(first["llm_response"], "Echo row number 0 says hello");
+    let mut db = landscape_at(dir.path(), "audit.db");
+    let types = query_pairs(&mut db, "SELECT call_type AS a, status AS b FROM calls").expect("calls");
+    assert_eq!(types, vec![("llm".to_owned(), "success".to_owned()); 2]);
+    let payloads = std::fs::read(dir.path().join("payloads/payloads.sqlite")).unwrap_or_default();
+    let shape = br#""provider":"azure","response_format":null"#;
+    assert!(payloads.windows(shape.len()).any(|w| w == shape), "the request carries provider azure and response_format null");
+}
