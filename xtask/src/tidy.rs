@@ -33,7 +33,7 @@ const ENGINE_MODULES: &[(&str, &[&str])] = &[
     ("dag", &["expression", "settings"]),
     ("ownership", &[]),
     ("pipeline", &["dag", "settings"]),
-    ("runtime", &["dag", "settings"]),
+    ("runtime", &["dag", "decisions", "settings"]),
     ("decisions", &["expression", "settings"]),
     ("executors", &["runtime"]),
     ("executors/transform", &["dag", "decisions", "runtime", "settings"]),

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use contracts::records::{BatchState, NodeState, OutcomeDetail, TokenLineage};
+use contracts::records::{BatchState, CallOrigin, NodeState, OutcomeDetail, TokenLineage};
 use contracts::{ContentHash, RowId, StateId, TokenId};
 use landscape::lineage::{Lineage, Payload, RowSelector, StateHistory, TokenHistory};
 
@@ -245,6 +245,17 @@ fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, ind
         );
         if let Some(error) = &call.error_json {
             let _ = writeln!(out, "{detail}  error {error}");
+        }
+        match &call.origin {
+            CallOrigin::Live => {}
+            CallOrigin::Replayed { source_call_id } => {
+                let _ = writeln!(out, "{detail}  replayed: the response is call {source_call_id}'s, no request was sent");
+            }
+            CallOrigin::Verified { source_call_id, verification, differences } => {
+                let against = source_call_id.as_ref().map_or_else(|| "no recording".to_owned(), |id| format!("call {id}"));
+                let differing = differences.as_ref().map(|d| format!(", differs at {d}")).unwrap_or_default();
+                let _ = writeln!(out, "{detail}  verified against {against}: {}{differing}", verification.as_str().to_uppercase());
+            }
         }
     }
     if let Some(artifact) = &history.artifact {

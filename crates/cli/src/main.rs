@@ -102,6 +102,8 @@ enum Command {
         /// Source rows per audit transaction and sink write.
         #[arg(long, default_value_t = 1000)]
         chunk_size: usize,
+        #[command(flatten)]
+        calls: run::CallModeArgs,
     },
     /// Resume a run that was interrupted (Ctrl-C) or crashed (its process is
     /// gone while it still says running), from its last checkpoint:
@@ -259,11 +261,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { settings, format } => validate::run(&settings, format),
-        Command::Run { settings, execute, format, chunk_size } => {
+        Command::Run { settings, execute, format, chunk_size, calls } => {
             let mode = if execute { run::Mode::Run } else { run::Mode::DryRun };
-            run::run(&settings, mode, format, chunk_size)
+            run::run(&settings, mode, format, chunk_size, &calls)
         }
-        Command::Resume { run, settings, format, chunk_size } => run::run(&settings, run::Mode::Resume(run), format, chunk_size),
+        Command::Resume { run, settings, format, chunk_size } => {
+            run::run(&settings, run::Mode::Resume(run), format, chunk_size, &run::CallModeArgs::default())
+        }
         Command::Export { run, database, format, output, sign } => export::export(&run, &database, format, &output, sign),
         Command::Verify { path, allow_unsigned, format } => export::verify(&path, allow_unsigned, format),
         Command::Explain { landscape, run, row, token, sink, format, json } => {

@@ -22,7 +22,51 @@ pub(crate) enum Mode {
     Resume(String),
 }
 
-pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize) -> anyhow::Result<ExitCode> {
+/// Replay and verify: the settings' `run_mode` and `replay_from`, from the
+/// command line (a flag wins over the file).
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct CallModeArgs {
+    /// Replay: answer every external call from this run's recordings (a run
+    /// id or `latest`, the latest completed run); no request is sent. A
+    /// request the run never made fails its row (`replay_miss`).
+    #[arg(long, value_name = "RUN_ID", conflicts_with = "verify_against")]
+    replay_from: Option<String>,
+    /// Verify: make every call live and compare each response with this
+    /// run's recording; the differences are recorded per call and reported.
+    #[arg(long, value_name = "RUN_ID")]
+    verify_against: Option<String>,
+    /// Verify: a response path whose value may differ (dotted, `*` for any
+    /// key or index), added to the defaults (ids, timestamps, sizes).
+    #[arg(long, value_name = "PATH")]
+    verify_ignore: Vec<String>,
+    /// Verify: compare lists in order (default: as multisets).
+    #[arg(long)]
+    verify_ordered_lists: bool,
+    /// Verify: exit 6 when any response differs or has no recording.
+    #[arg(long)]
+    fail_on_mismatch: bool,
+}
+
+impl CallModeArgs {
+    fn apply(&self, settings: &mut engine::settings::Settings) {
+        if let Some(source) = &self.replay_from {
+            settings.run_mode = engine::settings::RunModeSetting::Replay;
+            settings.replay_from = Some(source.clone());
+        }
+        if let Some(source) = &self.verify_against {
+            settings.run_mode = engine::settings::RunModeSetting::Verify;
+            settings.replay_from = Some(source.clone());
+        }
+    }
+}
+
+pub(crate) fn run(
+    settings: &Path,
+    mode: Mode,
+    format: Format,
+    chunk_size: usize,
+    calls: &CallModeArgs,
+) -> anyhow::Result<ExitCode> {
     let settings = &crate::landscape_args::expand_tilde(settings);
     let out = Report { format, settings };
     if !settings.is_file() {
@@ -30,10 +74,11 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
             out.invalid(&[serde_json::json!({"message": format!("settings file {} does not exist", settings.display())})], None)
         );
     }
-    let pipeline = match load_pipeline(settings, &plugins::BuiltinPlugins) {
+    let mut pipeline = match load_pipeline(settings, &plugins::BuiltinPlugins) {
         Ok(pipeline) => pipeline,
         Err(error) => return Ok(out.invalid(&crate::validate::problems_json(&error), Some(&error.to_string()))),
     };
+    calls.apply(&mut pipeline.loaded.settings);
     if matches!(mode, Mode::DryRun) {
         match format {
             Format::Text => println!("{}: valid; dry run, nothing executed (add --execute to run)", settings.display()),
@@ -77,7 +122,9 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
             eprintln!("note: {note}");
         }
     }
-    let (options, bar) = run_options(chunk_size, format)?;
+    let (mut options, bar) = run_options(chunk_size, format)?;
+    options.verify.ignore_paths.extend(calls.verify_ignore.iter().cloned());
+    options.verify.ordered_lists = calls.verify_ordered_lists;
     let result = match mode {
         Mode::Resume(run) => match crate::landscape_args::resolve_run(&mut recorder, &run) {
             Ok(run_id) => resume_pipeline(pipeline, &mut recorder, &run_id, options),
@@ -91,6 +138,8 @@ pub(crate) fn run(settings: &Path, mode: Mode, format: Format, chunk_size: usize
     match result {
         Ok(summary) => {
             let code = out.summary(&summary, &described, &notes);
+            let unverified = summary.verification.as_ref().is_some_and(|v| v.mismatches + v.missing_recordings > 0);
+            let code = if calls.fail_on_mismatch && unverified && code == ExitCode::SUCCESS { ExitCode::from(6) } else { code };
             if export.enabled && summary.status == RunStatus::Completed {
                 if let Some(code) = export_after_run(&mut recorder, &summary, &export, export_path.as_deref()) {
                     return Ok(code);
@@ -220,6 +269,7 @@ impl Report<'_> {
                     "warnings": warnings,
                     "notes": notes,
                     "resume_command": resume,
+                    "verification": summary.verification.as_ref().map(verification_json),
                 });
                 println!("{document}");
             }
@@ -232,6 +282,14 @@ impl Report<'_> {
             RunStatus::Failed | RunStatus::Running => 1,
         })
     }
+}
+
+fn verification_json(report: &engine::VerifyReport) -> serde_json::Value {
+    let engine::VerifyReport { total, matches, mismatches, missing_recordings, missing_payloads } = report;
+    serde_json::json!({
+        "total_calls": total, "matches": matches, "mismatches": mismatches,
+        "missing_recordings": missing_recordings, "missing_payloads": missing_payloads,
+    })
 }
 
 /// The reference's run counters, by its names, from the whole run's
@@ -262,6 +320,13 @@ fn print_summary(summary: &RunSummary, described: &Described, warnings: &[String
     println!("run {} {}", summary.run_id, summary.status);
     println!("  pipeline: {}", described.pipeline);
     println!("  {} rows read in {:.2} s ({rate:.0} rows/s)", summary.rows_read, summary.duration.as_secs_f64());
+    if let Some(v) = &summary.verification {
+        println!(
+            "  verification: {} calls, {} match, {} differ, {} without a recording, {} with a purged recording \
+             (elspeth explain shows each difference on its row)",
+            v.total, v.matches, v.mismatches, v.missing_recordings, v.missing_payloads
+        );
+    }
     if !summary.per_sink.is_empty() {
         let width = summary.per_sink.keys().map(String::len).max().unwrap_or(4).max(4);
         println!("  {:<width$}  outcomes (as recorded in token_outcomes)", "sink");

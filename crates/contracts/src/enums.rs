@@ -191,6 +191,18 @@ audit_enum! {
 }
 
 audit_enum! {
+    /// How a verified call's live response compared with the recorded one.
+    Verification {
+        Match => "match",
+        Mismatch => "mismatch",
+        /// The source run has no call with this request.
+        MissingRecording => "missing_recording",
+        /// The recorded response was purged: only its hash was compared.
+        MissingPayload => "missing_payload",
+    }
+}
+
+audit_enum! {
     /// Status of a run's audit export (separate from the run status).
     ExportStatus {
         Pending => "pending",

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::enums::{CallStatus, CallType, Determinism};
+use crate::ids::CallId;
+use crate::records::CallOrigin;
 use crate::hashing::ContentHash;
 use crate::ids::{NodeId, RunId};
 use crate::value::{Row, Value};
@@ -34,6 +36,46 @@ pub struct CallRecord {
     pub response: Option<serde_json::Value>,
     pub error: Option<serde_json::Value>,
     pub latency_ms: Option<f64>,
+    /// Live, or replayed from an earlier run's call. (Verification is the
+    /// engine's: it compares live calls when it records them.)
+    pub origin: CallOrigin,
+}
+
+/// An earlier run's answer to a request, in replay mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recording {
+    pub source_call_id: CallId,
+    pub status: CallStatus,
+    pub response: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
+    pub latency_ms: Option<f64>,
+}
+
+/// Why replay has no answer for a request: that row fails, the run goes on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    #[error("no recorded call in the source run matches request {request_hash}")]
+    Miss { request_hash: String },
+    #[error("the recorded response to request {request_hash} (call {source_call_id}) was purged")]
+    PayloadMissing { request_hash: String, source_call_id: CallId },
+}
+
+impl ReplayError {
+    /// The error result a transform returns for it.
+    pub fn reason(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut reason = serde_json::Map::new();
+        let (name, hash) = match self {
+            ReplayError::Miss { request_hash } => ("replay_miss", request_hash),
+            ReplayError::PayloadMissing { request_hash, source_call_id } => {
+                reason.insert("source_call_id".into(), source_call_id.as_str().into());
+                ("replay_payload_missing", request_hash)
+            }
+        };
+        reason.insert("reason".into(), name.into());
+        reason.insert("request_hash".into(), hash.clone().into());
+        reason.insert("error".into(), self.to_string().into());
+        reason
+    }
 }
 
 /// What the engine lends plugins for their external calls: rate limits
@@ -46,6 +88,16 @@ pub trait CallServices: Send + Sync + std::fmt::Debug {
     /// The HMAC-SHA256 fingerprint (hex) of a secret. Fails when no
     /// fingerprint key is configured: such a call cannot be audited.
     fn fingerprint(&self, secret: &str) -> Result<String, PluginError>;
+    /// In replay mode, the source run's answer to this request (matched by
+    /// call type, request hash and occurrence); `None` when calls are live.
+    fn replay(&self, _call_type: CallType, _request_hash: &str) -> Option<Result<Recording, ReplayError>> {
+        None
+    }
+    /// Whether calls are answered from recordings (nothing to wait for:
+    /// no rate limit, back-off or retry delay).
+    fn replaying(&self) -> bool {
+        false
+    }
 }
 
 /// No rate limits and no fingerprint key (validation, unit tests).
@@ -108,6 +160,12 @@ impl PluginContext {
         PluginContext::with_services(self.run_id.clone(), self.node_id.clone(), Arc::clone(&self.services))
     }
 
+    /// Whether calls are answered from an earlier run's recordings: a
+    /// plugin then skips every wait (back-off, `Retry-After`).
+    pub fn replaying(&self) -> bool {
+        self.services.replaying()
+    }
+
     /// Starts an external call, in the reference's order: wait for the
     /// service's rate limit (when it has one), take the call index, start
     /// the timer. Latency therefore excludes the wait for the limiter.
@@ -132,7 +190,39 @@ impl PluginContext {
             response,
             error,
             latency_ms: Some(latency_ms),
+            origin: CallOrigin::Live,
         });
+    }
+
+    /// In replay mode, answers a begun call from the source run instead of
+    /// sending it: the call is recorded with the recorded answer (and points
+    /// at the call it came from) and the answer is returned. `None` when
+    /// calls are live: send the request. A miss or a purged answer is
+    /// returned as the error the row fails with (nothing is recorded).
+    pub fn replay(
+        &mut self,
+        ticket: &CallTicket,
+        call_type: CallType,
+        request: &serde_json::Value,
+    ) -> Option<Result<Recording, ReplayError>> {
+        let request_hash = match crate::hashing::stable_hash_json(request) {
+            Ok(hash) => hash.as_str().to_owned(),
+            Err(error) => return Some(Err(ReplayError::Miss { request_hash: format!("(not canonical: {error})") })),
+        };
+        let answer = self.services.replay(call_type, &request_hash)?;
+        if let Ok(recording) = &answer {
+            self.calls.push(CallRecord {
+                call_index: ticket.call_index,
+                call_type,
+                status: recording.status,
+                request: request.clone(),
+                response: recording.response.clone(),
+                error: recording.error.clone(),
+                latency_ms: recording.latency_ms,
+                origin: CallOrigin::Replayed { source_call_id: recording.source_call_id.clone() },
+            });
+        }
+        Some(answer)
     }
 
     /// Records a call whose timing the plugin measured itself.
@@ -140,7 +230,8 @@ impl PluginContext {
         let call_index = self.next_call_index;
         self.next_call_index += 1;
         let CallEnd { call_type, status, request, response, error } = end;
-        self.calls.push(CallRecord { call_index, call_type, status, request, response, error, latency_ms });
+        let origin = CallOrigin::Live;
+        self.calls.push(CallRecord { call_index, call_type, status, request, response, error, latency_ms, origin });
     }
 
     /// The audit copy of request headers: sensitive values (see

@@ -1,11 +1,12 @@
 //! Engine: settings model, DAG builder and validator, expression language,
 //! and the run: orchestrator, processor, executors, recovery.
 //!
-//! Module map (each opens with what it owns): `runtime` (the shared run
-//! state and error type, a leaf) ← `decisions` (pure trigger, merge and
-//! retry decisions) ← `executors` (transform, gate, aggregation, coalesce,
-//! sink) ← `processor` (the token work queue) ← `registration` ←
-//! `recovery` (checkpoints, resume) ← `orchestrator` (the run loop).
+//! Module map (each opens with what it owns): `decisions` (pure trigger,
+//! merge, retry and verify-diff decisions, importing no run module) ←
+//! `runtime` (the shared run state and error type) ← `executors`
+//! (transform, gate, aggregation, coalesce, sink, and the pool) ←
+//! `processor` (the token work queue) ← `registration` ← `recovery`
+//! (checkpoints, resume) ← `orchestrator` (the run loop).
 //! `xtask tidy` enforces these edges and that engine modules import no circle.
 //!
 //! Architecture invariant: the engine writes audit rows only through the
@@ -25,4 +26,7 @@ pub mod runtime;
 pub mod settings;
 
 pub use orchestrator::{resume_pipeline, run_pipeline};
-pub use runtime::{Clock, CrashPoint, EngineError, ManualClock, Progress, RunOptions, RunSummary, SystemClock, TestHooks};
+pub use decisions::diff::DiffOptions;
+pub use runtime::{
+    Clock, CrashPoint, EngineError, ManualClock, Progress, RunOptions, RunSummary, SystemClock, TestHooks, VerifyReport,
+};

@@ -5,6 +5,7 @@
 //! give the processor that executes the run.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use contracts::plugin::PluginContext;
 use contracts::records::Run;
@@ -15,8 +16,8 @@ use landscape::Recorder;
 use crate::dag::{Graph, NodeIdx, NodeKind, PipelinePlugins};
 use crate::pipeline::Pipeline;
 use crate::processor::Processor;
-use crate::runtime::{EngineError, EngineServices, RunContext, RunOptions};
-use crate::settings::{fingerprint_secrets, LoadedSettings};
+use crate::runtime::{EngineError, EngineServices, Recordings, RunContext, RunOptions, Verifier, VerifyReport};
+use crate::settings::{fingerprint_secrets, LoadedSettings, RunModeSetting};
 
 const ENGINE_VERSION: &str = concat!("engine:", env!("CARGO_PKG_VERSION"));
 
@@ -26,7 +27,8 @@ pub(crate) fn begin<'r>(
     recorder: &'r mut Recorder,
     options: &RunOptions,
 ) -> Result<Processor<'r>, EngineError> {
-    let Pipeline { loaded, graph, plugins } = pipeline;
+    let Pipeline { mut loaded, graph, plugins } = pipeline;
+    resolve_source_run(&mut loaded, recorder)?;
     let settings_json = stored_settings(&loaded, options)?;
     let run = recorder.begin_run(&settings_json, Some((crate::ownership::host_name(), std::process::id())))?;
     for node in &graph.nodes {
@@ -91,6 +93,41 @@ pub(crate) fn attach<'r>(
     processor(Parts { loaded, graph, plugins }, recorder, run.run_id.clone(), run.config_hash.clone(), edge_ids, options)
 }
 
+/// `replay_from: latest` becomes the latest completed run, so the stored
+/// settings name the run a replay or verification used; a named run must
+/// exist in this Landscape.
+fn resolve_source_run(loaded: &mut LoadedSettings, recorder: &mut Recorder) -> Result<(), EngineError> {
+    let settings = &mut loaded.settings;
+    let Some(wanted) = settings.replay_from.clone() else { return Ok(()) };
+    if settings.run_mode == RunModeSetting::Live {
+        return Ok(());
+    }
+    let runs = recorder.list_runs()?;
+    let found = if wanted == "latest" {
+        runs.iter().filter(|r| r.state.status() == contracts::RunStatus::Completed).max_by_key(|r| r.started_at)
+    } else {
+        runs.iter().find(|r| r.run_id.as_str() == wanted)
+    };
+    let Some(found) = found else {
+        let what = if wanted == "latest" { "no completed run".to_owned() } else { format!("no run {wanted}") };
+        return Err(EngineError::Config(format!("replay_from: this Landscape has {what} to replay or verify against")));
+    };
+    settings.replay_from = Some(found.run_id.as_str().to_owned());
+    Ok(())
+}
+
+/// The source run's recordings, in replay and verify mode.
+fn recordings(loaded: &LoadedSettings, recorder: &mut Recorder) -> Result<Option<Arc<Recordings>>, EngineError> {
+    let settings = &loaded.settings;
+    match (settings.run_mode, &settings.replay_from) {
+        (RunModeSetting::Replay | RunModeSetting::Verify, Some(source)) => {
+            let source = contracts::RunId::parse(source.clone())?;
+            Ok(Some(Arc::new(Recordings::new(recorder.recorded_calls(&source)?))))
+        }
+        (RunModeSetting::Replay | RunModeSetting::Verify | RunModeSetting::Live, _) => Ok(None),
+    }
+}
+
 /// The pipeline, taken apart.
 struct Parts {
     loaded: LoadedSettings,
@@ -108,12 +145,23 @@ fn processor<'r>(
 ) -> Result<Processor<'r>, EngineError> {
     let Parts { loaded, graph, plugins } = parts;
     let topology_hash = topology_hash(&graph)?;
-    let services: std::sync::Arc<dyn contracts::plugin::CallServices> =
-        std::sync::Arc::new(EngineServices::new(&loaded.settings.rate_limit, options.secrets.clone()));
+    let recordings = recordings(&loaded, recorder)?;
+    let replaying = loaded.settings.run_mode == RunModeSetting::Replay;
+    let verify = match (loaded.settings.run_mode, &recordings) {
+        (RunModeSetting::Verify, Some(recordings)) => Some(Verifier {
+            recordings: Arc::clone(recordings),
+            options: options.verify.clone(),
+            report: VerifyReport::default(),
+        }),
+        (RunModeSetting::Verify | RunModeSetting::Replay | RunModeSetting::Live, _) => None,
+    };
+    let replay = if replaying { recordings } else { None };
+    let services: Arc<dyn contracts::plugin::CallServices> =
+        Arc::new(EngineServices::new(&loaded.settings.rate_limit, options.secrets.clone(), replay));
     let contexts = graph
         .nodes
         .iter()
-        .map(|n| PluginContext::with_services(run_id.clone(), n.id.clone(), std::sync::Arc::clone(&services)))
+        .map(|n| PluginContext::with_services(run_id.clone(), n.id.clone(), Arc::clone(&services)))
         .collect();
     Processor::new(RunContext {
         loaded,
@@ -130,8 +178,10 @@ fn processor<'r>(
         branch_losses: Vec::new(),
         topology_hash,
         config_hash,
-        clock: std::sync::Arc::clone(&options.clock),
+        clock: Arc::clone(&options.clock),
         hooks: options.hooks,
+        verify,
+        replaying,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use chrono::{NaiveDateTime, TimeZone, Utc};
 use contracts::records::{
-    Artifact, Batch, BatchMember, BatchState, BatchTrigger, Call, CallParent, Checkpoint, Edge, Node, NodeState, NodeStateCommon,
+    Artifact, Batch, BatchMember, BatchState, BatchTrigger, Call, CallOrigin, CallParent, Checkpoint, Edge, Node, NodeState, NodeStateCommon,
     Operation, OperationState, OutcomeDetail, PayloadRef, RoutingEvent, Row, Run, RunExport, RunOwner, RunState,
     SecretResolution, Token, TokenLineage, TokenOutcome, TokenParent, TransformError, ValidationError,
 };
@@ -453,10 +453,22 @@ pub(crate) fn call(row: CallRow) -> Result<Call> {
         error_json,
         latency_ms,
         created_at,
+        source_call_id,
+        verification_status,
+        verification_json,
     } = row;
     let t = "call";
     let id = call_id.clone();
     let id = id.as_str();
+    let source_call_id = source_call_id.map(CallId::parse).transpose()?;
+    let origin = match (source_call_id, verification_status, verification_json) {
+        (None, None, None) => CallOrigin::Live,
+        (Some(source_call_id), None, None) => CallOrigin::Replayed { source_call_id },
+        (source_call_id, Some(verification), differences) => {
+            CallOrigin::Verified { source_call_id, verification: parse_enum(t, id, &verification)?, differences }
+        }
+        (_, None, Some(_)) => return Err(bad(t, id, "has verification differences but no verification status")),
+    };
     let parent = match (state_id, operation_id) {
         (Some(state), None) => CallParent::State(StateId::parse(state)?),
         (None, Some(operation)) => CallParent::Operation(OperationId::parse(operation)?),
@@ -476,6 +488,7 @@ pub(crate) fn call(row: CallRow) -> Result<Call> {
         error_json,
         latency_ms,
         created_at: ts(created_at),
+        origin,
     })
 }
 

@@ -157,6 +157,9 @@ pub(crate) struct CallRow {
     pub(crate) error_json: Option<String>,
     pub(crate) latency_ms: Option<f64>,
     pub(crate) created_at: NaiveDateTime,
+    pub(crate) source_call_id: Option<String>,
+    pub(crate) verification_status: Option<String>,
+    pub(crate) verification_json: Option<String>,
 }
 
 #[derive(Debug, Queryable, Selectable)]

@@ -67,6 +67,9 @@ diesel::table! {
         error_json -> Nullable<Text>,
         latency_ms -> Nullable<Double>,
         created_at -> Timestamp,
+        source_call_id -> Nullable<Text>,
+        verification_status -> Nullable<Text>,
+        verification_json -> Nullable<Text>,
     }
 }
 

@@ -1,6 +1,6 @@
 //! External calls and the source/sink operations that can own them.
 
-use crate::enums::{CallStatus, CallType, OperationStatus, OperationType};
+use crate::enums::{CallStatus, CallType, OperationStatus, OperationType, Verification};
 use crate::hashing::ContentHash;
 use crate::ids::{CallId, NodeId, OperationId, RunId, StateId};
 use crate::time::Timestamp;
@@ -10,6 +10,20 @@ use crate::time::Timestamp;
 pub enum CallParent {
     State(StateId),
     Operation(OperationId),
+}
+
+/// Where a call's response came from (`calls.source_call_id`,
+/// `verification_status`, `verification_json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOrigin {
+    /// Made over the network.
+    Live,
+    /// Answered from an earlier run's recording (replay mode): no request
+    /// was sent.
+    Replayed { source_call_id: CallId },
+    /// Made over the network and compared with an earlier run's recording
+    /// (verify mode). `differences` is the JSON list of differing paths.
+    Verified { source_call_id: Option<CallId>, verification: Verification, differences: Option<String> },
 }
 
 /// An external call (`calls`).
@@ -27,6 +41,7 @@ pub struct Call {
     pub error_json: Option<String>,
     pub latency_ms: Option<f64>,
     pub created_at: Timestamp,
+    pub origin: CallOrigin,
 }
 
 /// The hash of a payload and, when a payload store holds it, its key.

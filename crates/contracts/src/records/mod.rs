@@ -16,7 +16,7 @@ mod run;
 mod token;
 
 pub use batch::{Batch, BatchMember, BatchOutput, BatchOutputType, BatchState, BatchTrigger};
-pub use call::{Call, CallParent, Operation, OperationState, PayloadRef};
+pub use call::{Call, CallOrigin, CallParent, Operation, OperationState, PayloadRef};
 pub use checkpoint::{Artifact, Checkpoint, SecretResolution};
 pub use error_tables::{TransformError, ValidationError};
 pub use graph::{Edge, Node};

@@ -51,9 +51,14 @@ pub(crate) struct Pools {
 }
 
 impl Pools {
-    /// A pool for every transform whose plugin runs more than one row at once.
+    /// A pool for every transform whose plugin runs more than one row at
+    /// once; none in replay mode (answers come from the recordings, in
+    /// source order).
     pub(crate) fn new(ctx: &RunContext<'_>) -> Pools {
         let mut pools = Pools::default();
+        if ctx.replaying {
+            return pools;
+        }
         for (node, graph_node) in ctx.graph.nodes.iter().enumerate() {
             let crate::dag::NodeKind::Transform(index) = graph_node.kind else { continue };
             let plugin = &ctx.plugins.transforms[index];

@@ -48,7 +48,10 @@ pub(crate) fn run_attempts(
         if !transient || attempt + 1 == max_attempts {
             break;
         }
-        clock.sleep(retry::delay(retry, attempt));
+        // A replay has nothing to wait for.
+        if !context.replaying() {
+            clock.sleep(retry::delay(retry, attempt));
+        }
     }
     attempts
 }

@@ -69,6 +69,7 @@ fn conclude(processor: Processor<'_>, options: &mut RunOptions, started: Instant
         per_sink: ctx.per_sink.clone(),
         duration: started.elapsed(),
         error,
+        verification: ctx.verify.as_ref().map(|v| v.report.clone()),
     })
 }
 

@@ -1,7 +1,8 @@
 //! The shared state of one run and the error type: what every executor
 //! reads and records through (`RunContext`: settings, graph, plugins, the
-//! recorder, registered edges, outcome counts, the clock). A leaf: it imports
-//! no executor, the processor, recovery or the orchestrator.
+//! recorder, registered edges, outcome counts, the clock, replay and verify
+//! state). It imports no executor, the processor, recovery or the
+//! orchestrator (of `decisions`, only the verify diff).
 //!
 //! Every terminal outcome goes through [`RunContext::outcome`], which counts
 //! it and notes a fork branch that will never reach its coalesce; every
@@ -11,6 +12,7 @@ mod clock;
 mod error;
 mod hooks;
 mod options;
+mod recordings;
 mod services;
 mod work;
 
@@ -18,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use contracts::plugin::{CallRecord, PluginContext, PluginError};
-use contracts::records::{CallParent, NodeState, OutcomeDetail, Token, TokenLineage};
+use contracts::records::{CallOrigin, CallParent, NodeState, OutcomeDetail, Token, TokenLineage};
 use contracts::{ContentHash, EdgeId, RowOutcome, RunId, StateId, TokenId};
 use landscape::recorder::{NewCall, NewNodeState, StateCompletion};
 use landscape::Recorder;
@@ -27,6 +29,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use hooks::{CrashPoint, TestHooks};
 pub use options::{Progress, RunOptions, RunSummary};
+pub(crate) use recordings::Recordings;
+pub use recordings::VerifyReport;
 pub(crate) use services::EngineServices;
 pub(crate) use work::{Delivery, DeliveryKind, Emitted, Work};
 
@@ -61,6 +65,19 @@ pub(crate) struct RunContext<'r> {
     pub(crate) config_hash: ContentHash,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hooks: TestHooks,
+    /// Verify mode: the source run's recordings, how to compare, and what
+    /// was found so far.
+    pub(crate) verify: Option<Verifier>,
+    /// Replay mode: pooled transforms run one row at a time (no network to
+    /// wait for, and recordings are matched in source order).
+    pub(crate) replaying: bool,
+}
+
+/// Verify mode's state.
+pub(crate) struct Verifier {
+    pub(crate) recordings: Arc<Recordings>,
+    pub(crate) options: crate::decisions::diff::DiffOptions,
+    pub(crate) report: VerifyReport,
 }
 
 /// The JSON of a failed visit: the message and the kind of error.
@@ -211,6 +228,19 @@ impl RunContext<'_> {
     pub(crate) fn write_calls(&mut self, state_id: &StateId, calls: Vec<CallRecord>) -> Result<(), EngineError> {
         let parent = CallParent::State(state_id.clone());
         for call in &calls {
+            let origin = match (&mut self.verify, &call.origin) {
+                (Some(verifier), CallOrigin::Live) => {
+                    let request_hash = contracts::stable_hash_json(&call.request)?;
+                    verifier.recordings.verify(
+                        call.call_type,
+                        request_hash.as_str(),
+                        call.response.as_ref(),
+                        &verifier.options,
+                        &mut verifier.report,
+                    )
+                }
+                (None | Some(_), origin) => origin.clone(),
+            };
             let recorded = self.recorder.record_call(
                 &parent,
                 &NewCall {
@@ -220,6 +250,7 @@ impl RunContext<'_> {
                     response: call.response.as_ref(),
                     error: call.error.as_ref(),
                     latency_ms: call.latency_ms,
+                    origin: &origin,
                 },
             )?;
             if recorded.call_index != call.call_index {

@@ -27,6 +27,8 @@ pub struct RunOptions {
     /// Interrupt and crash points for the test harnesses (empty unless the
     /// `test-hooks` feature is on).
     pub hooks: TestHooks,
+    /// How verify mode compares live responses with recorded ones.
+    pub verify: crate::decisions::diff::DiffOptions,
 }
 
 impl Default for RunOptions {
@@ -38,6 +40,7 @@ impl Default for RunOptions {
             secrets: crate::settings::SecretPolicy::from_env(),
             clock: Arc::new(SystemClock),
             hooks: TestHooks::default(),
+            verify: crate::decisions::diff::DiffOptions::default(),
         }
     }
 }
@@ -63,4 +66,6 @@ pub struct RunSummary {
     pub duration: Duration,
     /// Why the run failed, when it did.
     pub error: Option<String>,
+    /// Verify mode: how the live calls compared with the recorded ones.
+    pub verification: Option<super::VerifyReport>,
 }

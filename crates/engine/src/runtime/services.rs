@@ -1,13 +1,20 @@
 //! The call services the engine lends plugins ([`CallServices`]): one
 //! sliding-window rate limiter per service name, shared by every node of
 //! the run (the reference's `rate_limit` settings: on by default, 60
-//! requests per minute), and the fingerprint key for secrets.
+//! requests per minute), the fingerprint key for secrets, and in replay
+//! mode the source run's recordings (no request is sent, no limit waits).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use contracts::plugin::{CallServices, PluginError};
+use std::sync::Arc;
+
+use contracts::plugin::{CallServices, PluginError, Recording, ReplayError};
+use contracts::CallType;
+use landscape::recorder::RecordedResponse;
+
+use super::recordings::Recordings;
 
 use crate::settings::{RateLimitSettings, SecretPolicy};
 
@@ -44,10 +51,12 @@ pub(crate) struct EngineServices {
     per_service: HashMap<String, usize>,
     windows: Mutex<HashMap<String, SlidingWindow>>,
     secrets: SecretPolicy,
+    /// Replay mode: where every answer comes from.
+    replay: Option<Arc<Recordings>>,
 }
 
 impl EngineServices {
-    pub(crate) fn new(settings: &RateLimitSettings, secrets: SecretPolicy) -> EngineServices {
+    pub(crate) fn new(settings: &RateLimitSettings, secrets: SecretPolicy, replay: Option<Arc<Recordings>>) -> EngineServices {
         let per_service = settings
             .services
             .iter()
@@ -62,13 +71,14 @@ impl EngineServices {
             per_service,
             windows: Mutex::new(HashMap::new()),
             secrets,
+            replay,
         }
     }
 }
 
 impl CallServices for EngineServices {
     fn acquire(&self, service: &str) {
-        if !self.enabled {
+        if !self.enabled || self.replay.is_some() {
             return;
         }
         loop {
@@ -85,6 +95,15 @@ impl CallServices for EngineServices {
         }
     }
 
+    fn replay(&self, call_type: CallType, request_hash: &str) -> Option<Result<Recording, ReplayError>> {
+        let recordings = self.replay.as_ref()?;
+        Some(EngineServices::replayed(recordings, call_type, request_hash))
+    }
+
+    fn replaying(&self) -> bool {
+        self.replay.is_some()
+    }
+
     fn fingerprint(&self, secret: &str) -> Result<String, PluginError> {
         match &self.secrets.key {
             Some(key) => Ok(crate::settings::fingerprint(key, secret)),
@@ -94,6 +113,31 @@ impl CallServices for EngineServices {
                     .to_owned(),
             )),
         }
+    }
+}
+
+impl EngineServices {
+    fn replayed(recordings: &Recordings, call_type: CallType, request_hash: &str) -> Result<Recording, ReplayError> {
+        let Some(recorded) = recordings.next(call_type, request_hash) else {
+            return Err(ReplayError::Miss { request_hash: request_hash.to_owned() });
+        };
+        let response = match &recorded.response {
+            RecordedResponse::Available(response) => Some(response.clone()),
+            RecordedResponse::None => None,
+            RecordedResponse::Purged { .. } => {
+                return Err(ReplayError::PayloadMissing {
+                    request_hash: request_hash.to_owned(),
+                    source_call_id: recorded.call_id.clone(),
+                });
+            }
+        };
+        Ok(Recording {
+            source_call_id: recorded.call_id.clone(),
+            status: recorded.status,
+            response,
+            error: recorded.error.clone(),
+            latency_ms: recorded.latency_ms,
+        })
     }
 }
 
@@ -117,7 +161,7 @@ mod tests {
             services: [("fast".to_owned(), serde_json::json!({"requests_per_minute": 1000}))].into_iter().collect(),
             ..RateLimitSettings::default()
         };
-        let services = EngineServices::new(&settings, SecretPolicy { key: None });
+        let services = EngineServices::new(&settings, SecretPolicy { key: None }, None);
         assert_eq!(services.per_service.get("fast"), Some(&1000));
         assert_eq!(services.default_limit, 60);
         for _ in 0..100 {

@@ -320,9 +320,13 @@ fn check_run_settings(s: &Settings, push: Push<'_>) {
             format!("payload store backend {:?} is not supported (only filesystem)", s.payload_store.backend),
         );
     }
-    let unsupported: [(&str, bool); 8] = [
-        ("run_mode", s.run_mode != RunModeSetting::Live),
-        ("replay_from", s.replay_from.is_some()),
+    match (s.run_mode, &s.replay_from) {
+        (RunModeSetting::Replay | RunModeSetting::Verify, None) => {
+            push("replay_from".into(), "run_mode replay and verify need replay_from: the run whose calls to use".into());
+        }
+        (RunModeSetting::Replay | RunModeSetting::Verify | RunModeSetting::Live, _) => {}
+    }
+    let unsupported: [(&str, bool); 6] = [
         ("depends_on", s.depends_on.as_ref().is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))),
         ("commencement_gates", s.commencement_gates.as_ref().is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))),
         ("collection_probes", s.collection_probes.as_ref().is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))),

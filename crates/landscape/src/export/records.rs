@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use serde_json::{Map, Value as J};
 
 use contracts::records::{
-    Artifact, Batch, BatchMember, BatchState, Call, CallParent, Edge, Node, NodeState, NodeStateCommon, Operation,
+    Artifact, Batch, BatchMember, BatchState, Call, CallOrigin, CallParent, Edge, Node, NodeState, NodeStateCommon, Operation,
     OperationState, OutcomeDetail, PayloadRef, RoutingEvent, Row, Run, RunExport, RunOwner, RunState, SecretResolution, Token,
     TokenLineage, TokenOutcome, TokenParent, TransformError, ValidationError,
 };
@@ -208,6 +208,7 @@ pub(crate) fn call_record(call: Call, run_id: &RunId) -> Map<String, J> {
         error_json,
         latency_ms,
         created_at,
+        origin,
     } = call;
     let mut map = record("call", run_id);
     map.insert("call_id".into(), s(call_id));
@@ -227,6 +228,14 @@ pub(crate) fn call_record(call: Call, run_id: &RunId) -> Map<String, J> {
     map.insert("error_json".into(), opt_s(error_json));
     map.insert("latency_ms".into(), latency_ms.map_or(J::Null, J::from));
     map.insert("created_at".into(), ts(created_at));
+    let (source_call_id, verification, differences) = match origin {
+        CallOrigin::Live => (None, None, None),
+        CallOrigin::Replayed { source_call_id } => (Some(source_call_id), None, None),
+        CallOrigin::Verified { source_call_id, verification, differences } => (source_call_id, Some(verification), differences),
+    };
+    map.insert("source_call_id".into(), opt_s(source_call_id));
+    map.insert("verification_status".into(), opt_s(verification));
+    map.insert("verification_json".into(), opt_s(differences));
     map
 }
 

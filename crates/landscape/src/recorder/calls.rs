@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use contracts::records::{Call, CallParent, Operation, OperationState, PayloadRef};
+use contracts::records::{Call, CallOrigin, CallParent, Operation, OperationState, PayloadRef};
 use contracts::{
     canonical_json, CallId, CallStatus, CallType, ContentHash, NodeId, OperationId, OperationStatus, OperationType, RunId,
 };
@@ -21,6 +21,7 @@ pub struct NewCall<'a> {
     pub response: Option<&'a serde_json::Value>,
     pub error: Option<&'a serde_json::Value>,
     pub latency_ms: Option<f64>,
+    pub origin: &'a CallOrigin,
 }
 
 /// How an operation ends.
@@ -73,6 +74,13 @@ impl Recorder {
             CallParent::State(id) => (Some(id.as_str()), None),
             CallParent::Operation(id) => (None, Some(id.as_str())),
         };
+        let (source_call_id, verification, differences) = match call.origin {
+            CallOrigin::Live => (None, None, None),
+            CallOrigin::Replayed { source_call_id } => (Some(source_call_id.as_str()), None, None),
+            CallOrigin::Verified { source_call_id, verification, differences } => {
+                (source_call_id.as_ref().map(CallId::as_str), Some(verification.as_str()), differences.as_deref())
+            }
+        };
         let (at, naive) = now();
         let affected = diesel::insert_into(calls::table)
             .values((
@@ -89,6 +97,9 @@ impl Recorder {
                 calls::error_json.eq(error_json.as_deref()),
                 calls::latency_ms.eq(call.latency_ms),
                 calls::created_at.eq(naive),
+                calls::source_call_id.eq(source_call_id),
+                calls::verification_status.eq(verification),
+                calls::verification_json.eq(differences),
             ))
             .execute(self.conn()?)?;
         ensure_one(affected, || format!("insert of call {call_id}"))?;
@@ -105,6 +116,7 @@ impl Recorder {
             error_json,
             latency_ms: call.latency_ms,
             created_at: at,
+            origin: call.origin.clone(),
         })
     }
 

@@ -29,6 +29,7 @@ fn recorded_run(recorder: &mut Recorder) -> contracts::RunId {
                 response: None,
                 error: None,
                 latency_ms: Some(1.0),
+                origin: &contracts::records::CallOrigin::Live,
             },
         )
         .expect("call");
@@ -77,6 +78,7 @@ fn recorded_run(recorder: &mut Recorder) -> contracts::RunId {
                 response: None,
                 error: None,
                 latency_ms: None,
+                origin: &contracts::records::CallOrigin::Live,
             },
         )
         .expect("op call");

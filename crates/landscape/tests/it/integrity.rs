@@ -118,6 +118,7 @@ fn call_with_two_parents() {
                 response: None,
                 error: None,
                 latency_ms: None,
+                origin: &contracts::records::CallOrigin::Live,
             },
         )
         .expect("call");

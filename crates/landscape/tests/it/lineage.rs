@@ -51,6 +51,7 @@ fn run_with_call(recorder: &mut Recorder, determinism: Determinism, n: i64) -> c
                 response: Some(&response),
                 error: None,
                 latency_ms: Some(12.0),
+                origin: &contracts::records::CallOrigin::Live,
             },
         )
         .expect("call");

@@ -329,6 +329,7 @@ fn calls_have_one_parent_and_sequential_indices(recorder: &mut Recorder) {
         response: Some(&serde_json::json!({})),
         error: None,
         latency_ms: Some(3.0),
+        origin: &contracts::records::CallOrigin::Live,
     };
     let indices: Vec<u32> = (0..3).map(|_| recorder.record_call(&parent, &call).expect("call").call_index).collect();
     assert_eq!(indices, vec![0, 1, 2]);
@@ -500,6 +501,7 @@ fn large_units_flush_in_the_background(recorder: &mut Recorder) {
         response: None,
         error: None,
         latency_ms: None,
+        origin: &contracts::records::CallOrigin::Live,
     };
     recorder.record_call(&CallParent::State(state_id), &call).expect("a call on a state written in the background");
     recorder.commit_unit().expect("commit");

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine as _;
-use contracts::plugin::{CallEnd, PluginContext, PluginError};
+use contracts::plugin::{CallEnd, PluginContext, PluginError, ReplayError};
 use contracts::{CallStatus, CallType};
 
 use super::options::{LlmOptions, Provider};
@@ -39,7 +39,7 @@ pub(crate) struct Ask {
 }
 
 /// A usable answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Reply {
     pub(crate) content: String,
     pub(crate) model: String,
@@ -48,7 +48,7 @@ pub(crate) struct Reply {
 }
 
 /// How a request ended.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Outcome {
     Reply(Reply),
     /// 429, 503 or 529: slow down and ask again.
@@ -63,6 +63,8 @@ pub(crate) enum Outcome {
         reason: &'static str,
         details: serde_json::Value,
     },
+    /// Replay mode had no recorded answer: the row fails.
+    Replay(ReplayError),
 }
 
 /// The HTTP side of one transform.
@@ -178,14 +180,22 @@ impl Client {
         }
     }
 
-    /// Sends one request and records it as one call.
+    /// Sends one request and records it as one call; in replay mode the
+    /// source run's answer is recorded and used instead. Either way the
+    /// outcome is read from the call as recorded, so a replay decides
+    /// exactly as the recorded run did.
     pub(crate) fn chat(&self, ctx: &mut PluginContext, ask: &Ask) -> Result<Outcome, PluginError> {
         let body = self.body(ask);
         let request = self.audit_request(ctx, ask, &body)?;
-        let payload = serde_json::to_vec(&body).map_err(|e| PluginError::Contract(e.to_string()))?;
-        let http = self.http()?;
         let ticket = ctx.begin_call(Some(self.provider.service()));
-        let mut builder = http.post(&self.url).body(payload);
+        if let Some(answer) = ctx.replay(&ticket, self.call_type(), &request) {
+            return Ok(match answer {
+                Ok(recording) => self.interpret(recording.response.as_ref(), recording.error.as_ref()),
+                Err(error) => Outcome::Replay(error),
+            });
+        }
+        let payload = serde_json::to_vec(&body).map_err(|e| PluginError::Contract(e.to_string()))?;
+        let mut builder = self.http()?.post(&self.url).body(payload);
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
         }
@@ -198,79 +208,123 @@ impl Client {
                 Err(e) => Err((e.kind() == std::io::ErrorKind::TimedOut, format!("reading the response: {e}"))),
             }
         });
-        let (status, headers, bytes) = match received {
-            Ok(parts) => parts,
+        let (status, response, error) = match received {
+            Ok((status, headers, bytes)) => self.record_answer(status, &headers, &bytes),
             Err((timeout, message)) => {
                 let kind = if timeout { "TimeoutError" } else { "ConnectionError" };
-                let error_json = self.error_json(kind, &message, true, None);
-                let end = CallEnd {
-                    call_type: self.call_type(),
-                    status: CallStatus::Error,
-                    request,
-                    response: None,
-                    error: Some(error_json),
-                };
-                ctx.end_call(ticket, end);
-                return Ok(Outcome::Retryable(format!("{kind}: {message}")));
+                (CallStatus::Error, None, Some(self.error_json(kind, &message, true)))
             }
         };
-        let (outcome, response, error) = self.read(status, &headers, &bytes);
-        let status = if error.is_none() { CallStatus::Success } else { CallStatus::Error };
+        let outcome = self.interpret(response.as_ref(), error.as_ref());
         ctx.end_call(ticket, CallEnd { call_type: self.call_type(), status, request, response, error });
         Ok(outcome)
     }
 
-    fn error_json(&self, kind: &str, message: &str, retryable: bool, status: Option<u16>) -> serde_json::Value {
+    fn error_json(&self, kind: &str, message: &str, retryable: bool) -> serde_json::Value {
         match self.provider {
-            Provider::Openrouter => match status {
-                Some(code) => serde_json::json!({"type": kind, "message": message, "status_code": code}),
-                None => serde_json::json!({"type": kind, "message": message}),
-            },
+            Provider::Openrouter => serde_json::json!({"type": kind, "message": message}),
             Provider::Azure | Provider::Openai => serde_json::json!({"type": kind, "message": message, "retryable": retryable}),
         }
     }
 
-    /// Classifies an answer; returns the outcome and what the call records.
-    fn read(
+    /// What the call records of an answer: its status, response and error
+    /// (the reference's shapes; see the module comment).
+    fn record_answer(
         &self,
         status: u16,
         headers: &reqwest::header::HeaderMap,
         bytes: &[u8],
-    ) -> (Outcome, Option<serde_json::Value>, Option<serde_json::Value>) {
+    ) -> (CallStatus, Option<serde_json::Value>, Option<serde_json::Value>) {
         let content_type = headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let body = parse_body(content_type, bytes);
-        let outcome = classify(status, headers, &body, bytes.len());
         match self.provider {
             Provider::Openrouter => {
                 let response = serde_json::json!({
                     "status_code": status, "headers": response_headers(headers), "body_size": bytes.len(), "body": body,
                 });
-                let error = (!(200..300).contains(&status))
-                    .then(|| self.error_json("HTTPError", &format!("HTTP {status}"), false, Some(status)));
-                (outcome, Some(response), error)
+                if (200..300).contains(&status) {
+                    (CallStatus::Success, Some(response), None)
+                } else {
+                    let error =
+                        serde_json::json!({"type": "HTTPError", "message": format!("HTTP {status}"), "status_code": status});
+                    (CallStatus::Error, Some(response), Some(error))
+                }
             }
-            Provider::Azure | Provider::Openai => match &outcome {
-                Outcome::Reply(reply) => {
-                    let response = serde_json::json!({
-                        "content": reply.content, "model": reply.model, "usage": reply.usage, "raw_response": body,
-                    });
-                    (outcome, Some(response), None)
+            Provider::Azure | Provider::Openai => {
+                let retry_after = retry_after(headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()));
+                self.record_llm_outcome(classify(status, retry_after, &body, bytes.len()), body, bytes)
+            }
+        }
+    }
+
+    /// An `llm` call records a reply as {content, model, usage,
+    /// raw_response} and a failure as an error only, typed so that
+    /// [`Client::interpret`] reads back the same outcome.
+    fn record_llm_outcome(
+        &self,
+        outcome: Outcome,
+        body: serde_json::Value,
+        bytes: &[u8],
+    ) -> (CallStatus, Option<serde_json::Value>, Option<serde_json::Value>) {
+        match outcome {
+            Outcome::Reply(reply) => {
+                let response = serde_json::json!({
+                    "content": reply.content, "model": reply.model, "usage": reply.usage, "raw_response": body,
+                });
+                (CallStatus::Success, Some(response), None)
+            }
+            Outcome::Capacity { status, retry_after } => {
+                let mut error = self.error_json("RateLimitError", &format!("HTTP {status}: {}", excerpt(bytes)), true);
+                error["status_code"] = status.into();
+                if let Some(wait) = retry_after {
+                    error["retry_after_seconds"] = wait.as_secs_f64().into();
                 }
-                Outcome::Capacity { status, .. } => {
-                    let error = self.error_json("RateLimitError", &format!("HTTP {status}: {}", excerpt(bytes)), true, None);
-                    (outcome, None, Some(error))
+                (CallStatus::Error, None, Some(error))
+            }
+            Outcome::Retryable(message) => (CallStatus::Error, None, Some(self.error_json("ServerError", &message, true))),
+            Outcome::Rejected { reason, details } => {
+                let message = details.get("error").and_then(serde_json::Value::as_str).unwrap_or(reason);
+                let kind = match reason {
+                    "content_filtered" => "ContentPolicyError",
+                    "context_length_exceeded" => "ContextLengthError",
+                    _ => "LLMClientError",
+                };
+                (CallStatus::Error, None, Some(self.error_json(kind, message, false)))
+            }
+            Outcome::Replay(error) => (CallStatus::Error, None, Some(self.error_json("ReplayError", &error.to_string(), false))),
+        }
+    }
+
+    /// The outcome of a call as recorded (live or replayed).
+    pub(crate) fn interpret(&self, response: Option<&serde_json::Value>, error: Option<&serde_json::Value>) -> Outcome {
+        let field = |key: &str| error.and_then(|e| e.get(key));
+        let text = |key: &str| field(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+        match (self.provider, response) {
+            (Provider::Openrouter, Some(response)) => {
+                let status = response.get("status_code").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                let header = response.get("headers").and_then(|h| h.get("retry-after")).and_then(serde_json::Value::as_str);
+                let size = response.get("body_size").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                let body = response.get("body").cloned().unwrap_or(serde_json::Value::Null);
+                classify(u16::try_from(status).unwrap_or(0), retry_after(header), &body, usize::try_from(size).unwrap_or(usize::MAX))
+            }
+            (Provider::Azure | Provider::Openai, Some(response)) => {
+                reply(response.get("raw_response").unwrap_or(&serde_json::Value::Null))
+            }
+            (Provider::Openrouter | Provider::Azure | Provider::Openai, None) => {
+                let kind = text("type");
+                let message = text("message");
+                match kind.as_str() {
+                    "RateLimitError" => Outcome::Capacity {
+                        status: field("status_code").and_then(serde_json::Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(429),
+                        retry_after: field("retry_after_seconds").and_then(serde_json::Value::as_f64).map(Duration::from_secs_f64),
+                    },
+                    "ServerError" => Outcome::Retryable(message),
+                    "TimeoutError" | "ConnectionError" => Outcome::Retryable(format!("{kind}: {message}")),
+                    "ContentPolicyError" => rejected("content_filtered", message),
+                    "ContextLengthError" => rejected("context_length_exceeded", message),
+                    _ => rejected("llm_call_failed", message),
                 }
-                Outcome::Retryable(message) => {
-                    let error = self.error_json("ServerError", message, true, None);
-                    (outcome, None, Some(error))
-                }
-                Outcome::Rejected { reason, details } => {
-                    let message = details.get("error").and_then(serde_json::Value::as_str).unwrap_or(reason);
-                    let kind = if *reason == "content_filtered" { "ContentPolicyError" } else { "LLMClientError" };
-                    let error = self.error_json(kind, message, false, None);
-                    (outcome, None, Some(error))
-                }
-            },
+            }
         }
     }
 }
@@ -334,18 +388,20 @@ fn rejected(reason: &'static str, error: impl Into<String>) -> Outcome {
     Outcome::Rejected { reason, details: serde_json::json!({"error": error.into()}) }
 }
 
+/// A `Retry-After` header's seconds (the HTTP-date form is ignored).
+fn retry_after(header: Option<&str>) -> Option<Duration> {
+    header
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+}
+
 /// What an answer means for the row.
-fn classify(status: u16, headers: &reqwest::header::HeaderMap, body: &serde_json::Value, size: usize) -> Outcome {
+fn classify(status: u16, retry_after: Option<Duration>, body: &serde_json::Value, size: usize) -> Outcome {
     if u64::try_from(size).unwrap_or(u64::MAX) > MAX_BODY {
         return rejected("llm_call_failed", format!("the response is larger than {MAX_BODY} bytes"));
     }
     if matches!(status, 429 | 503 | 529) {
-        let retry_after = headers
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(3600.0)));
         return Outcome::Capacity { status, retry_after };
     }
     if status >= 500 {
@@ -391,4 +447,52 @@ fn reply(body: &serde_json::Value) -> Outcome {
         }
     }
     Outcome::Reply(Reply { content, model, usage, finish_reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(provider: &str) -> Client {
+        let mut options: LlmOptions = serde_json::from_value(serde_json::json!({
+            "provider": provider, "model": "m", "api_key": "k", "template": "t", "schema": {"mode": "observed"},
+            "deployment_name": if provider == "azure" { Some("d") } else { None },
+            "endpoint": if provider == "azure" { Some("http://127.0.0.1:9") } else { None },
+            "base_url": if provider == "azure" { None } else { Some("http://127.0.0.1:9/v1") },
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        options.check().unwrap_or_else(|e| panic!("{e}"));
+        Client::new(&options)
+    }
+
+    /// What a replay reads back from a recorded call is what the live run
+    /// decided, for every kind of answer and every call shape.
+    #[test]
+    fn a_recorded_answer_reads_back_as_the_same_outcome() {
+        let ok = br#"{"model": "m-1", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3}}"#;
+        let answers: [(u16, &[u8], Option<&str>); 8] = [
+            (200, ok, None),
+            (429, br#"{"error": "slow down"}"#, Some("2")),
+            (529, b"{}", None),
+            (503, b"{}", Some("0")),
+            (500, b"{}", None),
+            (400, br#"{"error": {"code": "context_length_exceeded"}}"#, None),
+            (200, br#"{"choices": []}"#, None),
+            (200, br#"{"choices": [{"message": {"content": null}}]}"#, None),
+        ];
+        for provider in ["openrouter", "azure", "openai"] {
+            let client = client(provider);
+            for (status, bytes, retry) in answers {
+                let mut headers = reqwest::header::HeaderMap::new();
+                headers.insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"));
+                if let Some(seconds) = retry {
+                    headers.insert(reqwest::header::RETRY_AFTER, reqwest::header::HeaderValue::from_static(seconds));
+                }
+                let live = classify(status, retry_after(retry), &parse_body("application/json", bytes), bytes.len());
+                let (_, response, error) = client.record_answer(status, &headers, bytes);
+                let replayed = client.interpret(response.as_ref(), error.as_ref());
+                assert_eq!(replayed, live, "{provider} {status} {}", String::from_utf8_lossy(bytes));
+            }
+        }
+    }
 }

@@ -101,13 +101,17 @@ impl Llm {
     fn ask(&self, ctx: &mut PluginContext, ask: &Ask) -> Result<Result<Reply, TransformResult>, PluginError> {
         let started = Instant::now();
         let limit = Duration::from_secs_f64(self.options.max_capacity_retry_seconds);
+        let replaying = ctx.replaying();
         loop {
-            self.throttle.wait_turn();
+            if !replaying {
+                self.throttle.wait_turn();
+            }
             match self.client.chat(ctx, ask)? {
                 Outcome::Reply(reply) => {
                     self.throttle.on_success();
                     return Ok(Ok(reply));
                 }
+                Outcome::Capacity { .. } if replaying => {}
                 Outcome::Capacity { status, retry_after } => {
                     let gap = self.throttle.on_capacity();
                     if started.elapsed() >= limit {
@@ -120,6 +124,7 @@ impl Llm {
                 }
                 Outcome::Retryable(message) => return Err(PluginError::Transient(message)),
                 Outcome::Rejected { reason, details } => return Ok(Err(super::error_result(reason, details))),
+                Outcome::Replay(error) => return Ok(Err(TransformResult::Error { reason: error.reason() })),
             }
         }
     }
