@@ -8,6 +8,7 @@ mod explain;
 mod export;
 mod llm;
 mod random_pipelines;
+mod replay;
 mod resume;
 mod run;
 mod timers;

@@ -254,7 +254,8 @@ fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, ind
             CallOrigin::Verified { source_call_id, verification, differences } => {
                 let against = source_call_id.as_ref().map_or_else(|| "no recording".to_owned(), |id| format!("call {id}"));
                 let differing = differences.as_ref().map(|d| format!(", differs at {d}")).unwrap_or_default();
-                let _ = writeln!(out, "{detail}  verified against {against}: {}{differing}", verification.as_str().to_uppercase());
+                let _ =
+                    writeln!(out, "{detail}  verified against {against}: {}{differing}", verification.as_str().to_uppercase());
             }
         }
     }

@@ -85,11 +85,18 @@ enum Command {
     /// Without --execute this is a dry run: the pipeline is validated exactly
     /// as a run would build it, and nothing is read or written.
     ///
+    /// External calls (the `llm` transform) are live unless --replay-from
+    /// answers them from an earlier run's recordings (no request is sent;
+    /// outputs are those of the recorded run) or --verify-against makes them
+    /// live and compares each answer with its recording.
+    ///
     /// Exit codes: 0 completed, 1 invalid settings or failed run, 3
     /// interrupted (Ctrl-C / SIGTERM; resumable, the resume command is
     /// printed), 4 the audit trail itself could not be opened or written, 5
-    /// completed but every row failed (none reached a sink). With --format
-    /// json, stdout holds exactly one JSON document whatever happens.
+    /// completed but every row failed (none reached a sink), 6 with
+    /// --fail-on-mismatch: a verified answer differed from its recording.
+    /// With --format json, stdout holds exactly one JSON document whatever
+    /// happens.
     Run {
         /// The pipeline's settings.yaml.
         #[arg(long, short)]

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::enums::{CallStatus, CallType, Determinism};
-use crate::ids::CallId;
-use crate::records::CallOrigin;
 use crate::hashing::ContentHash;
+use crate::ids::CallId;
 use crate::ids::{NodeId, RunId};
+use crate::records::CallOrigin;
 use crate::value::{Row, Value};
 
 /// What every plugin says about itself; recorded on its node.

@@ -25,8 +25,8 @@ pub(crate) mod registration;
 pub mod runtime;
 pub mod settings;
 
-pub use orchestrator::{resume_pipeline, run_pipeline};
 pub use decisions::diff::DiffOptions;
+pub use orchestrator::{resume_pipeline, run_pipeline};
 pub use runtime::{
     Clock, CrashPoint, EngineError, ManualClock, Progress, RunOptions, RunSummary, SystemClock, TestHooks, VerifyReport,
 };

@@ -158,11 +158,8 @@ fn processor<'r>(
     let replay = if replaying { recordings } else { None };
     let services: Arc<dyn contracts::plugin::CallServices> =
         Arc::new(EngineServices::new(&loaded.settings.rate_limit, options.secrets.clone(), replay));
-    let contexts = graph
-        .nodes
-        .iter()
-        .map(|n| PluginContext::with_services(run_id.clone(), n.id.clone(), Arc::clone(&services)))
-        .collect();
+    let contexts =
+        graph.nodes.iter().map(|n| PluginContext::with_services(run_id.clone(), n.id.clone(), Arc::clone(&services))).collect();
     Processor::new(RunContext {
         loaded,
         graph,

@@ -4,8 +4,8 @@
 
 use chrono::{NaiveDateTime, TimeZone, Utc};
 use contracts::records::{
-    Artifact, Batch, BatchMember, BatchState, BatchTrigger, Call, CallOrigin, CallParent, Checkpoint, Edge, Node, NodeState, NodeStateCommon,
-    Operation, OperationState, OutcomeDetail, PayloadRef, RoutingEvent, Row, Run, RunExport, RunOwner, RunState,
+    Artifact, Batch, BatchMember, BatchState, BatchTrigger, Call, CallOrigin, CallParent, Checkpoint, Edge, Node, NodeState,
+    NodeStateCommon, Operation, OperationState, OutcomeDetail, PayloadRef, RoutingEvent, Row, Run, RunExport, RunOwner, RunState,
     SecretResolution, Token, TokenLineage, TokenOutcome, TokenParent, TransformError, ValidationError,
 };
 use contracts::{

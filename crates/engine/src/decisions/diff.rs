@@ -44,9 +44,9 @@ pub(crate) fn differences(recorded: &Value, live: &Value, options: &DiffOptions)
 }
 
 fn ignored(path: &[String], ignore: &[Vec<&str>]) -> bool {
-    ignore.iter().any(|pattern| {
-        pattern.len() == path.len() && pattern.iter().zip(path).all(|(p, segment)| *p == "*" || p == segment)
-    })
+    ignore
+        .iter()
+        .any(|pattern| pattern.len() == path.len() && pattern.iter().zip(path).all(|(p, segment)| *p == "*" || p == segment))
 }
 
 fn render(path: &[String]) -> String {
@@ -56,7 +56,9 @@ fn render(path: &[String]) -> String {
     let mut out = String::new();
     for segment in path {
         if segment.parse::<usize>().is_ok() {
-            out.push_str(&format!("[{segment}]"));
+            out.push('[');
+            out.push_str(segment);
+            out.push(']');
         } else {
             if !out.is_empty() {
                 out.push('.');
@@ -137,14 +139,17 @@ mod tests {
 
     #[test]
     fn equal_responses_have_no_differences_ids_and_dates_aside() {
-        let recorded = json!({"content": "a", "raw_response": {"id": "x-1", "created": 1, "choices": [{"message": {"content": "a"}}]}});
-        let live = json!({"content": "a", "raw_response": {"id": "x-2", "created": 9, "choices": [{"message": {"content": "a"}}]}});
+        let recorded =
+            json!({"content": "a", "raw_response": {"id": "x-1", "created": 1, "choices": [{"message": {"content": "a"}}]}});
+        let live =
+            json!({"content": "a", "raw_response": {"id": "x-2", "created": 9, "choices": [{"message": {"content": "a"}}]}});
         assert!(differences(&recorded, &live, &DiffOptions::default()).is_empty());
     }
 
     #[test]
     fn differing_paths_are_named() {
-        let recorded = json!({"content": "a", "usage": {"prompt_tokens": 3}, "raw_response": {"choices": [{"message": {"content": "a"}}]}});
+        let recorded =
+            json!({"content": "a", "usage": {"prompt_tokens": 3}, "raw_response": {"choices": [{"message": {"content": "a"}}]}});
         let live = json!({"content": "b", "usage": {}, "raw_response": {"choices": [{"message": {"content": "b"}}]}});
         assert_eq!(
             differences(&recorded, &live, &DiffOptions::default()),

@@ -30,13 +30,14 @@ const PAGE: u64 = 10_000;
 /// Checks that `run_id` may be resumed with this pipeline and puts a
 /// processor where its last checkpoint left it.
 pub(crate) fn prepare<'r>(
-    pipeline: Pipeline,
+    mut pipeline: Pipeline,
     recorder: &'r mut Recorder,
     run_id: &RunId,
     options: &RunOptions,
 ) -> Result<Processor<'r>, EngineError> {
     let run = recorder.get_run(run_id)?;
     refuse_unless_resumable(&run)?;
+    continue_call_mode(&mut pipeline, &run)?;
     let hash = registration::settings_hash(&pipeline.loaded, options)?;
     if hash != run.config_hash {
         return Err(EngineError::Resume(format!(
@@ -74,6 +75,21 @@ pub(crate) fn prepare<'r>(
         }
     }
     Ok(processor)
+}
+
+/// A replay or verification continues as it began (its mode and source run
+/// are in the run's stored settings, whether they came from the file or
+/// from `--replay-from` / `--verify-against`).
+fn continue_call_mode(pipeline: &mut Pipeline, run: &contracts::records::Run) -> Result<(), EngineError> {
+    let stored: serde_json::Value = serde_json::from_str(&run.settings_json)
+        .map_err(|e| EngineError::Resume(format!("run {} has unreadable settings: {e}", run.run_id)))?;
+    let settings = &mut pipeline.loaded.settings;
+    if let Some(mode) = stored.get("run_mode") {
+        settings.run_mode = serde_json::from_value(mode.clone())
+            .map_err(|e| EngineError::Resume(format!("run {} has an unknown run_mode: {e}", run.run_id)))?;
+    }
+    settings.replay_from = stored.get("replay_from").and_then(serde_json::Value::as_str).map(str::to_owned);
+    Ok(())
 }
 
 fn refuse_unless_resumable(run: &contracts::records::Run) -> Result<(), EngineError> {

@@ -68,7 +68,11 @@ impl Recordings {
         report.total += 1;
         let Some(recorded) = self.next(call_type, request_hash) else {
             report.missing_recordings += 1;
-            return CallOrigin::Verified { source_call_id: None, verification: Verification::MissingRecording, differences: None };
+            return CallOrigin::Verified {
+                source_call_id: None,
+                verification: Verification::MissingRecording,
+                differences: None,
+            };
         };
         let source_call_id = Some(recorded.call_id.clone());
         let (verification, found) = match (&recorded.response, live) {

@@ -65,9 +65,7 @@ impl Recorder {
                     Some(Ok(bytes)) => RecordedResponse::Available(serde_json::from_slice(&bytes).map_err(|e| {
                         LandscapeError::integrity(format!("the response of call {} is not JSON: {e}", call.call_id))
                     })?),
-                    Some(Err(PayloadStoreError::NotFound(_))) | None => {
-                        RecordedResponse::Purged { response_hash: hash.clone() }
-                    }
+                    Some(Err(PayloadStoreError::NotFound(_))) | None => RecordedResponse::Purged { response_hash: hash.clone() },
                     Some(Err(error)) => return Err(error.into()),
                 },
                 (None, Some(hash)) => RecordedResponse::Purged { response_hash: hash.clone() },

@@ -305,7 +305,12 @@ impl Client {
                 let header = response.get("headers").and_then(|h| h.get("retry-after")).and_then(serde_json::Value::as_str);
                 let size = response.get("body_size").and_then(serde_json::Value::as_u64).unwrap_or(0);
                 let body = response.get("body").cloned().unwrap_or(serde_json::Value::Null);
-                classify(u16::try_from(status).unwrap_or(0), retry_after(header), &body, usize::try_from(size).unwrap_or(usize::MAX))
+                classify(
+                    u16::try_from(status).unwrap_or(0),
+                    retry_after(header),
+                    &body,
+                    usize::try_from(size).unwrap_or(usize::MAX),
+                )
             }
             (Provider::Azure | Provider::Openai, Some(response)) => {
                 reply(response.get("raw_response").unwrap_or(&serde_json::Value::Null))
@@ -315,8 +320,13 @@ impl Client {
                 let message = text("message");
                 match kind.as_str() {
                     "RateLimitError" => Outcome::Capacity {
-                        status: field("status_code").and_then(serde_json::Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(429),
-                        retry_after: field("retry_after_seconds").and_then(serde_json::Value::as_f64).map(Duration::from_secs_f64),
+                        status: field("status_code")
+                            .and_then(serde_json::Value::as_u64)
+                            .and_then(|s| u16::try_from(s).ok())
+                            .unwrap_or(429),
+                        retry_after: field("retry_after_seconds")
+                            .and_then(serde_json::Value::as_f64)
+                            .map(Duration::from_secs_f64),
                     },
                     "ServerError" => Outcome::Retryable(message),
                     "TimeoutError" | "ConnectionError" => Outcome::Retryable(format!("{kind}: {message}")),
