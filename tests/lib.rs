@@ -211,3 +211,13 @@ pub fn chaos_server(overrides: serde_json::Value) -> chaosllm::RunningServer {
     let config = chaosllm::Config::from_value(config, "test").expect("a valid chaos config");
     chaosllm::start(config).expect("the fake LLM server starts")
 }
+
+/// The fake web server on an ephemeral 127.0.0.1 port: the `silent` web
+/// preset with `overrides` laid over it. It stops when dropped.
+pub fn web_server(overrides: serde_json::Value) -> chaosllm::RunningServer {
+    let mut config = chaosllm::web::web_preset("silent").expect("preset");
+    chaosllm::config::merge(&mut config, overrides);
+    chaosllm::config::merge(&mut config, serde_json::json!({"server": {"host": "127.0.0.1", "port": 0}}));
+    let config = chaosllm::web::WebConfig::from_value(config, "test").expect("a valid web config");
+    chaosllm::web::start_web(config).expect("the fake web server starts")
+}

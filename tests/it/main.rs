@@ -14,3 +14,4 @@ mod run;
 mod timers;
 mod trust;
 mod validate;
+mod web_scrape;

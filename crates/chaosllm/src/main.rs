@@ -25,6 +25,29 @@ enum Command {
     Serve(ServeArgs),
     /// List the presets.
     Presets,
+    /// Serve the fake web server for `web_scrape` (HTML articles at
+    /// /articles/{slug}, with faults, redirects and SSRF bait) until
+    /// interrupted.
+    Web(WebArgs),
+}
+
+#[derive(clap::Args)]
+struct WebArgs {
+    /// A configuration file (YAML: server, latency, error_injection, seed).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// silent, gentle, realistic or chaos (default gentle).
+    #[arg(long, default_value = "gentle")]
+    preset: String,
+    /// Address to bind (default 127.0.0.1).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to bind; 0 picks a free one (default 8200).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Seed for every random choice.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -73,7 +96,31 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(args),
+        Command::Web(args) => web(args),
     }
+}
+
+fn web(args: WebArgs) -> anyhow::Result<()> {
+    let mut value = chaosllm::web::web_preset(&args.preset)?;
+    if let Some(path) = &args.config {
+        chaosllm::config::merge(&mut value, chaosllm::config::read_file(path)?);
+    }
+    let mut flags = serde_json::json!({"server": {}});
+    if let Some(host) = args.host {
+        flags["server"]["host"] = host.into();
+    }
+    if let Some(port) = args.port {
+        flags["server"]["port"] = port.into();
+    }
+    if let Some(seed) = args.seed {
+        flags["seed"] = seed.into();
+    }
+    chaosllm::config::merge(&mut value, flags);
+    let config = chaosllm::web::WebConfig::from_value(value, "web configuration")?;
+    let server = chaosllm::web::start_web(config).context("starting the web server")?;
+    println!("elspeth-chaosllm web listening on http://{}", server.addr());
+    server.wait();
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

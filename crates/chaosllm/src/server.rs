@@ -98,13 +98,26 @@ pub fn start(config: Config) -> Result<RunningServer, ServerError> {
         requests: AtomicU64::new(0),
         outcomes: Mutex::new(BTreeMap::new()),
     });
+    let app = router(state);
+    run(listener, bound, app)
+}
+
+/// Binds `server`'s address and serves `app` on a background thread.
+pub(crate) fn serve(server: &crate::config::ServerConfig, app: Router) -> Result<RunningServer, ServerError> {
+    let addr = format!("{}:{}", server.host, server.port);
+    let listener = std::net::TcpListener::bind(&addr).map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+    listener.set_nonblocking(true).map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+    let bound = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+    run(listener, bound, app)
+}
+
+fn run(listener: std::net::TcpListener, bound: SocketAddr, app: Router) -> Result<RunningServer, ServerError> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(ServerError::Runtime)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         runtime.block_on(async move {
             let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-            let app = router(state);
             tokio::select! {
                 _ = axum::serve(listener, app) => {}
                 _ = stopped => {}

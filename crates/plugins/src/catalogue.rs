@@ -188,6 +188,22 @@ pub const CATALOGUE: &[PluginDoc] = &[
         ],
     },
     PluginDoc {
+        kind: PluginKind::Transform,
+        info: transforms::web_scrape::INFO,
+        summary: "Fetches the page a row names (SSRF-checked, redirects followed hop by hop) and adds its content and fingerprint; every request is recorded as a call",
+        options: &[
+            required("url_field", "field holding the URL"),
+            required("content_field", "field that receives the page's content"),
+            required("fingerprint_field", "field that receives the SHA-256 of the content"),
+            optional("format", "`markdown` (default), `text` (visible text) or `raw` (the HTML)"),
+            optional("fingerprint_mode", "`content` (whitespace normalised, default) or `full`"),
+            optional("strip_elements", "elements removed before extraction (default [script, style])"),
+            required("http", "{abuse_contact, scraping_reason (both required, sent as headers), timeout (30), allowed_hosts (public_only | allow_private | [CIDR, ...]), max_response_bytes (10 MiB), max_redirects (10)}"),
+            SCHEMA,
+            REQUIRED_INPUT,
+        ],
+    },
+    PluginDoc {
         kind: PluginKind::BatchTransform,
         info: transforms::batch_stats::INFO,
         summary: "Summarises a batch: count, sum, mean (and min/max) of a numeric field, optionally per group",

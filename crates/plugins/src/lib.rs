@@ -1,6 +1,6 @@
 //! Built-in plugins: sources (`csv`, `json`, `null`), transforms
 //! (`passthrough`, `field_mapper`, `truncate`, `keyword_filter`,
-//! `json_explode`, `llm`), batch transforms (`batch_stats`, `batch_replicate`,
+//! `json_explode`, `llm`, `web_scrape`), batch transforms (`batch_stats`, `batch_replicate`,
 //! `command_batch`) and
 //! sinks (`csv`, `json`).
 //!
@@ -49,6 +49,7 @@ impl PluginRegistry for BuiltinPlugins {
             "keyword_filter" => Ok(Box::new(transforms::KeywordFilter::new(options)?)),
             "json_explode" => Ok(Box::new(transforms::JsonExplode::new(options)?)),
             "llm" => Ok(Box::new(transforms::Llm::new(options)?)),
+            "web_scrape" => Ok(Box::new(transforms::WebScrape::new(options)?)),
             other => Err(unknown(PluginKind::Transform, other)),
         }
     }

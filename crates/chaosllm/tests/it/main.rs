@@ -103,3 +103,23 @@ fn the_binary_prints_where_it_listens() {
     assert!(line.starts_with("elspeth-chaosllm listening on http://127.0.0.1:"), "{line}");
     assert_eq!(health.ok(), Some(200));
 }
+
+#[test]
+fn the_web_server_serves_articles_redirects_and_ssrf_bait() {
+    let web = |faults: serde_json::Value| {
+        let mut value = chaosllm::web::web_preset("silent").expect("preset");
+        chaosllm::config::merge(&mut value, serde_json::json!({"server": {"port": 0}, "error_injection": faults}));
+        chaosllm::web::start_web(chaosllm::web::WebConfig::from_value(value, "test").expect("config")).expect("start")
+    };
+    let no_redirects = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let running = web(serde_json::json!({}));
+    let page = no_redirects.get(format!("http://{}/articles/annual-report", running.addr())).send().expect("get");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().expect("text").contains("<h1>annual report</h1>"));
+    let hop = no_redirects.get(format!("http://{}/redirect/2/x", running.addr())).send().expect("get");
+    assert_eq!(hop.status().as_u16(), 302);
+    assert_eq!(hop.headers().get("location").and_then(|v| v.to_str().ok()), Some("/redirect/1/x"));
+    let bait = web(serde_json::json!({"ssrf_redirect_pct": 100}));
+    let hop = no_redirects.get(format!("http://{}/articles/x", bait.addr())).send().expect("get");
+    assert_eq!(hop.headers().get("location").and_then(|v| v.to_str().ok()), Some("http://169.254.169.254/latest/meta-data/"));
+}

@@ -225,7 +225,10 @@ impl RunContext<'_> {
 
     /// Records calls under a node state, in the order of their indices
     /// (taken by the plugin before each call was made).
-    pub(crate) fn write_calls(&mut self, state_id: &StateId, calls: Vec<CallRecord>) -> Result<(), EngineError> {
+    pub(crate) fn write_calls(&mut self, state_id: &StateId, mut calls: Vec<CallRecord>) -> Result<(), EngineError> {
+        // A call may end after calls it began before (a redirect's logical
+        // request ends after its hops): written by index.
+        calls.sort_by_key(|call| call.call_index);
         let parent = CallParent::State(state_id.clone());
         for call in &calls {
             let origin = match (&mut self.verify, &call.origin) {

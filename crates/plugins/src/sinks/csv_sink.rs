@@ -109,7 +109,7 @@ impl Sink for CsvSink {
         // One CSV writer for the whole call, not one per row.
         let mut writer = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(std::mem::take(&mut self.buffer));
         for row in rows {
-            super::check_declared(&self.schema, row)?;
+            super::check_declared(&self.schema, row, super::Cells::Text)?;
             if self.schema.mode != SchemaMode::Fixed {
                 if let Some(extra) = row.keys().find(|k| !columns.contains(k)) {
                     return Err(PluginError::Contract(format!(

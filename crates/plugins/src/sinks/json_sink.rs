@@ -105,7 +105,7 @@ impl Sink for JsonSink {
     fn write(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<(), PluginError> {
         // Every row is checked before anything of the batch is written.
         for row in rows {
-            super::check_declared(&self.schema, row)?;
+            super::check_declared(&self.schema, row, super::Cells::Typed)?;
         }
         let mut out = String::new();
         for row in rows {

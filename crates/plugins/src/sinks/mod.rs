@@ -63,14 +63,13 @@ impl HeaderNames {
     }
 }
 
-/// The text of a value in a CSV cell: null empty, numbers in their shortest
-/// form, nested values as canonical JSON.
 /// A row reaching a sink must carry every required declared field, and each
 /// declared field it has must be of the declared type (an int fits a float,
 /// `any` fits all, null only an optional field): a sink never writes a blank
 /// or wrongly typed cell for what its schema promises. A row that does not is
-/// the pipeline breaking its contract; nothing of its batch is written.
-pub(crate) fn check_declared(schema: &contracts::schema::SchemaConfig, row: &Row) -> Result<(), PluginError> {
+/// the pipeline breaking its contract; nothing of its batch is written. A
+/// CSV sink, whose cells are text, takes a number or a flag for a `str`.
+pub(crate) fn check_declared(schema: &contracts::schema::SchemaConfig, row: &Row, cells: Cells) -> Result<(), PluginError> {
     use contracts::schema::{FieldType, SchemaMode};
     if schema.mode == SchemaMode::Observed {
         return Ok(());
@@ -84,6 +83,9 @@ pub(crate) fn check_declared(schema: &contracts::schema::SchemaConfig, row: &Row
             | (Some(Value::Integer(_)), FieldType::Int | FieldType::Float)
             | (Some(Value::Float(_)), FieldType::Float)
             | (Some(Value::Bool(_)), FieldType::Bool) => true,
+            // A CSV cell is text: a number or a flag is written as the text
+            // a `str` field would hold.
+            (Some(Value::Integer(_) | Value::Float(_) | Value::Bool(_)), FieldType::Str) => cells == Cells::Text,
             (Some(_), FieldType::Str | FieldType::Int | FieldType::Float | FieldType::Bool) => false,
         };
         if !fits {
@@ -99,6 +101,15 @@ pub(crate) fn check_declared(schema: &contracts::schema::SchemaConfig, row: &Row
     Ok(())
 }
 
+/// How a sink writes values: as text (CSV) or typed (JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cells {
+    Text,
+    Typed,
+}
+
+/// The text of a value in a CSV cell: null empty, numbers in their shortest
+/// form, nested values as canonical JSON.
 pub(crate) fn cell_text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),

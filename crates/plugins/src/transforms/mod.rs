@@ -6,11 +6,13 @@ pub(crate) mod batch_replicate;
 pub(crate) mod batch_stats;
 pub(crate) mod command_batch;
 pub(crate) mod field_mapper;
+pub(crate) mod http;
 pub(crate) mod json_explode;
 pub(crate) mod keyword_filter;
 pub(crate) mod llm;
 pub(crate) mod passthrough;
 pub(crate) mod truncate;
+pub(crate) mod web_scrape;
 
 pub(crate) use batch_replicate::BatchReplicate;
 pub(crate) use batch_stats::BatchStats;
@@ -21,6 +23,7 @@ pub(crate) use keyword_filter::KeywordFilter;
 pub(crate) use llm::Llm;
 pub(crate) use passthrough::Passthrough;
 pub(crate) use truncate::Truncate;
+pub(crate) use web_scrape::WebScrape;
 
 use contracts::plugin::TransformResult;
 
