@@ -221,3 +221,13 @@ pub fn web_server(overrides: serde_json::Value) -> chaosllm::RunningServer {
     let config = chaosllm::web::WebConfig::from_value(config, "test").expect("a valid web config");
     chaosllm::web::start_web(config).expect("the fake web server starts")
 }
+
+/// A command's stdout and stderr, for assertion messages.
+pub fn output_text(output: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// `dir/out/name` as text (empty when the sink wrote nothing).
+pub fn read_out(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join("out").join(name)).unwrap_or_default()
+}

@@ -11,12 +11,14 @@ use std::sync::OnceLock;
 
 use landscape::connection::{query_i64, query_pairs};
 use proptest::prelude::*;
-use tests::{audit_violations, chaos_server, elspeth_binary, example_dir, landscape_at};
+use tests::{audit_violations, chaos_server, elspeth_binary, example_dir, landscape_at, output_text, read_out};
 
 /// The raw API key every test pipeline sends; it must never be stored.
-const SECRET: &str = "sk-test-raw-secret-0123456789abcdef";
+pub(crate) const SECRET: &str = "sk-test-raw-secret-0123456789abcdef";
 
-fn pipeline(base_url: &str, pool: usize, extra: &str) -> String {
+/// csv → llm (OpenAI-compatible, `pool` rows in flight, the test API key) →
+/// json, with `extra` top-level settings.
+pub(crate) fn pipeline(base_url: &str, pool: usize, extra: &str) -> String {
     format!(
         r#"
 source:
@@ -77,14 +79,6 @@ fn run(dir: &Path, extra: &[&str]) -> Output {
     elspeth(dir, &args)
 }
 
-fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join("out").join(name)).unwrap_or_default()
-}
-
-fn stderr(output: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
 /// Every node state in the order it was recorded, with its calls: row,
 /// step, attempt, status, and each call's index, status and request hash.
 fn audit_sequence(dir: &Path) -> Vec<(String, String)> {
@@ -111,8 +105,8 @@ fn run_pooled(pool: usize, latency: serde_json::Value) -> (String, Audit) {
     let dir = tempfile::tempdir().expect("temp dir");
     prepare(dir.path(), &pipeline(&server.base_url(), pool, ""), 40);
     let output = run(dir.path(), &["--chunk-size", "7"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    (read(dir.path(), "results.jsonl"), audit_sequence(dir.path()))
+    assert!(output.status.success(), "{}", output_text(&output));
+    (read_out(dir.path(), "results.jsonl"), audit_sequence(dir.path()))
 }
 
 /// The outputs and audit sequence of the same input with one row at a time.
@@ -176,7 +170,7 @@ fn server_errors_are_retried_as_new_attempts_and_exhausted_retries_fail_the_row(
     let dir = tempfile::tempdir().expect("temp dir");
     prepare(dir.path(), &pipeline(&server.base_url(), 2, ""), 3);
     let output = run(dir.path(), &[]);
-    assert_eq!(output.status.code(), Some(5), "every row failed: {}", stderr(&output));
+    assert_eq!(output.status.code(), Some(5), "every row failed: {}", output_text(&output));
     let mut db = landscape_at(dir.path(), "audit.db");
     let attempts = query_pairs(
         &mut db,
@@ -189,7 +183,7 @@ fn server_errors_are_retried_as_new_attempts_and_exhausted_retries_fail_the_row(
     assert_eq!(attempts, expected, "three attempts per row, each a failed state with its own error call");
     let failed = query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE outcome = 'failed'").expect("outcomes");
     assert_eq!(failed, 3);
-    assert!(read(dir.path(), "rejected.jsonl").is_empty(), "exhausted retries are not routed to on_error");
+    assert!(read_out(dir.path(), "rejected.jsonl").is_empty(), "exhausted retries are not routed to on_error");
 }
 
 #[test]
@@ -202,8 +196,11 @@ fn capacity_refusals_are_retried_within_the_attempt_and_no_row_is_lost() {
         .replace("pool_size: 4", "pool_size: 4\n    recovery_step_ms: 5\n    max_dispatch_delay_ms: 20");
     prepare(dir.path(), &settings, 30);
     let output = run(dir.path(), &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(read(dir.path(), "results.jsonl"), sequential_reference().0.split_inclusive('\n').take(30).collect::<String>());
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(
+        read_out(dir.path(), "results.jsonl"),
+        sequential_reference().0.split_inclusive('\n').take(30).collect::<String>()
+    );
     let mut db = landscape_at(dir.path(), "audit.db");
     let refused_then_answered = query_i64(
         &mut db,
@@ -223,8 +220,8 @@ fn malformed_answers_are_error_results_routed_to_on_error() {
         let dir = tempfile::tempdir().expect("temp dir");
         prepare(dir.path(), &pipeline(&server.base_url(), 1, ""), 2);
         let output = run(dir.path(), &[]);
-        assert!(output.status.success(), "{fault}: rows routed to on_error, the run completed: {}", stderr(&output));
-        assert_eq!(read(dir.path(), "rejected.jsonl").lines().count(), 2, "{fault}");
+        assert!(output.status.success(), "{fault}: rows routed to on_error, the run completed: {}", output_text(&output));
+        assert_eq!(read_out(dir.path(), "rejected.jsonl").lines().count(), 2, "{fault}");
         let mut db = landscape_at(dir.path(), "audit.db");
         let reasons = query_pairs(
             &mut db,
@@ -242,8 +239,8 @@ fn a_run_killed_with_calls_in_flight_resumes_to_the_same_outputs() {
     let settings = pipeline(&server.base_url(), 4, "");
     prepare(reference.path(), &settings, 20);
     let output = run(reference.path(), &["--chunk-size", "5"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let expected = read(reference.path(), "results.jsonl");
+    assert!(output.status.success(), "{}", output_text(&output));
+    let expected = read_out(reference.path(), "results.jsonl");
     for point in ["row:3", "row:7", "row:12"] {
         let dir = tempfile::tempdir().expect("temp dir");
         prepare(dir.path(), &settings, 20);
@@ -254,10 +251,10 @@ fn a_run_killed_with_calls_in_flight_resumes_to_the_same_outputs() {
             .args(["run", "--settings", "settings.yaml", "--execute", "--chunk-size", "5"])
             .output()
             .expect("elspeth runs");
-        assert!(crashed.status.code().is_none(), "{point}: the run must be killed: {}", stderr(&crashed));
+        assert!(crashed.status.code().is_none(), "{point}: the run must be killed: {}", output_text(&crashed));
         let resumed = elspeth(dir.path(), &["resume", "latest", "--settings", "settings.yaml", "--chunk-size", "5"]);
-        assert!(resumed.status.success(), "{point}: {}", stderr(&resumed));
-        assert_eq!(read(dir.path(), "results.jsonl"), expected, "{point}: outputs appear once, in order");
+        assert!(resumed.status.success(), "{point}: {}", output_text(&resumed));
+        assert_eq!(read_out(dir.path(), "results.jsonl"), expected, "{point}: outputs appear once, in order");
         let mut db = landscape_at(dir.path(), "audit.db");
         let violations = audit_violations(&mut db);
         assert!(violations.is_empty(), "{point}: {violations:?}");
@@ -282,10 +279,10 @@ fn the_api_key_is_fingerprinted_never_stored() {
     let dir = tempfile::tempdir().expect("temp dir");
     prepare(dir.path(), &pipeline(&server.base_url(), 1, ""), 3);
     let output = run(dir.path(), &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let export =
         elspeth(dir.path(), &["export", "--run", "latest", "--database", "sqlite:///audit.db", "--output", "trail.jsonl"]);
-    assert!(export.status.success(), "{}", stderr(&export));
+    assert!(export.status.success(), "{}", output_text(&export));
     let mut files = Vec::new();
     all_bytes(dir.path(), &mut files);
     let stored: Vec<&(String, Vec<u8>)> = files.iter().filter(|(name, _)| !name.ends_with("settings.yaml")).collect();
@@ -311,7 +308,7 @@ fn an_openrouter_call_records_its_authorization_header_as_a_fingerprint() {
     let settings = pipeline(&server.base_url(), 1, "").replace("provider: openai", "provider: openrouter");
     prepare(dir.path(), &settings, 1);
     let output = run(dir.path(), &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let explain = elspeth(dir.path(), &["explain", "--settings", "settings.yaml", "--run", "latest", "--row", "0"]);
     let text = String::from_utf8_lossy(&explain.stdout);
     assert!(text.contains("call #0 http success"), "{text}");
@@ -336,7 +333,7 @@ fn a_secret_without_a_fingerprint_key_is_refused_before_any_call() {
         .output()
         .expect("elspeth runs");
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("ELSPETH_FINGERPRINT_KEY"), "{}", stderr(&output));
+    assert!(output_text(&output).contains("ELSPETH_FINGERPRINT_KEY"), "{}", output_text(&output));
     let client = server.addr();
     let stats: serde_json::Value = serde_json::from_str(&http_get(client, "/admin/stats")).expect("stats");
     assert_eq!(stats["requests"], 0, "no request was sent");
@@ -368,7 +365,7 @@ fn the_chaosllm_sentiment_example_runs_with_its_settings_unchanged() {
     let settings = settings.replace("127.0.0.1:8199", &server.addr().to_string());
     std::fs::write(example.join("settings.yaml"), settings).expect("settings");
     let output = elspeth(dir.path(), &["run", "--settings", "examples/chaosllm_sentiment/settings.yaml", "--execute"]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let mut db = landscape_at(dir.path(), "examples/chaosllm_sentiment/runs/audit.db");
     assert!(audit_violations(&mut db).is_empty());
     let terminal =
@@ -404,7 +401,7 @@ fn the_template_lookups_and_multi_query_examples_run_against_the_fake_server() {
             .args(["run", "--settings", &settings, "--execute"])
             .output()
             .expect("elspeth runs");
-        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        assert!(output.status.success(), "{name}: {}", output_text(&output));
         let written = std::fs::read_to_string(example.join("output").join(output_file)).unwrap_or_default();
         assert!(written.contains(field), "{name}: {written}");
     }
@@ -416,14 +413,14 @@ fn purge_removes_call_bodies_keeps_their_hashes_and_degrades_the_grade() {
     let dir = tempfile::tempdir().expect("temp dir");
     prepare(dir.path(), &pipeline(&server.base_url(), 1, ""), 2);
     let output = run(dir.path(), &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let grade = |dir: &Path| {
         let mut db = landscape_at(dir, "audit.db");
         query_pairs(&mut db, "SELECT reproducibility_grade AS a, '' AS b FROM runs").expect("runs")[0].0.clone()
     };
     assert_eq!(grade(dir.path()), "replay_reproducible");
     let purged = elspeth(dir.path(), &["purge", "--settings", "settings.yaml", "--retention-days", "0"]);
-    assert!(purged.status.success(), "{}", stderr(&purged));
+    assert!(purged.status.success(), "{}", output_text(&purged));
     assert_eq!(grade(dir.path()), "attributable_only", "the recorded answers a replay needs are gone");
     let explain = elspeth(dir.path(), &["explain", "--settings", "settings.yaml", "--run", "latest", "--row", "0"]);
     let text = String::from_utf8_lossy(&explain.stdout);
@@ -445,9 +442,9 @@ fn an_azure_deployment_is_called_and_recorded_as_an_llm_call_in_the_reference_sh
         .replace(&format!("base_url: {}", server.base_url()), &format!("endpoint: http://{}", server.addr()));
     prepare(dir.path(), &settings, 2);
     let output = run(dir.path(), &[]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let first: serde_json::Value =
-        serde_json::from_str(read(dir.path(), "results.jsonl").lines().next().unwrap_or_default()).expect("json");
+        serde_json::from_str(read_out(dir.path(), "results.jsonl").lines().next().unwrap_or_default()).expect("json");
     assert_eq!(first["llm_response_model"], "my-deployment", "the deployment answered");
     assert_eq!(first["llm_response"], "Echo row number 0 says hello");
     let mut db = landscape_at(dir.path(), "audit.db");

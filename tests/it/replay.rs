@@ -8,40 +8,15 @@ use std::path::Path;
 use std::process::Output;
 
 use landscape::connection::{query_i64, query_pairs};
-use tests::{audit_violations, chaos_server, elspeth_binary, landscape_at};
+use tests::{audit_violations, chaos_server, elspeth_binary, landscape_at, output_text, read_out};
 
+/// The llm tests' pipeline, without an API key, with fast AIMD steps and
+/// four attempts.
 fn settings(base_url: &str) -> String {
-    format!(
-        r#"
-source:
-  plugin: csv
-  on_success: in
-  options: {{path: input.csv, schema: {{mode: fixed, fields: ['id: int', 'text: str']}}, on_validation_failure: discard}}
-transforms:
-- name: ask
-  plugin: llm
-  input: in
-  on_success: out
-  on_error: rejected
-  options:
-    provider: openai
-    model: fake-model
-    base_url: {base_url}
-    template: "Echo {{{{ row.text }}}}"
-    required_input_fields: [text]
-    pool_size: 4
-    recovery_step_ms: 5
-    max_dispatch_delay_ms: 10
-    schema: {{mode: observed}}
-sinks:
-  out: {{plugin: json, on_write_failure: discard, options: {{path: out/results.jsonl, schema: {{mode: observed}}}}}}
-  rejected: {{plugin: json, on_write_failure: discard, options: {{path: out/rejected.jsonl, schema: {{mode: observed}}}}}}
-landscape: {{url: 'sqlite:///audit.db'}}
-payload_store: {{base_path: payloads}}
-rate_limit: {{enabled: false}}
-retry: {{max_attempts: 4, initial_delay_seconds: 0.01, max_delay_seconds: 0.02}}
-"#
-    )
+    crate::llm::pipeline(base_url, 4, "")
+        .replace(&format!("    api_key: {}\n", crate::llm::SECRET), "")
+        .replace("pool_size: 4", "pool_size: 4\n    recovery_step_ms: 5\n    max_dispatch_delay_ms: 10")
+        .replace("max_attempts: 3", "max_attempts: 4")
 }
 
 fn prepare(dir: &Path, base_url: &str, rows: usize) {
@@ -60,14 +35,6 @@ fn run(dir: &Path, extra: &[&str]) -> Output {
     elspeth(dir, &args)
 }
 
-fn text(output: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-fn read(dir: &Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join("out").join(name)).unwrap_or_default()
-}
-
 fn latest_run(dir: &Path) -> String {
     let mut db = landscape_at(dir, "audit.db");
     query_pairs(&mut db, "SELECT run_id AS a, '' AS b FROM runs ORDER BY started_at DESC LIMIT 1").expect("runs")[0].0.clone()
@@ -80,8 +47,8 @@ fn recorded_run(dir: &Path, rows: usize) -> (String, String) {
     }));
     prepare(dir, &server.base_url(), rows);
     let output = run(dir, &[]);
-    assert!(output.status.success(), "{}", text(&output));
-    (latest_run(dir), read(dir, "results.jsonl"))
+    assert!(output.status.success(), "{}", output_text(&output));
+    (latest_run(dir), read_out(dir, "results.jsonl"))
 }
 
 #[test]
@@ -91,8 +58,8 @@ fn a_replay_without_the_server_gives_byte_identical_outputs_from_the_recordings(
     assert_eq!(live.lines().count(), 24);
     // The server is gone: any request would fail.
     let output = run(dir.path(), &["--replay-from", "latest", "--format", "json"]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(read(dir.path(), "results.jsonl"), live, "byte-identical outputs");
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(read_out(dir.path(), "results.jsonl"), live, "byte-identical outputs");
     let replay = latest_run(dir.path());
     let mut db = landscape_at(dir.path(), "audit.db");
     assert!(audit_violations(&mut db).is_empty());
@@ -127,7 +94,7 @@ fn a_replay_without_the_server_gives_byte_identical_outputs_from_the_recordings(
     assert_eq!(stored["run_mode"], "replay", "the effective mode is recorded in the run");
     assert_eq!(stored["replay_from"], source.as_str(), "`latest` is recorded as the run it meant");
     let explain = elspeth(dir.path(), &["explain", "--settings", "settings.yaml", "--run", &replay, "--row", "3"]);
-    assert!(String::from_utf8_lossy(&explain.stdout).contains("replayed: the response is call"), "{}", text(&explain));
+    assert!(String::from_utf8_lossy(&explain.stdout).contains("replayed: the response is call"), "{}", output_text(&explain));
 }
 
 #[test]
@@ -137,9 +104,10 @@ fn a_changed_request_or_a_purged_recording_fails_only_its_row() {
     let input = std::fs::read_to_string(dir.path().join("input.csv")).expect("input").replace("2,message 2", "2,message two");
     std::fs::write(dir.path().join("input.csv"), input).expect("input");
     let output = run(dir.path(), &["--replay-from", &source]);
-    assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(read(dir.path(), "results.jsonl").lines().count(), 5, "the other rows replay");
-    let rejected: serde_json::Value = serde_json::from_str(read(dir.path(), "rejected.jsonl").trim()).expect("one rejected row");
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(read_out(dir.path(), "results.jsonl").lines().count(), 5, "the other rows replay");
+    let rejected: serde_json::Value =
+        serde_json::from_str(read_out(dir.path(), "rejected.jsonl").trim()).expect("one rejected row");
     assert_eq!(rejected["id"], 2);
     let mut db = landscape_at(dir.path(), "audit.db");
     let reasons = query_pairs(
@@ -153,9 +121,9 @@ fn a_changed_request_or_a_purged_recording_fails_only_its_row() {
     assert_eq!(reasons[0].1.len(), 64, "the miss names the request hash");
 
     let purged = elspeth(dir.path(), &["purge", "--settings", "settings.yaml", "--retention-days", "0"]);
-    assert!(purged.status.success(), "{}", text(&purged));
+    assert!(purged.status.success(), "{}", output_text(&purged));
     let output = run(dir.path(), &["--replay-from", &source]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let mut db = landscape_at(dir.path(), "audit.db");
     let missing = query_i64(
         &mut db,
@@ -171,11 +139,11 @@ fn verify_compares_live_answers_with_the_recordings_and_records_each_difference(
     let server = chaos_server(serde_json::json!({"seed": 4}));
     prepare(dir.path(), &server.base_url(), 8);
     let output = run(dir.path(), &[]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let source = latest_run(dir.path());
 
     let output = run(dir.path(), &["--verify-against", &source, "--format", "json", "--fail-on-mismatch"]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(
         report["verification"],
@@ -187,7 +155,7 @@ fn verify_compares_live_answers_with_the_recordings_and_records_each_difference(
     let changed = chaos_server(serde_json::json!({"response": {"mode": "template", "template": {"body": "something else"}}}));
     std::fs::write(dir.path().join("settings.yaml"), settings(&changed.base_url())).expect("settings");
     let output = run(dir.path(), &["--verify-against", &source, "--format", "json", "--fail-on-mismatch"]);
-    assert_eq!(output.status.code(), Some(6), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(6), "{}", output_text(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(report["verification"]["mismatches"], 8);
     let verify = latest_run(dir.path());
@@ -215,11 +183,11 @@ fn replay_needs_a_source_run_that_exists() {
     std::fs::write(dir.path().join("settings.yaml"), with_mode).expect("settings");
     let output = elspeth(dir.path(), &["validate", "--settings", "settings.yaml"]);
     assert!(!output.status.success());
-    assert!(text(&output).contains("replay_from"), "{}", text(&output));
+    assert!(output_text(&output).contains("replay_from"), "{}", output_text(&output));
     prepare(dir.path(), "http://127.0.0.1:9/v1", 1);
     let output = run(dir.path(), &["--replay-from", "latest"]);
     assert!(!output.status.success());
-    assert!(text(&output).contains("no completed run"), "{}", text(&output));
+    assert!(output_text(&output).contains("no completed run"), "{}", output_text(&output));
 }
 
 #[test]
@@ -232,8 +200,8 @@ fn a_replay_killed_midway_resumes_as_a_replay() {
         .args(["run", "--settings", "settings.yaml", "--execute", "--chunk-size", "3", "--replay-from", &source])
         .output()
         .expect("elspeth runs");
-    assert!(crashed.status.code().is_none(), "killed: {}", text(&crashed));
+    assert!(crashed.status.code().is_none(), "killed: {}", output_text(&crashed));
     let resumed = elspeth(dir.path(), &["resume", "latest", "--settings", "settings.yaml", "--chunk-size", "3"]);
-    assert!(resumed.status.success(), "{}", text(&resumed));
-    assert_eq!(read(dir.path(), "results.jsonl"), live, "the resumed replay still answers from the recordings");
+    assert!(resumed.status.success(), "{}", output_text(&resumed));
+    assert_eq!(read_out(dir.path(), "results.jsonl"), live, "the resumed replay still answers from the recordings");
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use landscape::connection::{query_i64, query_pairs};
-use tests::{audit_violations, elspeth_binary, example_dir, landscape_at, web_server};
+use tests::{audit_violations, elspeth_binary, example_dir, landscape_at, output_text, web_server};
 
 fn settings(allowed: &str) -> String {
     format!(
@@ -55,10 +55,6 @@ fn run(dir: &Path, extra: &[&str]) -> Output {
     std::process::Command::new(elspeth_binary()).current_dir(dir).args(&args).output().expect("elspeth runs")
 }
 
-fn text(output: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
 fn lines(dir: &Path, name: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("out").join(name))
         .unwrap_or_default()
@@ -73,7 +69,7 @@ fn redirects_are_followed_hop_by_hop_and_every_hop_is_recorded() {
     let dir = tempfile::tempdir().expect("temp dir");
     prepare(dir.path(), LOOPBACK, &[format!("http://{}/redirect/3/annual-report", server.addr())]);
     let output = run(dir.path(), &[]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let pages = lines(dir.path(), "pages.jsonl");
     assert_eq!(pages.len(), 1);
     assert_eq!(pages[0]["fetch_url_final"], format!("http://{}/articles/annual-report", server.addr()));
@@ -98,7 +94,7 @@ fn private_addresses_and_redirects_to_metadata_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     prepare(dir.path(), LOOPBACK, &[format!("http://{}/articles/board-minutes", server.addr())]);
     let output = run(dir.path(), &[]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let failures = lines(dir.path(), "failures.jsonl");
     assert_eq!(failures.len(), 1, "the row goes to on_error");
     let mut db = landscape_at(dir.path(), "audit.db");
@@ -112,7 +108,7 @@ fn private_addresses_and_redirects_to_metadata_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     prepare(dir.path(), "", &[format!("http://{}/articles/board-minutes", quiet.addr())]);
     let output = run(dir.path(), &[]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let mut db = landscape_at(dir.path(), "audit.db");
     let reason = query_pairs(&mut db, "SELECT json_extract(error_details_json, '$.reason') AS a, '' AS b FROM transform_errors")
         .expect("errors");
@@ -126,7 +122,7 @@ fn server_errors_are_retried_and_exhausted_retries_fail_the_row() {
     let dir = tempfile::tempdir().expect("temp dir");
     prepare(dir.path(), LOOPBACK, &[format!("http://{}/articles/x", server.addr())]);
     let output = run(dir.path(), &[]);
-    assert_eq!(output.status.code(), Some(5), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(5), "{}", output_text(&output));
     let mut db = landscape_at(dir.path(), "audit.db");
     let attempts = query_pairs(
         &mut db,
@@ -144,11 +140,11 @@ fn a_scrape_replays_without_the_server() {
         let urls: Vec<String> = ["a", "b", "c"].iter().map(|s| format!("http://{}/articles/{s}", server.addr())).collect();
         prepare(dir.path(), LOOPBACK, &urls);
         let output = run(dir.path(), &[]);
-        assert!(output.status.success(), "{}", text(&output));
+        assert!(output.status.success(), "{}", output_text(&output));
     }
     let live = std::fs::read_to_string(dir.path().join("out/pages.jsonl")).expect("pages");
     let output = run(dir.path(), &["--replay-from", "latest"]);
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     assert_eq!(std::fs::read_to_string(dir.path().join("out/pages.jsonl")).expect("pages"), live);
 }
 
@@ -166,7 +162,7 @@ fn the_chaosweb_example_runs_against_the_fake_web_server() {
         .args(["run", "--settings", "examples/chaosweb/settings.yaml", "--execute"])
         .output()
         .expect("elspeth runs");
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", output_text(&output));
     let mut db = landscape_at(dir.path(), "examples/chaosweb/runs/audit.db");
     assert!(audit_violations(&mut db).is_empty());
     let routed = query_i64(&mut db, "SELECT count(*) AS n FROM token_outcomes WHERE is_terminal = 1").expect("outcomes");

@@ -96,20 +96,7 @@ fn run_once(pipeline: &str, input: &Path, in_memory: bool) -> anyhow::Result<Mea
         settings = settings.replace("url: sqlite:///audit.db", "url: 'sqlite:///:memory:'");
     }
     std::fs::write(dir.join("settings.yaml"), settings)?;
-    let binary = crate::workspace_root().join("target/release/elspeth");
-    let started = Instant::now();
-    let output = Command::new(binary)
-        .current_dir(&dir)
-        .args(["run", "--settings", "settings.yaml", "--execute", "--format", "json"])
-        .output()?;
-    let elapsed = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        output.status.success(),
-        "{pipeline} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let (summary, elapsed) = run_settings(&dir, pipeline)?;
     let rows = summary["rows_read"].as_f64().unwrap_or(0.0);
     let audit_db_bytes: u64 =
         ["audit.db", "audit.db-wal"].iter().map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len())).sum::<u64>()
@@ -120,6 +107,24 @@ fn run_once(pipeline: &str, input: &Path, in_memory: bool) -> anyhow::Result<Mea
         peak_rss_mb: summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0,
         audit_db_mb: audit_db_bytes as f64 / 1_048_576.0,
     })
+}
+
+/// Runs `dir/settings.yaml` with the release binary: its JSON summary and
+/// the whole process's wall time in seconds.
+fn run_settings(dir: &Path, what: &str) -> anyhow::Result<(serde_json::Value, f64)> {
+    let started = Instant::now();
+    let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
+        .current_dir(dir)
+        .args(["run", "--settings", "settings.yaml", "--execute", "--format", "json"])
+        .output()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((serde_json::from_slice(&output.stdout)?, elapsed))
 }
 
 fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
@@ -451,19 +456,7 @@ fn run_llm(pool: usize, rows: usize, overrides: serde_json::Value) -> anyhow::Re
         .replace("BASE_URL", &server.base_url())
         .replace("POOL_SIZE", &pool.to_string());
     std::fs::write(dir.join("settings.yaml"), settings)?;
-    let started = Instant::now();
-    let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
-        .current_dir(&dir)
-        .args(["run", "--settings", "settings.yaml", "--execute", "--format", "json"])
-        .output()?;
-    let elapsed = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        output.status.success(),
-        "llm pool {pool} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let (summary, elapsed) = run_settings(&dir, &format!("llm pool {pool}"))?;
     let answered = std::fs::read_to_string(dir.join("output/answers.jsonl"))?.lines().count() as u64;
     Ok((
         Measurement {
