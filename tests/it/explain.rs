@@ -378,6 +378,6 @@ fn plugins_list_names_every_plugin_with_determinism() {
         serde_json::from_str(&stdout_of(&elspeth_in(dir.path(), &["plugins", "list", "--type", "sink", "--format", "json"])))
             .expect("json");
     let names: Vec<&str> = sinks.as_array().expect("array").iter().filter_map(|p| p["name"].as_str()).collect();
-    assert_eq!(names, ["csv", "json"]);
+    assert_eq!(names, ["csv", "json", "database"]);
     assert!(sinks.as_array().expect("array").iter().all(|p| p["determinism"] == "io_write"));
 }

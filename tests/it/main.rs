@@ -4,6 +4,7 @@ mod aggregation;
 mod cli;
 mod coalesce;
 mod crash;
+mod database;
 mod explain;
 mod export;
 mod llm;

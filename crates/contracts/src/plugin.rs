@@ -427,6 +427,8 @@ pub trait Sink: Send {
     fn finish(&mut self, ctx: &mut PluginContext) -> Result<Option<ArtifactDescriptor>, PluginError> {
         self.flush(ctx)
     }
+    /// Tells the sink which run it writes for (before any write or resume).
+    fn bind_run(&mut self, _run_id: &RunId) {}
     /// Tells the sink the source's original headers (final name → original),
     /// for `headers: original`.
     fn bind_field_resolution(&mut self, _resolution: &[(String, String)]) {}

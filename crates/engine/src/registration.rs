@@ -143,7 +143,10 @@ fn processor<'r>(
     edge_ids: HashMap<(NodeIdx, String), EdgeId>,
     options: &RunOptions,
 ) -> Result<Processor<'r>, EngineError> {
-    let Parts { loaded, graph, plugins } = parts;
+    let Parts { loaded, graph, mut plugins } = parts;
+    for sink in plugins.sinks.values_mut() {
+        sink.bind_run(&run_id);
+    }
     let topology_hash = topology_hash(&graph)?;
     let recordings = recordings(&loaded, recorder)?;
     let replaying = loaded.settings.run_mode == RunModeSetting::Replay;

@@ -272,6 +272,19 @@ pub const CATALOGUE: &[PluginDoc] = &[
             REQUIRED_INPUT,
         ],
     },
+    PluginDoc {
+        kind: PluginKind::Sink,
+        info: sinks::database_sink::INFO,
+        summary: "Writes rows into a SQLite or PostgreSQL table (created from the schema), one transaction per write, each row exactly once across a crash",
+        options: &[
+            required("url", "`sqlite:///path.db` or `postgresql://user:password@host/db` (the password is stored only as a fingerprint)"),
+            required("table", "the table; created on the first write (observed: text columns; fixed: typed, required ones NOT NULL)"),
+            optional("if_exists", "`append` (default) or `replace` (dropped once, at the first write; never on resume)"),
+            optional("validate_input", "accepted; rows are always checked against the declared fields"),
+            SCHEMA,
+            REQUIRED_INPUT,
+        ],
+    },
 ];
 
 /// The names of the plugins of one kind.

@@ -67,6 +67,7 @@ impl PluginRegistry for BuiltinPlugins {
         match plugin {
             "csv" => Ok(Box::new(sinks::CsvSink::new(options)?)),
             "json" => Ok(Box::new(sinks::JsonSink::new(options)?)),
+            "database" => Ok(Box::new(sinks::DatabaseSink::new(options)?)),
             other => Err(unknown(PluginKind::Sink, other)),
         }
     }

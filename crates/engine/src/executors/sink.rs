@@ -74,6 +74,8 @@ impl SinkExecutor {
         let context = &mut ctx.contexts[sink];
         let result = guarded(|| plugin.write(&rows, context).and_then(|()| plugin.flush(context)));
         let elapsed = ms(started.elapsed());
+        let calls = ctx.contexts[sink].take_calls();
+        ctx.write_operation_calls(&operation.operation_id, calls)?;
         let per_row = elapsed / rows.len().max(1) as f64;
         match result {
             Ok(artifact) => {

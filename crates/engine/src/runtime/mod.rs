@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use contracts::plugin::{CallRecord, PluginContext, PluginError};
 use contracts::records::{CallOrigin, CallParent, NodeState, OutcomeDetail, Token, TokenLineage};
-use contracts::{ContentHash, EdgeId, RowOutcome, RunId, StateId, TokenId};
+use contracts::{ContentHash, EdgeId, OperationId, RowOutcome, RunId, StateId, TokenId};
 use landscape::recorder::{NewCall, NewNodeState, StateCompletion};
 use landscape::Recorder;
 
@@ -221,6 +221,32 @@ impl RunContext<'_> {
     pub(crate) fn record_calls(&mut self, node: NodeIdx, state_id: &StateId) -> Result<(), EngineError> {
         let calls = self.contexts[node].take_calls();
         self.write_calls(state_id, calls)
+    }
+
+    /// Records the calls a source or sink made under its operation (a
+    /// database sink's statements), in the order of their indices.
+    pub(crate) fn write_operation_calls(
+        &mut self,
+        operation: &OperationId,
+        mut calls: Vec<CallRecord>,
+    ) -> Result<(), EngineError> {
+        calls.sort_by_key(|call| call.call_index);
+        let parent = CallParent::Operation(operation.clone());
+        for call in &calls {
+            self.recorder.record_call(
+                &parent,
+                &NewCall {
+                    call_type: call.call_type,
+                    status: call.status,
+                    request: &call.request,
+                    response: call.response.as_ref(),
+                    error: call.error.as_ref(),
+                    latency_ms: call.latency_ms,
+                    origin: &call.origin,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Records calls under a node state, in the order of their indices

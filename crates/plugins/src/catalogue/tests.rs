@@ -57,7 +57,7 @@ fn names_are_unique_per_kind_and_every_plugin_is_documented() {
         assert!(!doc.summary.is_empty() && doc.options.iter().all(|o| !o.description.is_empty()));
     }
     let error = construct(PluginKind::Sink, "nope", &Options::new()).expect_err("unknown plugin");
-    assert_eq!(error.to_string(), "invalid options: unknown sink plugin \"nope\" (available: csv, json)");
+    assert_eq!(error.to_string(), "invalid options: unknown sink plugin \"nope\" (available: csv, json, database)");
 }
 
 /// `docs/settings.md` lists every option of every plugin: its "Built-in

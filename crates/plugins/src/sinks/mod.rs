@@ -3,10 +3,12 @@
 //! the hash of the file's content.
 
 pub(crate) mod csv_sink;
+pub(crate) mod database_sink;
 mod durable_file;
 pub(crate) mod json_sink;
 
 pub(crate) use csv_sink::CsvSink;
+pub(crate) use database_sink::DatabaseSink;
 pub(crate) use json_sink::JsonSink;
 
 use contracts::plugin::PluginError;
