@@ -1,12 +1,14 @@
 //! End-to-end tests of the `elspeth` binary.
 
 mod aggregation;
+mod append;
 mod cli;
 mod coalesce;
 mod crash;
 mod database;
 mod explain;
 mod export;
+mod fields;
 mod llm;
 mod random_pipelines;
 mod replay;

@@ -59,7 +59,10 @@ const VALIDATE_INPUT: OptionDoc = optional("validate_input", "check every incomi
 const ON_VALIDATION_FAILURE: OptionDoc =
     required("on_validation_failure", "sink that receives quarantined records, or `discard`");
 const ENCODING: OptionDoc = optional("encoding", "text encoding; only utf-8 is accepted");
-const MODE: OptionDoc = optional("mode", "`write` (the only mode: the file is created anew)");
+const MODE: OptionDoc = optional(
+    "mode",
+    "`write` (default: the file is created anew) or `append` (kept; a CSV header only into an empty file; JSON: jsonl only)",
+);
 const HEADERS: OptionDoc =
     optional("headers", "output field names: `normalized` (default), `original`, or a map {field: display name}");
 

@@ -133,7 +133,9 @@ impl Orchestrator<'_> {
             if chunk.failure.is_none() && interrupted(options) && !chunk.exhausted {
                 chunk.failure = self.processor.park().err();
             }
-            self.bind_field_resolution(reader);
+            if let Err(error) = self.bind_field_resolution(reader) {
+                chunk.failure = chunk.failure.or(Some(error));
+            }
             self.commit_chunk(chunk.failure)?;
             if let Some(progress) = options.progress.as_mut() {
                 let ctx = &self.processor.ctx;
@@ -253,16 +255,23 @@ impl Orchestrator<'_> {
         Ok(())
     }
 
-    fn bind_field_resolution(&mut self, reader: &SourceThread) {
+    /// Once the source knows its headers: sinks learn the original names,
+    /// and the run records them (original → field name).
+    fn bind_field_resolution(&mut self, reader: &SourceThread) -> Result<(), EngineError> {
         if self.bound_field_resolution {
-            return;
+            return Ok(());
         }
         if let Some(resolution) = reader.field_resolution() {
             for sink in self.processor.ctx.plugins.sinks.values_mut() {
                 sink.bind_field_resolution(resolution);
             }
+            let json: serde_json::Map<String, serde_json::Value> =
+                resolution.iter().map(|(original, name)| (original.clone(), serde_json::Value::String(name.clone()))).collect();
+            let ctx = &mut self.processor.ctx;
+            ctx.recorder.record_source_field_resolution(&ctx.run_id, &serde_json::Value::Object(json))?;
             self.bound_field_resolution = true;
         }
+        Ok(())
     }
 
     /// Ends the run: completes sinks (when the run completed), the source

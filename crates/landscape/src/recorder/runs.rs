@@ -124,6 +124,16 @@ impl Recorder {
         ensure_one(affected, || format!("heartbeat of run {run_id}"))
     }
 
+    /// Records how the source named its fields: original header → field
+    /// name (`runs.source_field_resolution_json`, canonical JSON).
+    pub fn record_source_field_resolution(&mut self, run_id: &RunId, resolution: &serde_json::Value) -> Result<()> {
+        let json = contracts::canonical_json(resolution)?;
+        let affected = diesel::update(runs::table.filter(runs::run_id.eq(run_id.as_str())))
+            .set(runs::source_field_resolution_json.eq(Some(json)))
+            .execute(self.conn()?)?;
+        ensure_one(affected, || format!("field resolution of run {run_id}"))
+    }
+
     /// Records the export status; an error message only with `failed`.
     pub fn set_export_status(
         &mut self,

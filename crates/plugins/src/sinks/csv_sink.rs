@@ -54,11 +54,11 @@ impl CsvSink {
             [byte] => *byte,
             _ => return Err(PluginError::Config("delimiter must be a single character".into())),
         };
-        if let Some(mode) = &options.mode {
-            if mode != "write" {
-                return Err(PluginError::Config(format!("mode {mode:?} is not supported (write)")));
-            }
-        }
+        let append = match options.mode.as_deref() {
+            None | Some("write") => false,
+            Some("append") => true,
+            Some(other) => return Err(PluginError::Config(format!("mode {other:?}: expected write or append"))),
+        };
         if let Some(encoding) = &options.encoding {
             if !["utf-8", "utf8"].contains(&encoding.to_ascii_lowercase().as_str()) {
                 return Err(PluginError::Config(format!("encoding {encoding:?} is not supported (utf-8 only)")));
@@ -70,7 +70,7 @@ impl CsvSink {
             schema,
             delimiter,
             headers,
-            file: DurableFile::new(&options.path, "csv"),
+            file: DurableFile::new(&options.path, "csv", append),
             columns: None,
             buffer: Vec::new(),
         })
@@ -102,7 +102,23 @@ impl Sink for CsvSink {
             let header: Vec<String> = columns.iter().map(|c| self.headers.display(c).to_owned()).collect();
             let mut writer = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(std::mem::take(&mut self.buffer));
             writer.write_record(&header).map_err(|e| PluginError::Contract(format!("csv encoding failed: {e}")))?;
-            self.buffer = writer.into_inner().map_err(|e| PluginError::Contract(format!("csv encoding failed: {e}")))?;
+            let header_line = writer.into_inner().map_err(|e| PluginError::Contract(format!("csv encoding failed: {e}")))?;
+            // Appending to a file that has content: its header must be ours,
+            // and is not written again.
+            if self.file.ensure_open()? > 0 {
+                let existing = self.file.first_line()?;
+                if existing.trim_end_matches(['\r', '\n']).as_bytes()
+                    != String::from_utf8_lossy(&header_line).trim_end_matches(['\r', '\n']).as_bytes()
+                {
+                    return Err(PluginError::Config(format!(
+                        "mode append: the file's header {:?} is not the sink's {:?}",
+                        existing.trim_end(),
+                        header.join(",")
+                    )));
+                }
+            } else {
+                self.buffer = header_line;
+            }
             self.columns = Some(columns);
         }
         let columns = self.columns.clone().unwrap_or_default();
@@ -150,5 +166,15 @@ impl Sink for CsvSink {
 
     fn bind_field_resolution(&mut self, resolution: &[(String, String)]) {
         self.headers.bind(resolution);
+    }
+
+    fn bind_run(&mut self, run_id: &contracts::RunId) {
+        self.file.bind_run(run_id.as_str());
+    }
+
+    fn finish(&mut self, ctx: &mut PluginContext) -> Result<Option<ArtifactDescriptor>, PluginError> {
+        let artifact = self.flush(ctx)?;
+        self.file.finish_append();
+        Ok(artifact)
     }
 }

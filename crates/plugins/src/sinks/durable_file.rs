@@ -1,5 +1,11 @@
 //! An output file written append-only, with a running SHA-256 and byte
 //! count, made durable with flush + fsync.
+//!
+//! In append mode (`mode: append`) the file keeps what it held: the hash
+//! and length start from its existing content, and before the first byte is
+//! written the pre-run length is saved durably beside it
+//! (`<path>.elspeth-append`, naming the run), so a run that crashes before
+//! its first checkpoint is cut back to exactly what the file held before it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -16,10 +22,19 @@ pub(crate) struct DurableFile {
     writer: Option<BufWriter<File>>,
     hasher: Sha256,
     bytes: u64,
+    append: bool,
+    run_id: Option<String>,
+}
+
+/// What a file held when an appending run first opened it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AppendStart {
+    run_id: String,
+    bytes: u64,
 }
 
 impl DurableFile {
-    pub(crate) fn new(path: &str, artifact_type: &'static str) -> DurableFile {
+    pub(crate) fn new(path: &str, artifact_type: &'static str, append: bool) -> DurableFile {
         DurableFile {
             path: PathBuf::from(path),
             display_path: path.to_owned(),
@@ -27,6 +42,94 @@ impl DurableFile {
             writer: None,
             hasher: Sha256::new(),
             bytes: 0,
+            append,
+            run_id: None,
+        }
+    }
+
+    pub(crate) fn bind_run(&mut self, run_id: &str) {
+        self.run_id = Some(run_id.to_owned());
+    }
+
+    fn start_path(&self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".elspeth-append");
+        PathBuf::from(name)
+    }
+
+    /// Opens the file for appending: the hash covers what it holds, and the
+    /// pre-run length is saved before anything is written. Returns that
+    /// length (0: a new or empty file).
+    pub(crate) fn open_for_append(&mut self) -> Result<u64, PluginError> {
+        use std::io::{Read, Seek, SeekFrom};
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(self.io("cannot create the directory of"))?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&self.path)
+            .map_err(self.io("cannot open"))?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut bytes = 0u64;
+        loop {
+            let n = file.read(&mut buffer).map_err(self.io("cannot read"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            bytes += n as u64;
+        }
+        file.seek(SeekFrom::End(0)).map_err(self.io("cannot seek"))?;
+        let run_id = self.run_id.clone().ok_or_else(|| PluginError::Contract("append before bind_run".into()))?;
+        let start = serde_json::to_vec(&AppendStart { run_id, bytes }).map_err(|e| PluginError::Contract(e.to_string()))?;
+        let temporary = self.start_path().with_extension("tmp");
+        {
+            let mut marker = File::create(&temporary).map_err(self.io("cannot save the pre-run length of"))?;
+            marker.write_all(&start).map_err(self.io("cannot save the pre-run length of"))?;
+            marker.sync_all().map_err(self.io("cannot save the pre-run length of"))?;
+        }
+        std::fs::rename(&temporary, self.start_path()).map_err(self.io("cannot save the pre-run length of"))?;
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(directory) = File::open(parent) {
+                let _ = directory.sync_all();
+            }
+        }
+        self.hasher = hasher;
+        self.bytes = bytes;
+        self.writer = Some(BufWriter::with_capacity(1 << 16, file));
+        Ok(bytes)
+    }
+
+    /// Opens the file if it is not open yet (truncating, or in append mode
+    /// keeping its content); its length now.
+    pub(crate) fn ensure_open(&mut self) -> Result<u64, PluginError> {
+        if self.writer.is_none() {
+            if self.append {
+                self.open_for_append()?;
+            } else {
+                self.open()?;
+            }
+        }
+        Ok(self.bytes)
+    }
+
+    /// The first line of the file as it is on disk (an appended CSV's header).
+    pub(crate) fn first_line(&self) -> Result<String, PluginError> {
+        use std::io::BufRead;
+        let file = File::open(&self.path).map_err(self.io("cannot read"))?;
+        let mut line = String::new();
+        std::io::BufReader::new(file).read_line(&mut line).map_err(self.io("cannot read"))?;
+        Ok(line)
+    }
+
+    /// The run completed: the pre-run length is no longer needed.
+    pub(crate) fn finish_append(&mut self) {
+        if self.append {
+            let _ = std::fs::remove_file(self.start_path());
         }
     }
 
@@ -104,6 +207,20 @@ impl DurableFile {
         self.writer = None;
         self.hasher = Sha256::new();
         self.bytes = 0;
+        if bytes == 0 && self.append {
+            // No checkpoint yet: back to what the file held before this run
+            // (nothing to do if the run never opened it).
+            let start = std::fs::read(self.start_path()).ok().and_then(|b| serde_json::from_slice::<AppendStart>(&b).ok());
+            return match start {
+                Some(start) if self.run_id.as_deref() == Some(start.run_id.as_str()) => {
+                    self.append = false;
+                    let result = self.resume(start.bytes);
+                    self.append = true;
+                    result
+                }
+                Some(_) | None => Ok(()),
+            };
+        }
         if bytes == 0 {
             return match std::fs::remove_file(&self.path) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(self.io("cannot remove")(error)),
@@ -136,9 +253,7 @@ impl DurableFile {
     }
 
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), PluginError> {
-        if self.writer.is_none() {
-            self.open()?;
-        }
+        self.ensure_open()?;
         let context = format!("cannot write {}", self.display_path);
         let writer = self.writer.as_mut().ok_or_else(|| PluginError::Contract("file not open".into()))?;
         writer.write_all(bytes).map_err(|source| PluginError::Io { context, source })?;

@@ -54,11 +54,14 @@ impl JsonSink {
         let options: JsonSinkOptions = crate::options::parse(options)?;
         let schema = crate::options::schema(&options.schema)?;
         let format = options.format.unwrap_or(if options.path.ends_with(".jsonl") { Format::Jsonl } else { Format::Json });
-        if let Some(mode) = &options.mode {
-            if mode != "write" {
-                return Err(PluginError::Config(format!("mode {mode:?} is not supported (write)")));
+        let append = match options.mode.as_deref() {
+            None | Some("write") => false,
+            Some("append") if format == Format::Jsonl => true,
+            Some("append") => {
+                return Err(PluginError::Config("mode append needs format jsonl (a JSON array cannot be appended to)".into()))
             }
-        }
+            Some(other) => return Err(PluginError::Config(format!("mode {other:?}: expected write or append"))),
+        };
         if options.indent.is_some() && format == Format::Jsonl {
             return Err(PluginError::Config("indent is only allowed with format json".into()));
         }
@@ -74,7 +77,7 @@ impl JsonSink {
             format,
             indent: options.indent,
             headers,
-            file: DurableFile::new(&options.path, "json"),
+            file: DurableFile::new(&options.path, "json", append),
             elements: 0,
             finished: false,
         })
@@ -138,11 +141,17 @@ impl Sink for JsonSink {
             let closing: &[u8] = if self.file.is_open() { b"\n]\n" } else { b"[]\n" };
             self.file.write(closing)?;
         }
-        self.file.sync()
+        let artifact = self.file.sync()?;
+        self.file.finish_append();
+        Ok(artifact)
     }
 
     fn bind_field_resolution(&mut self, resolution: &[(String, String)]) {
         self.headers.bind(resolution);
+    }
+
+    fn bind_run(&mut self, run_id: &contracts::RunId) {
+        self.file.bind_run(run_id.as_str());
     }
 
     fn checkpoint_state(&self) -> serde_json::Value {
