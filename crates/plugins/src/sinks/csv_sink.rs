@@ -97,6 +97,11 @@ impl Sink for CsvSink {
 
     fn write(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<(), PluginError> {
         let Some(first) = rows.first() else { return Ok(()) };
+        // Every row is checked before anything of the batch is written (or
+        // the file even created).
+        for row in rows {
+            super::check_declared(&self.schema, row, super::Cells::Text)?;
+        }
         if self.columns.is_none() {
             let columns = self.columns_for(first);
             let header: Vec<String> = columns.iter().map(|c| self.headers.display(c).to_owned()).collect();
@@ -125,7 +130,6 @@ impl Sink for CsvSink {
         // One CSV writer for the whole call, not one per row.
         let mut writer = csv::WriterBuilder::new().delimiter(self.delimiter).from_writer(std::mem::take(&mut self.buffer));
         for row in rows {
-            super::check_declared(&self.schema, row, super::Cells::Text)?;
             if self.schema.mode != SchemaMode::Fixed {
                 if let Some(extra) = row.keys().find(|k| !columns.contains(k)) {
                     return Err(PluginError::Contract(format!(
