@@ -222,3 +222,36 @@ fn a_batch_pending_longer_than_allowed_fails_with_a_reason() {
     );
     assert!(audit_violations(&mut db).is_empty(), "{:?}", audit_violations(&mut db));
 }
+
+#[test]
+fn a_command_batch_replays_from_its_recorded_output_without_running_the_program() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = command_batch("[sh, -c, 'cat']", "");
+    write(dir.path(), &amounts(&[1, 2, 3, 4]), "    count: 2", &plugin, "passthrough");
+    assert_eq!(run(dir.path())["status"], "completed");
+    let live = std::fs::read_to_string(dir.path().join("out.jsonl")).expect("out");
+    // The program now writes a marker file: a replay must not run it.
+    let settings = std::fs::read_to_string(dir.path().join("settings.yaml")).expect("settings");
+    std::fs::write(dir.path().join("settings.yaml"), settings.replace("'cat'", "'touch ran; cat'")).expect("settings");
+    let output = elspeth_in(
+        dir.path(),
+        &["run", "--settings", "settings.yaml", "--execute", "--format", "json", "--replay-from", "latest"],
+    );
+    assert_eq!(output.status.code(), Some(5), "every batch misses: {}", String::from_utf8_lossy(&output.stdout));
+    // The command changed, so its requests changed: every batch misses, and says so.
+    let mut db = landscape_at(dir.path(), "audit.db");
+    assert!(query_i64(&mut db, "SELECT count(*) AS n FROM node_states WHERE error_json LIKE '%replay_miss%'").expect("q") >= 2);
+    assert!(!dir.path().join("ran").exists());
+    // The same command replays its recorded output.
+    std::fs::write(dir.path().join("settings.yaml"), settings).expect("settings");
+    let first =
+        query_pairs(&mut db, "SELECT run_id AS a, '' AS b FROM runs ORDER BY started_at LIMIT 1").expect("runs")[0].0.clone();
+    let output =
+        elspeth_in(dir.path(), &["run", "--settings", "settings.yaml", "--execute", "--format", "json", "--replay-from", &first]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.jsonl")).expect("out"), live);
+    let replayed =
+        query_i64(&mut db, "SELECT count(*) AS n FROM calls WHERE call_type = 'process' AND source_call_id IS NOT NULL")
+            .expect("q");
+    assert_eq!(replayed, 2, "each batch of the matching replay points at its recording; a miss records no call");
+}

@@ -96,12 +96,7 @@ impl CommandBatch {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let job_id = format!("{}-{nanos}-{}", std::process::id(), self.started_jobs);
         let file = |suffix: &str| self.work_dir.join(format!("{job_id}.{suffix}"));
-        let mut input = String::new();
-        for row in rows {
-            let line = canonical_json_value(&Value::Object(row.clone())).map_err(|e| PluginError::Contract(e.to_string()))?;
-            input.push_str(&line);
-            input.push('\n');
-        }
+        let input = batch_input(rows)?;
         let job = Job {
             input: file("in.jsonl"),
             output: file("out.jsonl"),
@@ -129,6 +124,39 @@ impl CommandBatch {
             .map_err(|source| io("cannot start sh for the command", Path::new("sh"), source))?;
         self.children.insert(job.job_id.clone(), (child, Instant::now()));
         Ok(job)
+    }
+
+    /// What the call records as its request: the command and the batch's
+    /// input (by hash), the same for the same batch in any run.
+    fn request(&self, input_hash: &str) -> serde_json::Value {
+        serde_json::json!({"command": self.options.command, "input_hash": input_hash})
+    }
+
+    /// Replay: the recorded run of the program on this batch answers it; the
+    /// program is not run.
+    fn replay(&mut self, rows: &[Row], ctx: &mut PluginContext) -> Result<BatchResult, PluginError> {
+        let input = batch_input(rows)?;
+        let request = self.request(&sha256_hex(input.as_bytes()));
+        let ticket = ctx.begin_call(None);
+        let recording = match ctx.replay(&ticket, CallType::Process, &request) {
+            Some(Ok(recording)) => recording,
+            Some(Err(error)) => return Ok(BatchResult::Error { reason: error.reason() }),
+            None => return Err(PluginError::Contract("replay without recordings".into())),
+        };
+        let response = recording.response.unwrap_or(serde_json::Value::Null);
+        let exit_status = response.get("exit_status").and_then(serde_json::Value::as_i64).unwrap_or(-1);
+        let Some(output) = response.get("output").and_then(serde_json::Value::as_str) else {
+            return Ok(failure(
+                "replay_output_not_recorded",
+                serde_json::json!({"source_call_id": recording.source_call_id.as_str()}),
+            ));
+        };
+        Ok(if exit_status == 0 {
+            parse_rows(output.as_bytes())
+        } else {
+            let stderr = response.get("stderr_tail").cloned().unwrap_or(serde_json::Value::Null);
+            failure("command_failed", serde_json::json!({"exit_status": exit_status, "stderr": stderr}))
+        })
     }
 
     /// The job's result once its status file exists.
@@ -160,8 +188,13 @@ impl CommandBatch {
         let output = std::fs::read(&job.output).unwrap_or_default();
         let stderr = std::fs::read_to_string(&job.stderr).unwrap_or_default();
         let tail: String = stderr.chars().rev().take(STDERR_TAIL).collect::<Vec<_>>().into_iter().rev().collect();
-        let request = serde_json::json!({"command": self.options.command, "input_hash": job.input_hash, "job_id": job.job_id});
-        let response = serde_json::json!({"exit_status": exit_status, "output_hash": sha256_hex(&output)});
+        let request = self.request(&job.input_hash);
+        // The output itself is recorded (in the payload store), so a replay
+        // can answer the batch without running the program.
+        let response = serde_json::json!({
+            "exit_status": exit_status, "output_hash": sha256_hex(&output), "job_id": job.job_id,
+            "output": String::from_utf8_lossy(&output), "stderr_tail": tail,
+        });
         let result = if exit_status == 0 {
             parse_rows(&output)
         } else {
@@ -179,6 +212,17 @@ impl CommandBatch {
         }
         Ok(Some(result))
     }
+}
+
+/// The batch as the program reads it: one canonical JSON object per line.
+fn batch_input(rows: &[Row]) -> Result<String, PluginError> {
+    let mut input = String::new();
+    for row in rows {
+        let line = canonical_json_value(&Value::Object(row.clone())).map_err(|e| PluginError::Contract(e.to_string()))?;
+        input.push_str(&line);
+        input.push('\n');
+    }
+    Ok(input)
 }
 
 fn io(context: &str, path: &Path, source: std::io::Error) -> PluginError {
@@ -221,8 +265,11 @@ impl BatchTransform for CommandBatch {
         INFO
     }
 
-    fn process_batch(&mut self, rows: &[Row], _ctx: &mut PluginContext) -> Result<BatchResult, PluginError> {
+    fn process_batch(&mut self, rows: &[Row], ctx: &mut PluginContext) -> Result<BatchResult, PluginError> {
         let _ = &self.options.required_input_fields;
+        if ctx.replaying() {
+            return self.replay(rows, ctx);
+        }
         let job = self.start(rows)?;
         self.pending(&job)
     }
