@@ -3,6 +3,9 @@
 //! executor, then moves what the step emitted (tokens for the next node,
 //! rows for sinks, branch losses for coalesces). Every visit is exactly one
 //! node state, recorded completed, failed or pending; no state is left open.
+//! A token reaching a pooled transform waits in the node's pool (see
+//! `executors/pool.rs`); the processor records pooled rows oldest first,
+//! when a pool is full or everything must settle.
 
 use std::time::Instant;
 
