@@ -231,3 +231,10 @@ pub fn output_text(output: &Output) -> String {
 pub fn read_out(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join("out").join(name)).unwrap_or_default()
 }
+
+/// `elspeth resume latest` in `dir` with `--chunk-size chunk`; asserts it
+/// succeeded (`what` names the case in the message).
+pub fn resume_latest(dir: &Path, chunk: &str, what: &str) {
+    let resumed = elspeth_in(dir, &["resume", "latest", "--settings", "settings.yaml", "--chunk-size", chunk]);
+    assert!(resumed.status.success(), "{what}: {}", output_text(&resumed));
+}

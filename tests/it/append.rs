@@ -76,12 +76,7 @@ fn an_appending_run_killed_anywhere_resumes_after_the_earlier_content_with_each_
         let output = run(dir.path(), Some(point));
         if output.status.code().is_none() {
             crashed += 1;
-            let resumed = std::process::Command::new(elspeth_binary())
-                .current_dir(dir.path())
-                .args(["resume", "latest", "--settings", "settings.yaml", "--chunk-size", "3"])
-                .output()
-                .expect("elspeth runs");
-            assert!(resumed.status.success(), "{point}: {}", output_text(&resumed));
+            tests::resume_latest(dir.path(), "3", point);
         }
         let got = std::fs::read_to_string(dir.path().join("out/out.jsonl")).expect("file");
         assert_eq!(got, expected, "{point}");

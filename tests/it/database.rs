@@ -117,12 +117,7 @@ fn killed_anywhere_resumes_exactly_once(mut url_for: impl FnMut(&Path) -> String
         let output = run(dir.path(), Some(&point));
         if output.status.code().is_none() {
             crashed += 1;
-            let resumed = std::process::Command::new(elspeth_binary())
-                .current_dir(dir.path())
-                .args(["resume", "latest", "--settings", "settings.yaml", "--chunk-size", "3"])
-                .output()
-                .expect("elspeth runs");
-            assert!(resumed.status.success(), "{point}: {}", output_text(&resumed));
+            tests::resume_latest(dir.path(), "3", &point);
         } else {
             assert!(output.status.success(), "{point}: {}", output_text(&output));
         }

@@ -103,6 +103,19 @@ fn new_state<'a>(
     NewNodeState { token, node_id: &graph_node.id, step_index: graph_node.step, attempt, input_hash, context_before_json }
 }
 
+/// What the recorder writes of a call a plugin made.
+fn new_call<'a>(call: &'a CallRecord, origin: &'a CallOrigin) -> NewCall<'a> {
+    NewCall {
+        call_type: call.call_type,
+        status: call.status,
+        request: &call.request,
+        response: call.response.as_ref(),
+        error: call.error.as_ref(),
+        latency_ms: call.latency_ms,
+        origin,
+    }
+}
+
 /// Runs plugin code; a panic in it becomes a contract error, so the engine
 /// records the failed state (and batch) before the run stops instead of
 /// unwinding past the audit trail.
@@ -233,18 +246,7 @@ impl RunContext<'_> {
         calls.sort_by_key(|call| call.call_index);
         let parent = CallParent::Operation(operation.clone());
         for call in &calls {
-            self.recorder.record_call(
-                &parent,
-                &NewCall {
-                    call_type: call.call_type,
-                    status: call.status,
-                    request: &call.request,
-                    response: call.response.as_ref(),
-                    error: call.error.as_ref(),
-                    latency_ms: call.latency_ms,
-                    origin: &call.origin,
-                },
-            )?;
+            self.recorder.record_call(&parent, &new_call(call, &call.origin))?;
         }
         Ok(())
     }
@@ -270,18 +272,7 @@ impl RunContext<'_> {
                 }
                 (None | Some(_), origin) => origin.clone(),
             };
-            let recorded = self.recorder.record_call(
-                &parent,
-                &NewCall {
-                    call_type: call.call_type,
-                    status: call.status,
-                    request: &call.request,
-                    response: call.response.as_ref(),
-                    error: call.error.as_ref(),
-                    latency_ms: call.latency_ms,
-                    origin: &origin,
-                },
-            )?;
+            let recorded = self.recorder.record_call(&parent, &new_call(call, &origin))?;
             if recorded.call_index != call.call_index {
                 return Err(EngineError::Invariant(format!(
                     "call index {} recorded as {} under state {state_id}",
