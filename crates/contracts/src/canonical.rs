@@ -31,6 +31,42 @@ pub fn canonical_json(value: &serde_json::Value) -> Result<String, CanonicalErro
     Ok(out)
 }
 
+/// Canonical JSON of a `serde_json` object, and the byte offset at which
+/// each member (`"key":value`) starts, in canonical order — so a member can
+/// be spliced in without writing the object again.
+pub fn canonical_json_members(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(String, Vec<(&str, usize)>), CanonicalError> {
+    let mut members: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+    members.sort_by(|a, b| compare_keys(a.0, b.0));
+    let mut out = String::with_capacity(256);
+    let mut starts = Vec::with_capacity(members.len());
+    out.push('{');
+    for (idx, (key, item)) in members.into_iter().enumerate() {
+        if idx > 0 {
+            out.push(',');
+        }
+        starts.push((key.as_str(), out.len()));
+        write_string(key, &mut out);
+        out.push(':');
+        write_canonical(item, &mut out)?;
+    }
+    out.push('}');
+    Ok((out, starts))
+}
+
+/// Canonical JSON of a string (quoted and escaped).
+pub fn canonical_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    write_string(text, &mut out);
+    out
+}
+
+/// Orders object keys as canonical JSON does: by UTF-16 code units.
+pub fn canonical_key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    compare_keys(a, b)
+}
+
 /// Canonical JSON of anything serialisable to JSON.
 pub fn canonical_json_of<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, CanonicalError> {
     let json = serde_json::to_value(value).map_err(|error| CanonicalError::UnrepresentableNumber(error.to_string()))?;

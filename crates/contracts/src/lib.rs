@@ -25,7 +25,7 @@ pub mod value;
 pub use canonical::{canonical_json, canonical_json_value, CANONICAL_VERSION};
 pub use enums::*;
 pub use errors::{CanonicalError, ContractError};
-pub use hashing::{error_hash, sha256_hex, sink_write_hash, stable_hash, stable_hash_json, ContentHash};
+pub use hashing::{error_hash, hex_lower, sha256_hex, sink_write_hash, stable_hash, stable_hash_json, ContentHash};
 pub use ids::*;
 pub use time::Timestamp;
 pub use value::{Finite, Row, Value};

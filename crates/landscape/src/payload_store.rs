@@ -125,7 +125,7 @@ impl PayloadStore {
 
     fn insert(&self, bytes: &[u8], deferred: bool) -> Result<String, PayloadStoreError> {
         let digest = Sha256::digest(bytes);
-        let key = hex::encode(digest);
+        let key = contracts::hex_lower(&digest);
         let error = |e: diesel::result::Error| self.error(e);
         self.with(|open| {
             if deferred && !open.in_transaction {

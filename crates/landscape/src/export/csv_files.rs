@@ -40,7 +40,7 @@ fn cell(value: &serde_json::Value) -> String {
 }
 
 impl RecordSink for CsvFiles {
-    fn write_record(&mut self, record: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    fn write_record(&mut self, record: &serde_json::Map<String, serde_json::Value>, _canonical: &str) -> Result<()> {
         let kind = record.get("record_type").and_then(serde_json::Value::as_str).unwrap_or("unknown").to_owned();
         let io = |e: csv::Error| LandscapeError::integrity(format!("export write: {e}"));
         if !self.writers.contains_key(&kind) {

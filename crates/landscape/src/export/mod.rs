@@ -25,7 +25,7 @@ mod verify;
 
 use sha2::{Digest, Sha256};
 
-use contracts::{canonical_json, RunId};
+use contracts::RunId;
 
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
@@ -35,7 +35,9 @@ pub use verify::{check_signing_key, verify_jsonl, verify_reader, UnsignedExports
 
 /// Writes one JSON record per line.
 pub trait RecordSink {
-    fn write_record(&mut self, record: &serde_json::Map<String, serde_json::Value>) -> Result<()>;
+    /// Writes one record; `canonical` is its canonical JSON (signature
+    /// included), already computed for the chain.
+    fn write_record(&mut self, record: &serde_json::Map<String, serde_json::Value>, canonical: &str) -> Result<()>;
 }
 
 /// What the manifest says about an export.
@@ -50,7 +52,7 @@ pub(crate) fn hmac_hex(key: &[u8], data: &[u8]) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
     mac.update(data);
-    hex::encode(mac.finalize().into_bytes())
+    contracts::hex_lower(&mac.finalize().into_bytes())
 }
 
 /// The chain: each link is SHA-256 of the previous link and the record's
@@ -67,27 +69,65 @@ impl Chain {
         Chain { link: "0".repeat(64), key, count: 0, counts: std::collections::BTreeMap::new() }
     }
 
-    /// Seals a record: adds its signature (signed exports) and advances the chain.
-    pub(crate) fn seal(&mut self, record: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
-        let canonical = canonical_json(&serde_json::Value::Object(record.clone()))?;
-        let mark = match &self.key {
+    /// Seals a record: adds its signature (signed exports) and advances the
+    /// chain; returns the record's canonical JSON as written. The record is
+    /// made canonical once: the signature member is spliced into the bytes
+    /// it signs, at its place in key order.
+    pub(crate) fn seal(&mut self, record: &mut serde_json::Map<String, serde_json::Value>) -> Result<String> {
+        let (canonical, starts) = contracts::canonical::canonical_json_members(record)?;
+        let (mark, line) = match &self.key {
             Some(key) => {
                 let signature = hmac_hex(key, canonical.as_bytes());
-                record.insert("signature".into(), serde_json::Value::String(signature.clone()));
-                signature
+                let line = with_member(&canonical, &starts, "signature", &contracts::canonical::canonical_string(&signature));
+                (signature, line)
             }
-            None => contracts::sha256_hex(canonical.as_bytes()),
+            None => (contracts::sha256_hex(canonical.as_bytes()), canonical.clone()),
         };
-        self.link = hex::encode(Sha256::digest(format!("{}{}", self.link, mark).as_bytes()));
+        if self.key.is_some() {
+            record.insert("signature".into(), serde_json::Value::String(mark.clone()));
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(self.link.as_bytes());
+        hasher.update(mark.as_bytes());
+        self.link = contracts::hex_lower(&hasher.finalize());
         self.count += 1;
-        let kind = record.get("record_type").and_then(serde_json::Value::as_str).unwrap_or("unknown").to_owned();
-        *self.counts.entry(kind).or_insert(0) += 1;
-        Ok(())
+        let kind = record.get("record_type").and_then(serde_json::Value::as_str).unwrap_or("unknown");
+        match self.counts.get_mut(kind) {
+            Some(count) => *count += 1,
+            None => {
+                self.counts.insert(kind.to_owned(), 1);
+            }
+        }
+        Ok(line)
     }
 
     pub(crate) fn link(&self) -> &str {
         &self.link
     }
+}
+
+/// `canonical` (an object whose members start at `starts`) with the member
+/// `"key":value` (value already canonical) added at its place in key order.
+fn with_member(canonical: &str, starts: &[(&str, usize)], key: &str, value: &str) -> String {
+    let member = format!("{}:{value}", contracts::canonical::canonical_string(key));
+    let mut line = String::with_capacity(canonical.len() + member.len() + 1);
+    match starts.iter().find(|(other, _)| contracts::canonical::canonical_key_order(other, key).is_gt()) {
+        Some((_, at)) => {
+            line.push_str(&canonical[..*at]);
+            line.push_str(&member);
+            line.push(',');
+            line.push_str(&canonical[*at..]);
+        }
+        None => {
+            line.push_str(&canonical[..canonical.len() - 1]);
+            if !starts.is_empty() {
+                line.push(',');
+            }
+            line.push_str(&member);
+            line.push('}');
+        }
+    }
+    line
 }
 
 /// Exports every record of `run_id` to `sink`. With `key`, each record is
@@ -116,14 +156,15 @@ pub fn export_run(
         Some(key) => {
             manifest.insert("signature_algorithm".into(), "hmac-sha256".into());
             manifest.insert("key_fingerprint".into(), hmac_hex(key, b"elspeth-export-key-fingerprint").into());
-            let canonical = canonical_json(&serde_json::Value::Object(manifest.clone()))?;
+            let (canonical, _) = contracts::canonical::canonical_json_members(&manifest)?;
             manifest.insert("signature".into(), hmac_hex(key, canonical.as_bytes()).into());
         }
         None => {
             manifest.insert("signature_algorithm".into(), serde_json::Value::Null);
         }
     }
-    sink.write_record(&manifest)?;
+    let (line, _) = contracts::canonical::canonical_json_members(&manifest)?;
+    sink.write_record(&manifest, &line)?;
     Ok(ExportSummary { record_count: chain.count, final_hash: chain.link().to_owned(), signed: key.is_some() })
 }
 
@@ -131,11 +172,32 @@ pub fn export_run(
 pub struct JsonLines<W: std::io::Write>(pub W);
 
 impl<W: std::io::Write> RecordSink for JsonLines<W> {
-    fn write_record(&mut self, record: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-        let line = canonical_json(&serde_json::Value::Object(record.clone()))?;
+    fn write_record(&mut self, _record: &serde_json::Map<String, serde_json::Value>, line: &str) -> Result<()> {
         self.0
             .write_all(line.as_bytes())
             .and_then(|()| self.0.write_all(b"\n"))
             .map_err(|e| LandscapeError::integrity(format!("export write: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spliced member gives exactly the bytes of writing the whole object.
+    #[test]
+    fn a_spliced_member_equals_the_object_written_whole() {
+        for keys in
+            [vec![], vec!["a"], vec!["z"], vec!["a", "z"], vec!["record_type", "run_id", "state_id"], vec!["sig", "signaturf"]]
+        {
+            let mut map = serde_json::Map::new();
+            for (i, key) in keys.iter().enumerate() {
+                map.insert((*key).to_owned(), serde_json::json!({"n": i, "s": "x\"y"}));
+            }
+            let (canonical, starts) = contracts::canonical::canonical_json_members(&map).expect("canonical");
+            let spliced = with_member(&canonical, &starts, "signature", "\"abc\"");
+            map.insert("signature".into(), "abc".into());
+            assert_eq!(spliced, contracts::canonical_json(&serde_json::Value::Object(map)).expect("canonical"), "{keys:?}");
+        }
     }
 }

@@ -49,8 +49,8 @@ fn record(kind: &str, run_id: &RunId) -> Map<String, J> {
 }
 
 fn emit(chain: &mut Chain, sink: &mut dyn RecordSink, mut map: Map<String, J>) -> Result<()> {
-    chain.seal(&mut map)?;
-    sink.write_record(&map)
+    let line = chain.seal(&mut map)?;
+    sink.write_record(&map, &line)
 }
 
 /// Streams `$query` (ordered) as `$model` rows into `$body`, on the backend's

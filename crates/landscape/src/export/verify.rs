@@ -157,7 +157,7 @@ impl ChainCheck<'_> {
             (None, _) => contracts::sha256_hex(canonical.as_bytes()),
             (Some(_), None) => return Err(VerifyError::KeyRequired),
         };
-        self.link = hex::encode(Sha256::digest(format!("{}{mark}", self.link).as_bytes()));
+        self.link = contracts::hex_lower(&Sha256::digest(format!("{}{mark}", self.link).as_bytes()));
         self.records += 1;
         Ok(())
     }
