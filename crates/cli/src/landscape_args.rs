@@ -36,6 +36,12 @@ pub(crate) fn expand_tilde(path: &Path) -> PathBuf {
 impl LandscapeArgs {
     /// Opens the existing Landscape (and payload store, when there is one).
     pub(crate) fn open(&self) -> anyhow::Result<Recorder> {
+        let (url, payload_dir) = self.locate()?;
+        Recorder::open_existing(&url, payload_dir.map(PayloadStore::new)).context("cannot open the Landscape")
+    }
+
+    /// The Landscape URL and the payload store directory (when there is one).
+    pub(crate) fn locate(&self) -> anyhow::Result<(String, Option<PathBuf>)> {
         let (url, configured_payloads) = match (&self.database, &self.settings) {
             (Some(url), _) => (url.clone(), None),
             (None, Some(settings)) => {
@@ -61,7 +67,7 @@ impl LandscapeArgs {
                 .filter(|d| d.is_dir())
                 .or_else(|| Some(PathBuf::from(".elspeth/payloads")).filter(|d| d.is_dir())),
         };
-        Recorder::open_existing(&url, payload_dir.map(PayloadStore::new)).context("cannot open the Landscape")
+        Ok((url, payload_dir))
     }
 }
 

@@ -8,6 +8,7 @@
 mod explain;
 mod export;
 mod landscape_args;
+mod mcp;
 mod plugins_list;
 mod purge;
 mod run;
@@ -223,6 +224,19 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Serve the Landscape to an AI assistant over the Model Context Protocol
+    /// (stdio), read-only: 25 tools to list runs, summarise them, explain any
+    /// output, analyse errors, performance and calls, and run one SELECT.
+    ///
+    /// The database is opened read-only (SQLite read-only mode; PostgreSQL
+    /// read-only transactions) and nothing is ever written. Register it with
+    /// an MCP client as the command `elspeth mcp --database URL`.
+    ///
+    /// Example: elspeth mcp --database sqlite:///examples/threshold_gate/runs/audit.db
+    Mcp {
+        #[command(flatten)]
+        landscape: landscape_args::LandscapeArgs,
+    },
     /// The built-in plugins.
     Plugins {
         #[command(subcommand)]
@@ -280,6 +294,9 @@ fn main() -> ExitCode {
         Command::Explain { landscape, run, row, token, sink, format, json } => {
             let format = if json { Format::Json } else { format };
             explain::explain(&landscape, &run, &explain::Target { row, token, sink }, format)
+        }
+        Command::Mcp { landscape } => {
+            landscape.locate().and_then(|(url, payloads)| mcp::serve(&url, payloads)).map(|()| ExitCode::SUCCESS)
         }
         Command::Plugins { command: PluginsCommand::List { r#type, format } } => plugins_list::list(r#type, format),
         Command::Runs { landscape, format } => runs::runs(&landscape, format),

@@ -13,7 +13,7 @@ use crate::landscape_args::LandscapeArgs;
 use crate::Format;
 
 /// A run's status as `runs` reports it: stale runs are interrupted.
-fn shown_status(run: &Run) -> (String, Option<String>) {
+pub(crate) fn shown_status(run: &Run) -> (String, Option<String>) {
     match liveness(run) {
         Liveness::Ended | Liveness::Alive => (run.state.status().as_str().to_owned(), None),
         Liveness::Gone(reason) => ("interrupted".to_owned(), Some(format!("stale: {reason}"))),
@@ -60,7 +60,7 @@ fn totals(outcomes: &[(contracts::RowOutcome, Option<String>, u64)]) -> serde_js
 
 /// What a run's pipeline was, from its stored settings: its source (and
 /// input file) and its sinks.
-fn pipeline_of(run: &Run) -> String {
+pub(crate) fn pipeline_of(run: &Run) -> String {
     serde_json::from_str::<engine::settings::Settings>(&run.settings_json).map_or_else(|_| "?".to_owned(), |s| s.label())
 }
 

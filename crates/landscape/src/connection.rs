@@ -113,6 +113,53 @@ pub fn open_existing(url: &str) -> Result<DbConnection> {
     open_with(url, Create::No)
 }
 
+/// Opens an existing Landscape for reading only, for `elspeth serve` and
+/// `elspeth mcp`: a SQLite file is opened in read-only mode with
+/// `query_only` set, a PostgreSQL session defaults to read-only
+/// transactions; nothing is migrated or created, and a schema this build
+/// cannot read is refused.
+pub fn open_read_only(url: &str) -> Result<DbConnection> {
+    let refuse = |reason: String| LandscapeError::Open { url: url.to_owned(), reason };
+    let mut connection = match DatabaseUrl::parse(url)? {
+        DatabaseUrl::SqliteFile(path) => {
+            if !path.is_file() {
+                return Err(refuse("no such database file (nothing was created)".to_owned()));
+            }
+            let uri = sqlite_read_only_uri(&path).map_err(refuse)?;
+            let mut sqlite = SqliteConnection::establish(&uri).map_err(|e| refuse(e.to_string()))?;
+            sqlite.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA query_only = ON;")?;
+            DbConnection::Sqlite(sqlite)
+        }
+        DatabaseUrl::SqliteMemory => return Err(refuse("an in-memory database holds no earlier run".to_owned())),
+        DatabaseUrl::Postgresql(pg_url) => {
+            let mut pg = PgConnection::establish(&pg_url).map_err(|e| refuse(e.to_string()))?;
+            pg.batch_execute("SET default_transaction_read_only = on; SET client_min_messages = WARNING;")?;
+            DbConnection::Postgresql(pg)
+        }
+    };
+    let tables = table_names(&mut connection).map_err(|e| refuse(e.to_string()))?;
+    if !tables.iter().any(|t| t == "__diesel_schema_migrations") {
+        return Err(refuse("the database holds no Landscape (no schema version of this implementation)".to_owned()));
+    }
+    if pending_migrations(&mut connection)? > 0 {
+        return Err(refuse(
+            "the Landscape was written by an older ELSPETH; open it once with a command that writes (`elspeth runs`) to upgrade it"
+                .to_owned(),
+        ));
+    }
+    check_columns(&mut connection)?;
+    Ok(connection)
+}
+
+/// A `file:` URI that opens `path` read-only (SQLite URI filenames: `?` and
+/// `#` in the path are percent-encoded).
+fn sqlite_read_only_uri(path: &std::path::Path) -> std::result::Result<String, String> {
+    let absolute = std::path::absolute(path).map_err(|e| format!("cannot resolve the path: {e}"))?;
+    let text = absolute.to_str().ok_or_else(|| "database path is not valid UTF-8".to_owned())?;
+    let escaped = text.replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+    Ok(format!("file:{escaped}?mode=ro"))
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Create {
     Yes,

@@ -10,6 +10,7 @@
 //! conditional update that refuses to leave a terminal state.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod connection;
 pub mod error;
 pub mod export;

@@ -20,7 +20,7 @@
 //! in `runs.exported_at`, not in the file.
 
 mod csv_files;
-pub(crate) mod records;
+pub mod records;
 mod verify;
 
 use sha2::{Digest, Sha256};

@@ -68,7 +68,7 @@ macro_rules! stream {
     }};
 }
 
-pub(crate) fn run_record(run: Run) -> Map<String, J> {
+pub fn run_record(run: Run) -> Map<String, J> {
     let Run {
         run_id,
         started_at,
@@ -112,7 +112,7 @@ pub(crate) fn run_record(run: Run) -> Map<String, J> {
     map
 }
 
-pub(crate) fn node_record(node: Node) -> Map<String, J> {
+pub fn node_record(node: Node) -> Map<String, J> {
     let Node {
         node_id,
         run_id,
@@ -149,7 +149,7 @@ pub(crate) fn node_record(node: Node) -> Map<String, J> {
     map
 }
 
-pub(crate) fn edge_record(edge: Edge) -> Map<String, J> {
+pub fn edge_record(edge: Edge) -> Map<String, J> {
     let Edge { edge_id, run_id, from_node_id, to_node_id, label, default_mode, created_at } = edge;
     let mut map = record("edge", &run_id);
     map.insert("edge_id".into(), s(edge_id));
@@ -170,7 +170,7 @@ fn payload(map: &mut Map<String, J>, prefix: &str, value: Option<PayloadRef>) {
     map.insert(format!("{prefix}_data_ref"), data_ref);
 }
 
-pub(crate) fn operation_record(operation: Operation) -> Map<String, J> {
+pub fn operation_record(operation: Operation) -> Map<String, J> {
     let Operation { operation_id, run_id, node_id, operation_type, started_at, input, state } = operation;
     let mut map = record("operation", &run_id);
     map.insert("operation_id".into(), s(operation_id));
@@ -194,7 +194,7 @@ pub(crate) fn operation_record(operation: Operation) -> Map<String, J> {
     map
 }
 
-pub(crate) fn call_record(call: Call, run_id: &RunId) -> Map<String, J> {
+pub fn call_record(call: Call, run_id: &RunId) -> Map<String, J> {
     let Call {
         call_id,
         parent,
@@ -239,7 +239,7 @@ pub(crate) fn call_record(call: Call, run_id: &RunId) -> Map<String, J> {
     map
 }
 
-pub(crate) fn row_record(row: Row) -> Map<String, J> {
+pub fn row_record(row: Row) -> Map<String, J> {
     let Row { row_id, run_id, source_node_id, row_index, source_data_hash, source_data_ref, created_at } = row;
     let mut map = record("row", &run_id);
     map.insert("row_id".into(), s(row_id));
@@ -251,7 +251,7 @@ pub(crate) fn row_record(row: Row) -> Map<String, J> {
     map
 }
 
-pub(crate) fn token_record(token: Token) -> Map<String, J> {
+pub fn token_record(token: Token) -> Map<String, J> {
     let Token { token_id, row_id, run_id, lineage, step_in_pipeline, created_at } = token;
     let mut map = record("token", &run_id);
     map.insert("token_id".into(), s(token_id));
@@ -271,7 +271,7 @@ pub(crate) fn token_record(token: Token) -> Map<String, J> {
     map
 }
 
-pub(crate) fn token_parent_record(parent: TokenParent, run_id: &RunId) -> Map<String, J> {
+pub fn token_parent_record(parent: TokenParent, run_id: &RunId) -> Map<String, J> {
     let TokenParent { token_id, parent_token_id, ordinal } = parent;
     let mut map = record("token_parent", run_id);
     map.insert("token_id".into(), s(token_id));
@@ -280,7 +280,7 @@ pub(crate) fn token_parent_record(parent: TokenParent, run_id: &RunId) -> Map<St
     map
 }
 
-pub(crate) fn outcome_record(outcome: TokenOutcome) -> Map<String, J> {
+pub fn outcome_record(outcome: TokenOutcome) -> Map<String, J> {
     let is_terminal = outcome.is_terminal();
     let TokenOutcome { outcome_id, run_id, token_id, recorded_at, detail, context_json } = outcome;
     let mut map = record("token_outcome", &run_id);
@@ -335,7 +335,7 @@ pub(crate) fn outcome_record(outcome: TokenOutcome) -> Map<String, J> {
     map
 }
 
-pub(crate) fn node_state_record(state: NodeState) -> Map<String, J> {
+pub fn node_state_record(state: NodeState) -> Map<String, J> {
     let status = state.status();
     let (common, output_hash, completed_at, duration_ms, context_after_json, error_json, success_reason_json) = match state {
         NodeState::Open { common } => (common, None, None, None, None, None, None),
@@ -370,7 +370,7 @@ pub(crate) fn node_state_record(state: NodeState) -> Map<String, J> {
     map
 }
 
-pub(crate) fn routing_event_record(event: RoutingEvent, run_id: &RunId) -> Map<String, J> {
+pub fn routing_event_record(event: RoutingEvent, run_id: &RunId) -> Map<String, J> {
     let RoutingEvent { event_id, state_id, edge_id, routing_group_id, ordinal, mode, reason_hash, reason_ref, created_at } =
         event;
     let mut map = record("routing_event", run_id);
@@ -386,7 +386,7 @@ pub(crate) fn routing_event_record(event: RoutingEvent, run_id: &RunId) -> Map<S
     map
 }
 
-pub(crate) fn batch_record(batch: Batch) -> Map<String, J> {
+pub fn batch_record(batch: Batch) -> Map<String, J> {
     let Batch { batch_id, run_id, aggregation_node_id, attempt, retry_of_batch_id, created_at, state } = batch;
     let mut map = record("batch", &run_id);
     map.insert("batch_id".into(), s(batch_id));
@@ -414,7 +414,7 @@ pub(crate) fn batch_record(batch: Batch) -> Map<String, J> {
     map
 }
 
-pub(crate) fn batch_member_record(member: BatchMember) -> Map<String, J> {
+pub fn batch_member_record(member: BatchMember) -> Map<String, J> {
     let BatchMember { batch_id, run_id, token_id, ordinal } = member;
     let mut map = record("batch_member", &run_id);
     map.insert("batch_id".into(), s(batch_id));
@@ -423,7 +423,7 @@ pub(crate) fn batch_member_record(member: BatchMember) -> Map<String, J> {
     map
 }
 
-pub(crate) fn artifact_record(artifact: Artifact) -> Map<String, J> {
+pub fn artifact_record(artifact: Artifact) -> Map<String, J> {
     let Artifact {
         artifact_id,
         run_id,
@@ -449,7 +449,7 @@ pub(crate) fn artifact_record(artifact: Artifact) -> Map<String, J> {
     map
 }
 
-pub(crate) fn validation_error_record(error: ValidationError) -> Map<String, J> {
+pub fn validation_error_record(error: ValidationError) -> Map<String, J> {
     let ValidationError {
         error_id,
         run_id,
@@ -485,7 +485,7 @@ pub(crate) fn validation_error_record(error: ValidationError) -> Map<String, J> 
     map
 }
 
-pub(crate) fn transform_error_record(error: TransformError) -> Map<String, J> {
+pub fn transform_error_record(error: TransformError) -> Map<String, J> {
     let TransformError {
         error_id,
         run_id,
@@ -509,7 +509,7 @@ pub(crate) fn transform_error_record(error: TransformError) -> Map<String, J> {
     map
 }
 
-pub(crate) fn secret_resolution_record(resolution: SecretResolution) -> Map<String, J> {
+pub fn secret_resolution_record(resolution: SecretResolution) -> Map<String, J> {
     let SecretResolution {
         resolution_id,
         run_id,

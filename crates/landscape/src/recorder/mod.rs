@@ -78,6 +78,11 @@ impl Recorder {
         Ok(Recorder::new(crate::connection::open_existing(url)?, payloads))
     }
 
+    /// Opens an existing Landscape read-only (see [`crate::connection::open_read_only`]).
+    pub fn open_read_only(url: &str, payloads: Option<PayloadStore>) -> Result<Recorder> {
+        Ok(Recorder::new(crate::connection::open_read_only(url)?, payloads))
+    }
+
     pub fn new(conn: DbConnection, payloads: Option<PayloadStore>) -> Recorder {
         Recorder {
             conn: Some(conn),
@@ -145,7 +150,7 @@ impl Recorder {
 
     /// The connection, after the write buffer went to the database: every
     /// statement that is not itself buffered goes through here.
-    fn conn(&mut self) -> Result<&mut DbConnection> {
+    pub(crate) fn conn(&mut self) -> Result<&mut DbConnection> {
         self.home()?;
         if let Some(error) = self.poisoned.take() {
             return Err(error);
