@@ -76,8 +76,13 @@ fn copy_dir(from: &Path, to: &Path) {
 /// so the example's relative paths work from its root.
 pub fn example_dir(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(&workspace().join("examples").join(name), &dir.path().join("examples").join(name));
+    add_example(dir.path(), name);
     dir
+}
+
+/// Copies `examples/<name>` (inputs and settings only) into `dir/examples/<name>`.
+pub fn add_example(dir: &Path, name: &str) {
+    copy_dir(&workspace().join("examples").join(name), &dir.join("examples").join(name));
 }
 
 /// Runs an example with `--execute` in a scratch directory.

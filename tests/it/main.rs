@@ -10,6 +10,7 @@ mod explain;
 mod export;
 mod fields;
 mod llm;
+mod mcp;
 mod random_pipelines;
 mod replay;
 mod resume;

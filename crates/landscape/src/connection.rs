@@ -141,7 +141,7 @@ pub fn open_read_only(url: &str) -> Result<DbConnection> {
     if !tables.iter().any(|t| t == "__diesel_schema_migrations") {
         return Err(refuse("the database holds no Landscape (no schema version of this implementation)".to_owned()));
     }
-    if pending_migrations(&mut connection)? > 0 {
+    if unapplied_migrations(&mut connection)? > 0 {
         return Err(refuse(
             "the Landscape was written by an older ELSPETH; open it once with a command that writes (`elspeth runs`) to upgrade it"
                 .to_owned(),
@@ -149,6 +149,25 @@ pub fn open_read_only(url: &str) -> Result<DbConnection> {
     }
     check_columns(&mut connection)?;
     Ok(connection)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Version {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// How many of this build's migrations the database lacks, read with a plain
+/// SELECT (diesel's own check creates its table if absent, which a
+/// read-only connection must not try).
+fn unapplied_migrations(connection: &mut DbConnection) -> Result<usize> {
+    let known: Vec<String> = diesel::migration::MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
+        .map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?
+        .iter()
+        .map(|migration| migration.name().version().to_string())
+        .collect();
+    let applied: Vec<Version> = diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(connection)?;
+    Ok(known.iter().filter(|k| !applied.iter().any(|a| &a.version == *k)).count())
 }
 
 /// A `file:` URI that opens `path` read-only (SQLite URI filenames: `?` and

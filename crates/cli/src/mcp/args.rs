@@ -112,6 +112,8 @@ pub(crate) struct QueryArgs {
     pub(crate) sql: String,
     /// The most rows to return (default 100, at most 1000).
     pub(crate) limit: Option<usize>,
+    /// Interrupt the query after this many milliseconds (default and at most 5000).
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

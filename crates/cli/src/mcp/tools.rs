@@ -371,12 +371,13 @@ impl Analyst {
     }
 
     #[tool(
-        description = "Run one read-only SQL query (SELECT or WITH … SELECT) over the Landscape tables and get columns and rows (at most `limit`, 5 s at most). Anything that writes, a second statement, ATTACH or PRAGMA is refused. See describe_schema for the tables."
+        description = "Run one read-only SQL query (SELECT or WITH … SELECT) over the Landscape tables and get columns and rows (at most `limit`, interrupted after `timeout_ms`, 5 s at most). Anything that writes, a second statement, ATTACH or PRAGMA is refused. See describe_schema for the tables."
     )]
     async fn query(&self, Parameters(args): Parameters<QueryArgs>) -> Result<CallToolResult, ErrorData> {
         let url = self.url.clone();
         let answer = tokio::task::spawn_blocking(move || {
-            analysis::select(&url, &args.sql, args.limit.unwrap_or(100), Duration::from_secs(5))
+            let timeout = Duration::from_millis(args.timeout_ms.unwrap_or(5000).clamp(1, 5000));
+            analysis::select(&url, &args.sql, args.limit.unwrap_or(100), timeout)
         })
         .await
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;

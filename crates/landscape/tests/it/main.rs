@@ -1,5 +1,6 @@
 //! Integration tests of the Landscape, on SQLite and on a real PostgreSQL server.
 
+mod analysis;
 mod export;
 mod fixtures;
 mod integrity;
