@@ -10,7 +10,7 @@ use landscape::Recorder;
 
 use crate::{ExportFormat, Format};
 
-const KEY_ENV: &str = "ELSPETH_SIGNING_KEY";
+pub(crate) const KEY_ENV: &str = "ELSPETH_SIGNING_KEY";
 
 fn signing_key(sign: bool) -> anyhow::Result<Option<Vec<u8>>> {
     if !sign {

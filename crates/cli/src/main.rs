@@ -13,6 +13,7 @@ mod plugins_list;
 mod purge;
 mod run;
 mod runs;
+mod serve;
 mod validate;
 
 use std::path::PathBuf;
@@ -237,6 +238,27 @@ enum Command {
         #[command(flatten)]
         landscape: landscape_args::LandscapeArgs,
     },
+    /// Browse the Landscape in a web browser, read-only: the runs, each run's
+    /// pipeline drawn as a graph with counts, its errors, calls and settings,
+    /// and the plain-language lineage of any row or token, with a signed
+    /// export download (signed when ELSPETH_SIGNING_KEY is set).
+    ///
+    /// Pages have stable URLs to cite: /runs/RUN, /runs/RUN/rows/N,
+    /// /tokens/TOKEN. Only GET is served; nothing is ever written. Listening
+    /// anywhere but loopback requires --token (sent as a bearer token).
+    ///
+    /// Example: elspeth serve --database sqlite:///examples/threshold_gate/runs/audit.db
+    Serve {
+        #[command(flatten)]
+        landscape: landscape_args::LandscapeArgs,
+        /// Address and port to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        bind: std::net::SocketAddr,
+        /// Require `Authorization: Bearer TOKEN` on every request (mandatory
+        /// when --bind is not a loopback address).
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// The built-in plugins.
     Plugins {
         #[command(subcommand)]
@@ -298,6 +320,10 @@ fn main() -> ExitCode {
         Command::Mcp { landscape } => {
             landscape.locate().and_then(|(url, payloads)| mcp::serve(&url, payloads)).map(|()| ExitCode::SUCCESS)
         }
+        Command::Serve { landscape, bind, token } => landscape
+            .locate()
+            .and_then(|(url, payloads)| serve::serve(&url, payloads, serve::ServeOptions { bind, token }))
+            .map(|()| ExitCode::SUCCESS),
         Command::Plugins { command: PluginsCommand::List { r#type, format } } => plugins_list::list(r#type, format),
         Command::Runs { landscape, format } => runs::runs(&landscape, format),
         Command::Purge { landscape, retention_days, dry_run, format } => {

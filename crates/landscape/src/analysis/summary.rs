@@ -351,3 +351,17 @@ impl Recorder {
         crate::introspect::tables(self.conn()?)
     }
 }
+
+impl Recorder {
+    /// One source row by its id.
+    pub fn get_row(&mut self, row_id: &RowId) -> Result<Row> {
+        let found: Vec<RowRow> =
+            rows::table.filter(rows::row_id.eq(row_id.as_str())).limit(2).select(RowRow::as_select()).load(self.conn()?)?;
+        match found.len() {
+            1 => loaders::source_row(
+                found.into_iter().next().ok_or_else(|| crate::LandscapeError::NotFound(format!("row {row_id}")))?,
+            ),
+            _ => Err(crate::LandscapeError::NotFound(format!("row {row_id}"))),
+        }
+    }
+}
