@@ -15,6 +15,7 @@ mod random_pipelines;
 mod replay;
 mod resume;
 mod run;
+mod serve;
 mod timers;
 mod trust;
 mod validate;

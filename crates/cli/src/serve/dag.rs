@@ -47,35 +47,44 @@ pub(crate) fn svg(nodes: &[NodeStats], edges: &[EdgeCount]) -> String {
     for node in nodes {
         let c = column.get(&node.node_id).copied().unwrap_or(0);
         let r = per_column.entry(c).or_insert(0);
-        position.insert(&node.node_id, (MARGIN + c * (NODE_WIDTH + COLUMN_GAP), MARGIN + *r * (NODE_HEIGHT + ROW_GAP)));
+        position.insert(&node.node_id, (MARGIN + c * (NODE_WIDTH + COLUMN_GAP), MARGIN + 40 + *r * (NODE_HEIGHT + ROW_GAP)));
         *r += 1;
     }
     let width = position.values().map(|p| p.0).max().unwrap_or(0) + NODE_WIDTH + MARGIN;
-    let height = position.values().map(|p| p.1).max().unwrap_or(0) + NODE_HEIGHT + MARGIN;
+    let height = position.values().map(|p| p.1).max().unwrap_or(0) + NODE_HEIGHT + MARGIN + 80;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"dag\" role=\"img\" aria-label=\"pipeline graph\" \
          width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">\
          <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" \
          orient=\"auto-start-reverse\"><path d=\"M 0 0 L 10 5 L 0 10 z\" fill=\"#555\"/></marker></defs>"
     );
+    // Edges between the same two nodes, and edges that skip columns, bend
+    // away from the straight line so that neither they nor their labels overlap.
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
     for edge in edges {
         let (Some(from), Some(to)) = (position.get(edge.from_node_id.as_str()), position.get(edge.to_node_id.as_str())) else {
             continue;
         };
+        let nth = seen.entry((edge.from_node_id.as_str(), edge.to_node_id.as_str())).or_insert(0);
         let (x1, y1) = (from.0 + NODE_WIDTH, from.1 + NODE_HEIGHT / 2);
         let (x2, y2) = (to.0, to.1 + NODE_HEIGHT / 2);
+        let skips = to.0.saturating_sub(from.0) / (NODE_WIDTH + COLUMN_GAP) > 1;
+        let bend = i64::try_from(*nth).unwrap_or(0) * 26 + if skips { 60 } else { 0 };
+        let bend = if *nth % 2 == 1 { -bend } else { bend };
+        *nth += 1;
+        let (cx, cy) = (usize::midpoint(x1, x2), i64::try_from(usize::midpoint(y1, y2)).unwrap_or(0) + bend * 2);
         let dash = match edge.default_mode.as_str() {
             "copy" => " stroke-dasharray=\"6 3\"",
             "divert" => " stroke-dasharray=\"2 3\"",
             _ => "",
         };
         let label = if edge.routed > 0 { format!("{} ({})", edge.label, edge.routed) } else { edge.label.clone() };
+        let label_y = i64::try_from(usize::midpoint(y1, y2)).unwrap_or(0) + bend - 4;
         let _ = write!(
             svg,
-            "<g class=\"edge\"><line x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\" stroke=\"#555\"{dash} marker-end=\"url(#arrow)\"/>\
-             <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#333\">{}</text></g>",
-            usize::midpoint(x1, x2),
-            usize::midpoint(y1, y2).saturating_sub(4),
+            "<g class=\"edge\"><path d=\"M {x1} {y1} Q {cx} {cy} {x2} {y2}\" fill=\"none\" stroke=\"#555\"{dash} marker-end=\"url(#arrow)\"/>\
+             <text x=\"{cx}\" y=\"{label_y}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#333\" \
+             paint-order=\"stroke\" stroke=\"#fff\" stroke-width=\"3\">{}</text></g>",
             escape(&label)
         );
     }
@@ -91,10 +100,10 @@ pub(crate) fn svg(nodes: &[NodeStats], edges: &[EdgeCount]) -> String {
         let counts: Vec<String> = node.states.iter().map(|s| format!("{} {}", s.count, s.status)).collect();
         let _ = write!(
             svg,
-            "<g class=\"node\" data-node=\"{id}\"><title>{id}</title>\
+            "<g class=\"node\" data-node=\"{id}\"><title>{id} ({det})</title>\
              <rect x=\"{x}\" y=\"{y}\" width=\"{NODE_WIDTH}\" height=\"{NODE_HEIGHT}\" rx=\"6\" fill=\"{fill}\" stroke=\"#888\"/>\
              <text x=\"{tx}\" y=\"{}\" font-size=\"13\" font-weight=\"bold\">{name}</text>\
-             <text x=\"{tx}\" y=\"{}\" font-size=\"11\">{kind} · {plugin} · {det}</text>\
+             <text x=\"{tx}\" y=\"{}\" font-size=\"11\">{kind} · {plugin}</text>\
              <text x=\"{tx}\" y=\"{}\" font-size=\"11\">{counts}</text></g>",
             y + 18,
             y + 35,
