@@ -15,6 +15,7 @@ fn redact(text: &str) -> String {
         (r"\b[0-9a-f]{32}\b", "[id]"),
         (r#""\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z""#, "\"[time]\""),
         (r#""(duration_ms|latency_ms|arrival_offset_ms|wait_duration_ms)":[0-9.e+-]+"#, "\"$1\":\"[ms]\""),
+        (r"\b(in|waiting) \d+(\.\d+)? (ms|s)\b", "$1 [duration]"),
     ];
     let mut redacted = text.to_owned();
     for (pattern, replacement) in rules {

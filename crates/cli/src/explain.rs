@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use contracts::records::{BatchState, CallOrigin, NodeState, OutcomeDetail, TokenLineage};
 use contracts::{ContentHash, RowId, StateId, TokenId};
+use landscape::analysis::node_name;
 use landscape::lineage::{Lineage, Payload, RowSelector, StateHistory, TokenHistory};
+use serde_json::Value as J;
 
 use crate::landscape_args::{resolve_run, LandscapeArgs};
 use crate::Format;
@@ -54,6 +56,7 @@ pub(crate) fn render(lineages: &[Lineage]) -> String {
     let mut out = String::new();
     let Some(first) = lineages.first() else { return out };
     let _ = writeln!(out, "Run {}", first.run_id);
+    let _ = writeln!(out, "(rows are numbered from 0 in the order the source read them, as the sinks write them)");
     if lineages.len() > 1 {
         let _ = writeln!(out, "{} outputs; each is explained below.", lineages.len());
     }
@@ -140,7 +143,7 @@ fn render_token(out: &mut String, lineage: &Lineage, history: &TokenHistory, ind
                 short(&row.row.source_data_hash)
             );
             let data = match &row.payload {
-                Payload::Available(data) => data.to_string(),
+                Payload::Available(data) => readable(data),
                 Payload::Purged => "purged (the hash above remains)".to_owned(),
                 Payload::NotStored => "not stored".to_owned(),
                 Payload::StoreNotGiven => "not read (no payload store given)".to_owned(),
@@ -152,9 +155,9 @@ fn render_token(out: &mut String, lineage: &Lineage, history: &TokenHistory, ind
             }
         }
     }
-    for state in &history.states {
+    for (visit, state) in history.states.iter().enumerate() {
         shown.states.insert(state.state.common().state_id.clone());
-        render_state(out, lineage, state, indent);
+        render_state(out, lineage, state, indent, &format!("{}.", visit + 1));
     }
     for batch in &history.batches {
         let trigger = match &batch.batch.state {
@@ -171,9 +174,9 @@ fn render_token(out: &mut String, lineage: &Lineage, history: &TokenHistory, ind
         );
         if let Some(flush) = &batch.flush {
             if shown.states.insert(flush.state.common().state_id.clone()) {
-                render_state(out, lineage, flush, &format!("{indent}  "));
+                render_state(out, lineage, flush, &format!("{indent}  "), "flush:");
             } else {
-                let _ = writeln!(out, "{indent}    flushed at step {} (shown above)", flush.state.common().step_index);
+                let _ = writeln!(out, "{indent}    the flush of this batch is shown above");
             }
         }
     }
@@ -196,39 +199,55 @@ fn render_token(out: &mut String, lineage: &Lineage, history: &TokenHistory, ind
     }
 }
 
-fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, indent: &str) {
+/// One node visit, headed by `label` (its number among the token's visits).
+fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, indent: &str, label: &str) {
     let common = history.state.common();
+    let name = node_name(common.node_id.as_str());
     let (kind, plugin) = lineage.node(&common.node_id).map_or(("node", "?"), |n| (n.node_type.as_str(), n.plugin_name.as_str()));
-    let status = history.state.status().as_str();
-    let retry = if common.attempt > 0 { format!(" attempt {}", common.attempt) } else { String::new() };
-    let (output, context, error) = match &history.state {
-        NodeState::Open { .. } => (None, None, None),
-        NodeState::Pending { context_after_json, .. } => (None, context_after_json.as_deref(), None),
-        NodeState::Completed { output_hash, context_after_json, .. } => (Some(output_hash), context_after_json.as_deref(), None),
-        NodeState::Failed { output_hash, context_after_json, error_json, .. } => {
-            (output_hash.as_ref(), context_after_json.as_deref(), Some(error_json.as_str()))
+    let what = if plugin == name { format!("{kind} {name}") } else { format!("{kind} {name} ({plugin})") };
+    let retry = if common.attempt > 0 { format!(", attempt {}", common.attempt + 1) } else { String::new() };
+    let (output, context, error, took) = match &history.state {
+        NodeState::Open { .. } => (None, None, None, None),
+        NodeState::Pending { context_after_json, duration_ms, .. } => {
+            (None, context_after_json.as_deref(), None, Some(*duration_ms))
+        }
+        NodeState::Completed { output_hash, context_after_json, duration_ms, .. } => {
+            (Some(output_hash), context_after_json.as_deref(), None, Some(*duration_ms))
+        }
+        NodeState::Failed { output_hash, context_after_json, error_json, duration_ms, .. } => {
+            (output_hash.as_ref(), context_after_json.as_deref(), Some(error_json.as_str()), Some(*duration_ms))
         }
     };
     let hashes = match output {
-        Some(output) if output == &common.input_hash => format!("in = out {}", short(output)),
-        Some(output) => format!("in {} → out {}", short(&common.input_hash), short(output)),
-        None => format!("in {}", short(&common.input_hash)),
+        Some(output) if output == &common.input_hash => format!("data unchanged ({})", short(output)),
+        Some(output) => format!("data {} → {}", short(&common.input_hash), short(output)),
+        None => format!("input {}", short(&common.input_hash)),
     };
-    let _ = writeln!(out, "{indent}  [{}] {kind} {plugin} ({}){retry}: {status}, {hashes}", common.step_index, common.node_id);
+    let took = took.map(|ms| format!(" in {}", duration(ms))).unwrap_or_default();
+    let status = history.state.status().as_str();
+    let _ = writeln!(out, "{indent}  {label} {what} — {status}{took}{retry}; {hashes}");
     let detail = format!("{indent}      ");
-    if let Some(context) = context {
-        let _ = writeln!(out, "{detail}{context}");
+    if let Some(decision) = context.and_then(decision) {
+        let _ = writeln!(out, "{detail}{decision}");
+    } else if let Some(context) = context {
+        let _ = writeln!(out, "{detail}{}", readable_text(context));
     }
     if let Some(error) = error {
-        let _ = writeln!(out, "{detail}error: {error}");
+        let _ = writeln!(out, "{detail}error: {}", readable_text(error));
     }
     for event in &history.routing_events {
+        let verb = match event.mode {
+            contracts::RoutingMode::Move => "routed",
+            contracts::RoutingMode::Copy => "copied",
+            contracts::RoutingMode::Divert => "diverted (an error route)",
+        };
         match lineage.edge(&event.edge_id) {
             Some(edge) => {
-                let _ = writeln!(out, "{detail}route {:?} → {} ({})", edge.label, edge.to_node_id, event.mode.as_str());
+                let to = node_name(edge.to_node_id.as_str());
+                let _ = writeln!(out, "{detail}→ {verb} on {:?} to {to}", edge.label);
             }
             None => {
-                let _ = writeln!(out, "{detail}route on edge {} ({})", event.edge_id, event.mode.as_str());
+                let _ = writeln!(out, "{detail}→ {verb} on edge {}", event.edge_id);
             }
         }
     }
@@ -266,6 +285,111 @@ fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, ind
             artifact.path_or_uri,
             artifact.size_bytes,
             short(&artifact.content_hash)
+        );
+    }
+}
+
+/// A duration as people read it: ms below a second, seconds above.
+fn duration(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 10.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
+/// A gate's or a coalesce's recorded context in words, when it is one.
+fn decision(context: &str) -> Option<String> {
+    let value: J = serde_json::from_str(context).ok()?;
+    if let (Some(condition), Some(result)) = (value["condition"].as_str(), value.get("result")) {
+        // Recorded results are "True"/"False" (the reference's Python spelling) or JSON values.
+        let result = result.as_str().map_or_else(|| result.to_string(), str::to_lowercase);
+        return Some(format!("decided: {condition} is {result}"));
+    }
+    if let Some(arrived) = value["branches_arrived"].as_array() {
+        let names = |list: &[J]| list.iter().filter_map(J::as_str).collect::<Vec<_>>().join(", ");
+        let lost: Vec<String> = value["branches_lost"]
+            .as_object()
+            .map(|m| m.iter().map(|(branch, why)| format!("{branch} ({})", why.as_str().unwrap_or("lost"))).collect())
+            .unwrap_or_default();
+        let waited = value["wait_duration_ms"].as_f64().map(|ms| format!(" after waiting {}", duration(ms))).unwrap_or_default();
+        let lost = if lost.is_empty() { String::new() } else { format!("; lost {}", lost.join(", ")) };
+        return Some(format!(
+            "merged branches {} ({} policy, {} merge){waited}{lost}",
+            names(arrived),
+            value["policy"].as_str().unwrap_or("?"),
+            value["merge_strategy"].as_str().unwrap_or("?"),
+        ));
+    }
+    None
+}
+
+/// Recorded JSON text as a reader wants it (see [`readable`]); other text as it is, cut when long.
+fn readable_text(text: &str) -> String {
+    match serde_json::from_str::<J>(text) {
+        Ok(value) => readable(&value),
+        Err(_) => cut(text),
+    }
+}
+
+/// The most characters of one value shown; longer ones are cut, with their size and hash.
+const LONGEST_VALUE: usize = 120;
+/// The most characters of one rendered record.
+const LONGEST_RECORD: usize = 2000;
+
+/// A recorded value for reading: long strings cut (with their size and
+/// hash), floats without representation noise, the whole cut when long.
+/// The JSON output keeps every value exactly.
+fn readable(value: &J) -> String {
+    fn tidy(value: &J) -> J {
+        match value {
+            J::String(text) if text.chars().count() > LONGEST_VALUE => J::String(cut(text)),
+            J::Number(number) if number.is_f64() => {
+                let x = number.as_f64().unwrap_or_default();
+                let rounded: f64 = format!("{x:.10}").parse().unwrap_or(x);
+                serde_json::Number::from_f64(rounded).map_or_else(|| value.clone(), J::Number)
+            }
+            J::Array(items) => J::Array(items.iter().map(tidy).collect()),
+            J::Object(map) => J::Object(map.iter().map(|(k, v)| (k.clone(), tidy(v))).collect()),
+            J::Null | J::Bool(_) | J::Number(_) | J::String(_) => value.clone(),
+        }
+    }
+    let text = tidy(value).to_string();
+    if text.chars().count() > LONGEST_RECORD {
+        let head: String = text.chars().take(LONGEST_RECORD).collect();
+        format!("{head}… ({} bytes in all)", text.len())
+    } else {
+        text
+    }
+}
+
+/// `text` cut to [`LONGEST_VALUE`] characters, with its size and hash.
+fn cut(text: &str) -> String {
+    if text.chars().count() <= LONGEST_VALUE {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(LONGEST_VALUE / 2).collect();
+    let hash = ContentHash::of_bytes(text.as_bytes());
+    format!("{head}… [{} bytes, sha256 {}]", text.len(), short(&hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cut, decision, duration, readable};
+
+    #[test]
+    fn values_are_shown_for_reading() {
+        assert_eq!(readable(&serde_json::json!({"x": 0.154_179_999_999_999_98, "n": 3})), r#"{"n":3,"x":0.15418}"#);
+        let long = "a".repeat(10_000);
+        let text = cut(&long);
+        assert!(text.starts_with(&"a".repeat(60)) && text.contains("[10000 bytes, sha256 ") && text.len() < 120, "{text}");
+        assert_eq!(duration(0.129_702), "0.13 ms");
+        assert_eq!(duration(2500.0), "2.50 s");
+        assert_eq!(
+            decision(r#"{"condition":"row['amount'] > 1000","result":"True","route_label":"true"}"#).as_deref(),
+            Some("decided: row['amount'] > 1000 is true")
         );
     }
 }
