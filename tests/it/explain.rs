@@ -382,3 +382,18 @@ fn plugins_list_names_every_plugin_with_determinism() {
     assert_eq!(names, ["csv", "json", "database"]);
     assert!(sinks.as_array().expect("array").iter().all(|p| p["determinism"] == "io_write"));
 }
+
+#[test]
+fn node_ids_are_shown_only_on_request() {
+    let (dir, output) = run_example("threshold_gate", &[]);
+    assert!(output.status.success());
+    let settings = "examples/threshold_gate/settings.yaml";
+    let plain = stdout_of(&explain(dir.path(), settings, &["--row", "1"]));
+    assert!(
+        plain.contains("gate amount_threshold — completed") && plain.contains("decided: row['amount'] > 1000 is true"),
+        "{plain}"
+    );
+    assert!(!plain.contains("config_gate_amount_threshold_"), "no node ids by default: {plain}");
+    let with_ids = stdout_of(&explain(dir.path(), settings, &["--row", "1", "--ids"]));
+    assert!(with_ids.contains("node config_gate_amount_threshold_"), "{with_ids}");
+}

@@ -190,3 +190,34 @@ fn an_auditor_follows_a_forked_row_in_a_real_browser() {
     });
     drop(served);
 }
+
+#[test]
+fn a_calls_request_and_response_are_shown_from_the_payload_store() {
+    let server = tests::chaos_server(serde_json::json!({}));
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("input.csv"), "id,text\n0,the first row\n1,the second row\n").expect("input");
+    std::fs::write(dir.path().join("settings.yaml"), crate::llm::pipeline(&server.base_url(), 1, "")).expect("settings");
+    let output = Command::new(elspeth_binary())
+        .current_dir(dir.path())
+        .env("ELSPETH_FINGERPRINT_KEY", "a-test-fingerprint-key")
+        .args(["run", "--settings", "settings.yaml", "--execute"])
+        .output()
+        .expect("elspeth runs");
+    assert!(output.status.success(), "{}", output_text(&output));
+    let database = format!("sqlite:///{}", dir.path().join("audit.db").display());
+    let served = Served::start(dir.path(), &database, &["--payload-dir", "payloads"]);
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", served.base)).send().expect("page").text().expect("html");
+    let runs = get("/");
+    let run = runs.split("href=\"/runs/").nth(1).and_then(|r| r.split('"').next()).expect("a run link").to_owned();
+    let row = get(&format!("/runs/{run}/rows/1"));
+    assert!(row.contains("ask #0 llm success"), "{row}");
+    let call = row.split("href=\"/calls/").nth(1).and_then(|r| r.split('"').next()).expect("a call link").to_owned();
+    let page = get(&format!("/calls/{call}"));
+    let request = page.split("id=\"request\">").nth(1).and_then(|r| r.split("</pre>").next()).expect("request");
+    let response = page.split("id=\"response\">").nth(1).and_then(|r| r.split("</pre>").next()).expect("response");
+    assert!(request.contains("Echo the second row"), "the prompt as sent: {request}");
+    assert!(!request.contains(crate::llm::SECRET), "the API key is never shown");
+    assert!(response.contains("the second row"), "the answer as received: {response}");
+    assert!(page.contains("made live"));
+}

@@ -16,6 +16,8 @@ use crate::Format;
 
 /// What to explain.
 pub(crate) struct Target {
+    /// Show node and state ids on every visit.
+    pub(crate) ids: bool,
     pub(crate) row: Option<String>,
     pub(crate) token: Option<String>,
     pub(crate) sink: Option<String>,
@@ -44,7 +46,7 @@ pub(crate) fn explain(landscape: &LandscapeArgs, run: &str, target: &Target, for
             let outputs: Vec<serde_json::Value> = lineages.iter().map(Lineage::to_json).collect();
             crate::print_out(&format!("{}\n", serde_json::json!({"run_id": run_id.as_str(), "outputs": outputs})))?;
         }
-        Format::Text => crate::print_out(&render(&lineages))?,
+        Format::Text => crate::print_out(&render_with(&lineages, target.ids))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -53,6 +55,11 @@ pub(crate) fn explain(landscape: &LandscapeArgs, run: &str, target: &Target, for
 /// token or state shared by several outputs (the forked parent, the members
 /// of a batch) is printed in full once and referred to afterwards.
 pub(crate) fn render(lineages: &[Lineage]) -> String {
+    render_with(lineages, false)
+}
+
+/// [`render`], with node and state ids on every visit when `ids` is set.
+pub(crate) fn render_with(lineages: &[Lineage], ids: bool) -> String {
     let mut out = String::new();
     let Some(first) = lineages.first() else { return out };
     let _ = writeln!(out, "Run {}", first.run_id);
@@ -60,7 +67,7 @@ pub(crate) fn render(lineages: &[Lineage]) -> String {
     if lineages.len() > 1 {
         let _ = writeln!(out, "{} outputs; each is explained below.", lineages.len());
     }
-    let mut shown = Shown::default();
+    let mut shown = Shown { ids, ..Shown::default() };
     for lineage in lineages {
         let target = lineage.target();
         let _ = writeln!(out, "\nToken {} — {}", target.token.token_id, outcome_line(target));
@@ -122,6 +129,8 @@ fn origin(token: &TokenHistory) -> String {
 /// What the report already printed: each token and each state once.
 #[derive(Default)]
 struct Shown {
+    /// Show node and state ids (`--ids`).
+    ids: bool,
     tokens: HashSet<TokenId>,
     states: HashSet<StateId>,
 }
@@ -157,7 +166,7 @@ fn render_token(out: &mut String, lineage: &Lineage, history: &TokenHistory, ind
     }
     for (visit, state) in history.states.iter().enumerate() {
         shown.states.insert(state.state.common().state_id.clone());
-        render_state(out, lineage, state, indent, &format!("{}.", visit + 1));
+        render_state(out, lineage, state, indent, &format!("{}.", visit + 1), shown.ids);
     }
     for batch in &history.batches {
         let trigger = match &batch.batch.state {
@@ -174,7 +183,7 @@ fn render_token(out: &mut String, lineage: &Lineage, history: &TokenHistory, ind
         );
         if let Some(flush) = &batch.flush {
             if shown.states.insert(flush.state.common().state_id.clone()) {
-                render_state(out, lineage, flush, &format!("{indent}  "), "flush:");
+                render_state(out, lineage, flush, &format!("{indent}  "), "flush:", shown.ids);
             } else {
                 let _ = writeln!(out, "{indent}    the flush of this batch is shown above");
             }
@@ -200,7 +209,7 @@ fn render_token(out: &mut String, lineage: &Lineage, history: &TokenHistory, ind
 }
 
 /// One node visit, headed by `label` (its number among the token's visits).
-fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, indent: &str, label: &str) {
+fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, indent: &str, label: &str, ids: bool) {
     let common = history.state.common();
     let name = node_name(common.node_id.as_str());
     let (kind, plugin) = lineage.node(&common.node_id).map_or(("node", "?"), |n| (n.node_type.as_str(), n.plugin_name.as_str()));
@@ -227,6 +236,9 @@ fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, ind
     let status = history.state.status().as_str();
     let _ = writeln!(out, "{indent}  {label} {what} — {status}{took}{retry}; {hashes}");
     let detail = format!("{indent}      ");
+    if ids {
+        let _ = writeln!(out, "{detail}node {}, state {}, step {}", common.node_id, common.state_id, common.step_index);
+    }
     if let Some(decision) = context.and_then(decision) {
         let _ = writeln!(out, "{detail}{decision}");
     } else if let Some(context) = context {

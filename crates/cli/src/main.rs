@@ -196,6 +196,10 @@ enum Command {
         /// Shorthand for --format json.
         #[arg(long)]
         json: bool,
+        /// Also show each visit's node id, state id and recorded step (the
+        /// text names nodes as the settings do; JSON always has every id).
+        #[arg(long)]
+        ids: bool,
     },
     /// List the runs of a Landscape: status (a `running` run whose process is
     /// gone is shown as interrupted, resumable), times, row and outcome
@@ -313,9 +317,9 @@ fn main() -> ExitCode {
         }
         Command::Export { run, database, format, output, sign } => export::export(&run, &database, format, &output, sign),
         Command::Verify { path, allow_unsigned, format } => export::verify(&path, allow_unsigned, format),
-        Command::Explain { landscape, run, row, token, sink, format, json } => {
+        Command::Explain { landscape, run, row, token, sink, format, json, ids } => {
             let format = if json { Format::Json } else { format };
-            explain::explain(&landscape, &run, &explain::Target { row, token, sink }, format)
+            explain::explain(&landscape, &run, &explain::Target { ids, row, token, sink }, format)
         }
         Command::Mcp { landscape } => {
             landscape.locate().and_then(|(url, payloads)| mcp::serve(&url, payloads)).map(|()| ExitCode::SUCCESS)

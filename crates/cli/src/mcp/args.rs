@@ -68,6 +68,8 @@ pub(crate) struct ExplainArgs {
     pub(crate) sink: Option<String>,
     /// `text` (default): the plain-language lineage; `json`: every recorded field.
     pub(crate) format: Option<String>,
+    /// With text: also show each visit's node id, state id and recorded step.
+    pub(crate) ids: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

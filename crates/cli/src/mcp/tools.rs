@@ -297,7 +297,7 @@ impl Analyst {
             };
             let lineages = tokens.iter().map(|t| recorder.explain(&run_id, t)).collect::<Result<Vec<_>, _>>()?;
             match args.format.as_deref().unwrap_or("text") {
-                "text" => Ok(J::String(crate::explain::render(&lineages))),
+                "text" => Ok(J::String(crate::explain::render_with(&lineages, args.ids.unwrap_or(false)))),
                 "json" => Ok(json!({"run_id": run_id.as_str(), "outputs": lineages.iter().map(landscape::lineage::Lineage::to_json).collect::<Vec<_>>()})),
                 other => Err(Failure::Bad(format!("format {other:?}: expected text or json"))),
             }

@@ -123,6 +123,7 @@ fn router(explorer: Explorer) -> Router {
         .route("/runs/{run_id}/rows/{row_index}", get(row_page))
         .route("/runs/{run_id}/export.jsonl", get(export))
         .route("/tokens/{token_id}", get(token_page))
+        .route("/calls/{call_id}", get(call_page))
         .fallback(|| async { Problem::NotFound("no such page".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(explorer.clone(), authorize))
         .with_state(explorer)
@@ -241,7 +242,8 @@ async fn row_page(State(explorer): State<Explorer>, Path((run, row_index)): Path
         let lineages = tokens.iter().map(|t| recorder.explain(&run_id, t)).collect::<Result<Vec<_>, _>>()?;
         let outputs: Vec<(String, String)> = lineages.iter().map(|l| (l.target.as_str().to_owned(), outcome_of(l))).collect();
         let text = crate::explain::render(&lineages);
-        html(&pages::lineage(&format!("Row {row_index} of run {run_id}"), run_id.as_str(), &text, &outputs))
+        let title = format!("Row {row_index} of run {run_id}");
+        html(&pages::lineage(&title, run_id.as_str(), &text, &outputs, &calls_of(&lineages)))
     })
     .await
 }
@@ -251,9 +253,46 @@ async fn token_page(State(explorer): State<Explorer>, Path(token): Path<String>)
         let token_id = TokenId::parse(token.as_str()).map_err(|e| Problem::Bad(format!("token {token:?}: {e}")))?;
         let record = recorder.get_token(&token_id)?;
         let lineage = recorder.explain(&record.run_id, &token_id)?;
-        let text = crate::explain::render(std::slice::from_ref(&lineage));
+        let lineages = [lineage];
+        let text = crate::explain::render(&lineages);
         let title = format!("Token {token_id}");
-        html(&pages::lineage(&title, record.run_id.as_str(), &text, &[]))
+        html(&pages::lineage(&title, record.run_id.as_str(), &text, &[], &calls_of(&lineages)))
+    })
+    .await
+}
+
+/// Every call made on the way to the outputs, once each: (call id, what it was).
+fn calls_of(lineages: &[Lineage]) -> Vec<(String, String)> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut calls = Vec::new();
+    for lineage in lineages {
+        for token in &lineage.tokens {
+            let flushes = token.batches.iter().filter_map(|b| b.flush.as_ref());
+            for state in token.states.iter().chain(flushes) {
+                let node = landscape::analysis::node_name(state.state.common().node_id.as_str());
+                for call in &state.calls {
+                    if seen.insert(call.call_id.clone()) {
+                        let label = format!("{node} #{} {} {}", call.call_index, call.call_type.as_str(), call.status.as_str());
+                        calls.push((call.call_id.as_str().to_owned(), label));
+                    }
+                }
+            }
+        }
+    }
+    calls
+}
+
+async fn call_page(State(explorer): State<Explorer>, Path(call): Path<String>) -> Response {
+    with_landscape(explorer, move |recorder, _| {
+        let call_id = contracts::CallId::parse(call.as_str()).map_err(|e| Problem::Bad(format!("call {call:?}: {e}")))?;
+        let (record, request, response) = recorder.call_with_payloads(&call_id)?;
+        let node = match &record.parent {
+            contracts::records::CallParent::State(state) => recorder.get_node_state(state)?.common().node_id.as_str().to_owned(),
+            contracts::records::CallParent::Operation(operation) => {
+                recorder.get_operation(operation)?.node_id.as_str().to_owned()
+            }
+        };
+        html(&pages::call(&record, landscape::analysis::node_name(&node), &request, &response))
     })
     .await
 }

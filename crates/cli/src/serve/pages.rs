@@ -229,8 +229,9 @@ pub(crate) fn rows(run_id: &str, list: &Paged<contracts::records::Row>) -> Marku
     )
 }
 
-/// A lineage page: each output's plain-language story, and the tokens to follow.
-pub(crate) fn lineage(title: &str, run_id: &str, text: &str, tokens: &[(String, String)]) -> Markup {
+/// A lineage page: each output's plain-language story, the tokens to
+/// follow and the external calls made on the way (id, description).
+pub(crate) fn lineage(title: &str, run_id: &str, text: &str, tokens: &[(String, String)], calls: &[(String, String)]) -> Markup {
     layout(
         title,
         html! {
@@ -238,7 +239,54 @@ pub(crate) fn lineage(title: &str, run_id: &str, text: &str, tokens: &[(String, 
             @if !tokens.is_empty() {
                 p { "Outputs: " @for (token, outcome) in tokens { a href=(format!("/tokens/{token}")) { (token) } " (" (outcome) ") " } }
             }
+            @if !calls.is_empty() {
+                p #calls { "External calls (request and response): " @for (call, label) in calls { a href=(format!("/calls/{call}")) { (label) } "; " } }
+            }
             pre #lineage { (text) }
+        },
+    )
+}
+
+/// One external call with its request and response.
+pub(crate) fn call(
+    call: &contracts::records::Call,
+    node: &str,
+    request: &landscape::lineage::Payload,
+    response: &landscape::lineage::Payload,
+) -> Markup {
+    let payload = |p: &landscape::lineage::Payload| match p {
+        landscape::lineage::Payload::Available(value) => serde_json::to_string_pretty(value).unwrap_or_default(),
+        landscape::lineage::Payload::Purged => "purged by retention (the hash above remains)".to_owned(),
+        landscape::lineage::Payload::NotStored => "not stored".to_owned(),
+        landscape::lineage::Payload::StoreNotGiven => "not read (the payload store was not found)".to_owned(),
+    };
+    let origin = match &call.origin {
+        contracts::records::CallOrigin::Live => "made live".to_owned(),
+        contracts::records::CallOrigin::Replayed { source_call_id } => {
+            format!("replayed from call {source_call_id}; no request was sent")
+        }
+        contracts::records::CallOrigin::Verified { source_call_id, verification, differences } => format!(
+            "made live and verified against {}: {}{}",
+            source_call_id.as_ref().map_or_else(|| "no recording".to_owned(), ToString::to_string),
+            verification.as_str(),
+            differences.as_deref().map(|d| format!(", differs at {d}")).unwrap_or_default()
+        ),
+    };
+    layout(
+        &format!("Call {}", call.call_id),
+        html! {
+            table #facts {
+                tr { th { "node" } td { (node) } }
+                tr { th { "call" } td { "#" (call.call_index) " " (call.call_type.as_str()) } }
+                tr { th { "status" } td { (call.status.as_str()) } }
+                tr { th { "latency" } td { (ms(call.latency_ms)) } }
+                tr { th { "origin" } td { (origin) } }
+                tr { th { "request hash" } td { code { (call.request_hash.as_str()) } } }
+                tr { th { "response hash" } td { code { (call.response_hash.as_ref().map_or("—", contracts::ContentHash::as_str)) } } }
+            }
+            @if let Some(error) = &call.error_json { h2 { "Error" } pre { (error) } }
+            h2 { "Request" } pre #request { (payload(request)) }
+            h2 { "Response" } pre #response { (payload(response)) }
         },
     )
 }

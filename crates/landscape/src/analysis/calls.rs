@@ -135,3 +135,20 @@ impl Recorder {
         Ok(usage)
     }
 }
+
+impl Recorder {
+    /// One call with its request and response as the payload store holds them.
+    pub fn call_with_payloads(
+        &mut self,
+        call_id: &contracts::CallId,
+    ) -> Result<(Call, crate::lineage::Payload, crate::lineage::Payload)> {
+        let found: Vec<CallRow> =
+            calls::table.filter(calls::call_id.eq(call_id.as_str())).limit(1).select(CallRow::as_select()).load(self.conn()?)?;
+        let row = found.into_iter().next().ok_or_else(|| crate::LandscapeError::NotFound(format!("call {call_id}")))?;
+        let call = loaders::call(row)?;
+        let what = format!("call {call_id}");
+        let request = crate::lineage::load_payload(self.payload_store(), call.request_ref.as_deref(), &what)?;
+        let response = crate::lineage::load_payload(self.payload_store(), call.response_ref.as_deref(), &what)?;
+        Ok((call, request, response))
+    }
+}

@@ -467,20 +467,25 @@ fn load_rows(conn: &mut DbConnection, payloads: Option<&PayloadStore>, tokens: &
         if let Some(token) = tokens.iter().find(|t| t.row_id == row.row_id && t.run_id != row.run_id) {
             return Err(LandscapeError::integrity(format!("token {} refers to a row of another run", token.token_id)));
         }
-        let payload =
-            match (&row.source_data_ref, payloads) {
-                (None, _) => Payload::NotStored,
-                (Some(_), None) => Payload::StoreNotGiven,
-                (Some(key), Some(store)) => match store.retrieve(key) {
-                    Ok(bytes) => Payload::Available(serde_json::from_slice(&bytes).map_err(|e| {
-                        LandscapeError::integrity(format!("payload {key} of row {} is not JSON: {e}", row.row_id))
-                    })?),
-                    Err(PayloadStoreError::NotFound(_)) => Payload::Purged,
-                    Err(error) => return Err(error.into()),
-                },
-            };
+        let payload = load_payload(payloads, row.source_data_ref.as_deref(), &format!("row {}", row.row_id))?;
         let own = drain(&mut errors, |e| e.row_id.as_ref() == Some(&row.row_id));
         rows.push(SourceRow { row, payload, validation_errors: own });
     }
     Ok(rows)
+}
+
+/// What the payload store holds under `key` (the payload of `what`), as JSON.
+pub(crate) fn load_payload(payloads: Option<&PayloadStore>, key: Option<&str>, what: &str) -> Result<Payload> {
+    match (key, payloads) {
+        (None, _) => Ok(Payload::NotStored),
+        (Some(_), None) => Ok(Payload::StoreNotGiven),
+        (Some(key), Some(store)) => match store.retrieve(key) {
+            Ok(bytes) => Ok(Payload::Available(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| LandscapeError::integrity(format!("payload {key} of {what} is not JSON: {e}")))?,
+            )),
+            Err(PayloadStoreError::NotFound(_)) => Ok(Payload::Purged),
+            Err(error) => Err(error.into()),
+        },
+    }
 }

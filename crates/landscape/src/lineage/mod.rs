@@ -18,6 +18,7 @@ use contracts::records::{
 };
 use contracts::{RowId, RunId, TokenId};
 
+pub(crate) use load::load_payload;
 pub use load::{explain_token, row_outputs, RowSelector};
 
 /// The complete history of one token.
