@@ -10,6 +10,9 @@
 //!   fork/coalesce pipelines on the same input, as ratios to the gate's rate;
 //! - export, verify and explain: records/s and peak RSS of a signed export of each
 //!   gate run, and the time `elspeth explain` takes for its middle row;
+//! - explorer: `elspeth serve` on each gate run: the p95 of 20 requests to
+//!   each page (runs, run, a page of rows from the middle, the middle row's
+//!   lineage, its token), and the first view of the run page;
 //! - recorder: audit records per second through the recorder in one unit of
 //!   work, against the same inserts as plain SQL;
 //! - llm: the `llm` pipeline against `elspeth-chaosllm` (in this process, on
@@ -235,14 +238,87 @@ fn export_and_explain(size: u64, explain_baseline: &mut Option<f64>) -> anyhow::
     let (verify_rate, verify_rss) = verify_export(&dir)?;
     let explain_ms = explain_middle_row(&dir, size)?;
     let baseline = *explain_baseline.get_or_insert(explain_ms);
+    let pages = explorer_pages(&dir, size)?;
     Ok(format!(
         "  {size:>9} rows: {records:>10.0} records, export {:>8.0} records/s, peak RSS {rss} MB; \
          verify {verify_rate:>8.0} records/s, peak RSS {verify_rss:.1} MB; \
-         explain of row {} {explain_ms:.0} ms (whole process, {:.2}x the smallest run's)",
+         explain of row {} {explain_ms:.0} ms (whole process, {:.2}x the smallest run's)\n  {size:>9} rows: explorer p95 {pages}",
         records / elapsed,
         size / 2,
         explain_ms / baseline
     ))
+}
+
+/// One GET over a fresh connection: the response's status line and body.
+fn http_get(address: &str, path: &str) -> anyhow::Result<(String, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `elspeth serve` on the run in `dir`: the first view of the run page and
+/// the p95 of 20 requests to each page, in ms.
+fn explorer_pages(dir: &Path, size: u64) -> anyhow::Result<String> {
+    use std::io::BufRead as _;
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new(crate::workspace_root().join("target/release/elspeth"))
+        .current_dir(dir)
+        .args(["serve", "--database", "sqlite:///audit.db", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::format_err!("no stdout"))?;
+    let _server = Killed(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| anyhow::format_err!("serve printed no address: {line}"))?
+        .to_owned();
+    let started = Instant::now();
+    let (_, runs) = http_get(&address, "/")?;
+    let run = runs.split("href=\"/runs/").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_owned();
+    let (status, _) = http_get(&address, &format!("/runs/{run}"))?;
+    let first_view = started.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(status.contains("200"), "run page: {status}");
+    let middle = size / 2;
+    let (_, row) = http_get(&address, &format!("/runs/{run}/rows/{middle}"))?;
+    let token = row.split("href=\"/tokens/").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_owned();
+    let mut report = String::new();
+    for (name, path) in [
+        ("runs", "/".to_owned()),
+        ("run", format!("/runs/{run}")),
+        ("rows", format!("/runs/{run}/rows?offset={middle}")),
+        ("row", format!("/runs/{run}/rows/{middle}")),
+        ("token", format!("/tokens/{token}")),
+    ] {
+        let mut times = Vec::with_capacity(20);
+        for _ in 0..20 {
+            let started = Instant::now();
+            let (status, _) = http_get(&address, &path)?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(status.contains("200"), "{path}: {status}");
+        }
+        times.sort_by(f64::total_cmp);
+        let _ = write!(report, "{name} {:.1} ms, ", times[18]);
+    }
+    let _ = write!(
+        report,
+        "first view of the runs and run pages {first_view:.0} ms (their summaries are computed once per ended run)"
+    );
+    Ok(report)
 }
 
 /// Wall time of `elspeth explain --row N/2 --format json` on the latest run.

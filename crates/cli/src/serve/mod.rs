@@ -11,6 +11,7 @@
 mod dag;
 mod pages;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +39,10 @@ pub(crate) struct ServeOptions {
 #[derive(Clone)]
 struct Explorer {
     recorder: Arc<Mutex<Recorder>>,
+    /// What the pages aggregate over a whole run, kept for runs that have
+    /// ended (their records no longer change) and valid while the run's
+    /// record is as it was when it was computed.
+    summaries: Arc<Mutex<HashMap<RunId, Arc<Summary>>>>,
     token: Option<Arc<str>>,
     signing_key: Option<Arc<[u8]>>,
 }
@@ -97,7 +102,13 @@ pub(crate) fn serve(url: &str, payload_dir: Option<std::path::PathBuf>, options:
     if let Some(key) = &signing_key {
         landscape::export::check_signing_key(key).map_err(|e| anyhow::format_err!("{}: {e}", crate::export::KEY_ENV))?;
     }
-    let explorer = Explorer { recorder: Arc::new(Mutex::new(recorder)), token: options.token.map(Arc::from), signing_key };
+    let explorer = Explorer {
+        recorder: Arc::new(Mutex::new(recorder)),
+        summaries: Arc::default(),
+        token: options.token.map(Arc::from),
+        signing_key,
+    };
+    warm(url, &explorer);
     let app = router(explorer);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
@@ -112,6 +123,23 @@ pub(crate) fn serve(url: &str, payload_dir: Option<std::path::PathBuf>, options:
             .await
             .context("the web server failed")
     })
+}
+
+/// Computes the summaries of the 50 most recent ended runs on a second
+/// read-only connection in the background, so that their pages answer from
+/// memory when first opened. A failure here only means pages compute their
+/// summaries when asked.
+fn warm(url: &str, explorer: &Explorer) {
+    let (url, explorer) = (url.to_owned(), explorer.clone());
+    std::thread::spawn(move || {
+        let Ok(mut recorder) = Recorder::open_read_only(&url, None) else { return };
+        let Ok(runs) = recorder.runs_page(None, Page::new(0, 50)) else { return };
+        for run in runs.items.iter().filter(|r| engine::ownership::liveness(r) == engine::ownership::Liveness::Ended) {
+            if summary(&mut recorder, &explorer, run).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn router(explorer: Explorer) -> Router {
@@ -174,22 +202,68 @@ fn run_id(text: &str) -> Result<RunId, Problem> {
     RunId::parse(text).map_err(|e| Problem::Bad(format!("run {text:?}: {e}")))
 }
 
-fn run_line(recorder: &mut Recorder, run: contracts::records::Run) -> Result<pages::RunLine, Problem> {
-    let (status, stale) = crate::runs::shown_status(&run);
-    let rows = recorder.count_rows(&run.run_id)?;
-    let mut outcomes: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
-    for (outcome, _, count) in recorder.count_terminal_outcomes(&run.run_id)? {
-        *outcomes.entry(outcome.as_str().to_owned()).or_insert(0) += count;
+/// A run's aggregates, as the runs list and the run page show them.
+struct Summary {
+    /// The run's record when this was computed.
+    run: contracts::records::Run,
+    counts: landscape::analysis::RunCounts,
+    nodes: Vec<landscape::analysis::NodeStats>,
+    edges: Vec<landscape::analysis::EdgeCount>,
+    usage: Vec<landscape::analysis::CallUsage>,
+}
+
+impl Summary {
+    /// Terminal outcomes summed over sinks.
+    fn outcomes(&self) -> Vec<(String, u64)> {
+        let mut outcomes: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for outcome in self.counts.outcomes.iter().filter(|o| o.terminal) {
+            *outcomes.entry(outcome.outcome.clone()).or_insert(0) += outcome.count;
+        }
+        outcomes.into_iter().collect()
     }
+}
+
+/// The aggregates of `run`: from memory when the run has ended and is
+/// unchanged since they were computed, else computed (and kept when ended).
+fn summary(recorder: &mut Recorder, explorer: &Explorer, run: &contracts::records::Run) -> Result<Arc<Summary>, Problem> {
+    let summaries = || explorer.summaries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(kept) = summaries().get(&run.run_id).filter(|s| &s.run == run) {
+        return Ok(Arc::clone(kept));
+    }
+    let computed = Arc::new(Summary {
+        run: run.clone(),
+        counts: recorder.run_counts(&run.run_id)?,
+        nodes: recorder.node_stats(&run.run_id)?,
+        edges: recorder.edge_counts(&run.run_id)?,
+        usage: recorder.call_usage(&run.run_id)?,
+    });
+    if engine::ownership::liveness(run) == engine::ownership::Liveness::Ended {
+        summaries().insert(run.run_id.clone(), Arc::clone(&computed));
+    }
+    Ok(computed)
+}
+
+fn run_line(
+    recorder: &mut Recorder,
+    explorer: &Explorer,
+    run: contracts::records::Run,
+) -> Result<(pages::RunLine, Arc<Summary>), Problem> {
+    let (status, stale) = crate::runs::shown_status(&run);
+    let summary = summary(recorder, explorer, &run)?;
     let pipeline = crate::runs::pipeline_of(&run);
-    Ok(pages::RunLine { run, status, stale, pipeline, rows, outcomes: outcomes.into_iter().collect() })
+    let line = pages::RunLine { status, stale, pipeline, rows: summary.counts.rows, outcomes: summary.outcomes(), run };
+    Ok((line, summary))
 }
 
 async fn runs_page(State(explorer): State<Explorer>, Query(offset): Query<Offset>) -> Response {
-    with_landscape(explorer, move |recorder, _| {
+    with_landscape(explorer, move |recorder, explorer| {
         let runs = recorder.runs_page(None, offset.page())?;
         let (offset, limit, total) = (runs.offset, runs.limit, runs.total);
-        let items = runs.items.into_iter().map(|run| run_line(recorder, run)).collect::<Result<Vec<_>, _>>()?;
+        let items = runs
+            .items
+            .into_iter()
+            .map(|run| run_line(recorder, explorer, run).map(|(line, _)| line))
+            .collect::<Result<Vec<_>, _>>()?;
         html(&pages::runs(&Paged { items, offset, limit, total }))
     })
     .await
@@ -200,19 +274,18 @@ async fn run_page(State(explorer): State<Explorer>, Path(run): Path<String>, Que
         let run_id = run_id(&run)?;
         let record = recorder.get_run(&run_id)?;
         let settings = pages::pretty(&record.settings_json);
-        let nodes = recorder.node_stats(&run_id)?;
-        let edges = recorder.edge_counts(&run_id)?;
+        let (line, summary) = run_line(recorder, explorer, record)?;
         let page = pages::RunPage {
-            counts: recorder.run_counts(&run_id)?,
-            dag: dag::svg(&nodes, &edges),
-            nodes,
-            usage: recorder.call_usage(&run_id)?,
+            counts: summary.counts.clone(),
+            dag: dag::svg(&summary.nodes, &summary.edges),
+            nodes: summary.nodes.clone(),
+            usage: summary.usage.clone(),
             validation: recorder.validation_errors_page(&run_id, false, offset.page())?,
             transform: recorder.transform_errors_page(&run_id, offset.page())?,
             settings,
             checkpoints: recorder.latest_checkpoint(&run_id)?.is_some(),
             signed_export: explorer.signing_key.is_some(),
-            line: run_line(recorder, record)?,
+            line,
         };
         html(&pages::run(&page))
     })
