@@ -232,15 +232,17 @@ impl Recorder {
             .collect())
     }
 
-    /// Source rows by index.
+    /// Source rows by index. Row indexes run from 0 without gaps, so the
+    /// page starts at row index `offset`, found through the (run, index)
+    /// key instead of skipped over: any page costs the same.
     pub fn rows_page(&mut self, run_id: &RunId, page: Page) -> Result<Paged<Row>> {
         let (offset, limit) = page.sql();
         let conn = self.conn()?;
         let total: i64 = rows::table.filter(rows::run_id.eq(run_id.as_str())).count().get_result(conn)?;
         let found: Vec<RowRow> = rows::table
             .filter(rows::run_id.eq(run_id.as_str()))
+            .filter(rows::row_index.ge(offset))
             .order(rows::row_index.asc())
-            .offset(offset)
             .limit(limit)
             .select(RowRow::as_select())
             .load(conn)?;
