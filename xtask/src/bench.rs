@@ -20,7 +20,11 @@
 //!   against the ideal `pool_size / latency`, the same with the
 //!   `stress_aimd` preset (15% 429s), and peak RSS at two row counts.
 //!
-//! `--quick` runs 10k rows only; `--full` adds 1M rows.
+//! - postgresql: the gate and fork pipelines with the Landscape on a
+//!   PostgreSQL server the bench starts itself, against SQLite.
+//!
+//! `--quick` runs 10k rows only; `--full` adds 1M rows; `--llm-only` and
+//! `--pg-only` run one part.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -57,6 +61,11 @@ pub(crate) fn inner(args: &[String]) -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--llm-only") {
         return llm_pool(quick);
     }
+    if args.iter().any(|a| a == "--pg-only") {
+        let data = generate_inputs(&[20_000])?;
+        println!("{}", postgresql(20_000, &data.join("input_20000.csv"))?);
+        return Ok(());
+    }
     pipelines(sizes)?;
     recorder_records_per_second(if quick { 20_000 } else { 200_000 })?;
     llm_pool(quick)
@@ -89,14 +98,35 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 fn run_once(pipeline: &str, input: &Path, in_memory: bool) -> anyhow::Result<Measurement> {
-    let dir = bench_root().join("runs").join(format!("{pipeline}-{}", if in_memory { "memory" } else { "file" }));
+    run_on(pipeline, input, if in_memory { Store::Memory } else { Store::File })
+}
+
+/// Where a bench run keeps its Landscape.
+enum Store {
+    /// `audit.db` in the run directory.
+    File,
+    /// An in-memory SQLite database (no durability cost).
+    Memory,
+    /// A database on the bench's own PostgreSQL server.
+    Postgresql(String),
+}
+
+fn run_on(pipeline: &str, input: &Path, store: Store) -> anyhow::Result<Measurement> {
+    let label = match &store {
+        Store::File => "file",
+        Store::Memory => "memory",
+        Store::Postgresql(_) => "postgresql",
+    };
+    let dir = bench_root().join("runs").join(format!("{pipeline}-{label}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("output"))?;
     std::fs::copy(input, dir.join("input.csv"))?;
     let mut settings =
         std::fs::read_to_string(crate::workspace_root().join("xtask/bench/pipelines").join(format!("{pipeline}.yaml")))?;
-    if in_memory {
-        settings = settings.replace("url: sqlite:///audit.db", "url: 'sqlite:///:memory:'");
+    match &store {
+        Store::File => {}
+        Store::Memory => settings = settings.replace("url: sqlite:///audit.db", "url: 'sqlite:///:memory:'"),
+        Store::Postgresql(url) => settings = settings.replace("url: sqlite:///audit.db", &format!("url: '{url}'")),
     }
     std::fs::write(dir.join("settings.yaml"), settings)?;
     let (summary, elapsed) = run_settings(&dir, pipeline)?;
@@ -175,6 +205,9 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
     for line in shapes {
         println!("{line}");
     }
+    if let Some(size) = sizes.iter().copied().find(|s| *s >= 10_000) {
+        println!("{}", postgresql(size, &data.join(format!("input_{size}.csv")))?);
+    }
     println!("export of the gate run's audit trail (JSON Lines, signed), and explain of one row");
     for line in after_runs {
         println!("{line}");
@@ -195,6 +228,30 @@ fn other_shapes(size: u64, input: &Path, gate_rows_per_second: f64) -> anyhow::R
             run.rows_per_second / gate_rows_per_second,
             run.peak_rss_mb,
             run.audit_db_mb
+        );
+    }
+    Ok(line)
+}
+
+/// The gate and fork pipelines with their Landscape on a PostgreSQL server
+/// the bench starts on 127.0.0.1 (`test-support`: as the tests run it, fsync
+/// off), against the same pipelines on a SQLite file measured just before.
+fn postgresql(size: u64, input: &Path) -> anyhow::Result<String> {
+    let server = match test_support::PgServer::start() {
+        Ok(server) => server,
+        Err(error) => return Ok(format!("PostgreSQL: skipped ({error:?})")),
+    };
+    let mut line = format!("PostgreSQL Landscape (own server), {size} rows:");
+    for pipeline in ["gate", "fork"] {
+        let sqlite = run_on(pipeline, input, Store::File)?;
+        let pg = run_on(pipeline, input, Store::Postgresql(server.fresh_database()))?;
+        let _ = write!(
+            line,
+            "  {pipeline} {:.0} rows/s ({:.2}x the SQLite file's {:.0}), peak RSS {:.1} MB;",
+            pg.rows_per_second,
+            pg.rows_per_second / sqlite.rows_per_second,
+            sqlite.rows_per_second,
+            pg.peak_rss_mb
         );
     }
     Ok(line)

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use diesel::connection::SimpleConnection;
+use diesel::connection::TransactionManager as _;
 use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
@@ -111,6 +112,20 @@ pub fn open(url: &str) -> Result<DbConnection> {
 /// created.
 pub fn open_existing(url: &str) -> Result<DbConnection> {
     open_with(url, Create::No)
+}
+
+/// Opens a unit of work's transaction. On PostgreSQL it also drops the
+/// session's cached plans: foreign-key checks run as plans cached per
+/// session, and one made generic while a new Landscape's tables were nearly
+/// empty scans them, and stays while they grow (measured: each token's
+/// check against `rows` grew to 0.14 ms after 8,000 rows, quadratic over a
+/// run). Planned again once per unit, they see the tables as they are.
+pub(crate) fn begin_unit_transaction(conn: &mut DbConnection) -> Result<()> {
+    <DbConnection as diesel::Connection>::TransactionManager::begin_transaction(conn)?;
+    if let DbConnection::Postgresql(pg) = conn {
+        pg.batch_execute("DISCARD PLANS;")?;
+    }
+    Ok(())
 }
 
 /// Opens an existing Landscape for reading only, for `elspeth serve` and

@@ -39,7 +39,7 @@ pub(crate) struct Job {
 impl Job {
     fn run(conn: &mut DbConnection, begin: bool, buffer: &mut WriteBuffer, commit: bool) -> Result<()> {
         if begin {
-            Tm::begin_transaction(conn)?;
+            crate::connection::begin_unit_transaction(conn)?;
         }
         let written = buffer.flush(conn);
         if !commit {

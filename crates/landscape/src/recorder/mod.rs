@@ -171,7 +171,7 @@ impl Recorder {
         let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
         if self.begin_pending && self.poisoned.is_none() {
             self.begin_pending = false;
-            Tm::begin_transaction(conn)?;
+            crate::connection::begin_unit_transaction(conn)?;
         }
         Ok(conn)
     }
