@@ -32,6 +32,22 @@ pub enum LandscapeError {
 }
 
 impl LandscapeError {
+    /// What was looked for and is not there, when that is the error: a
+    /// reader's wrong argument rather than a fault of the Landscape.
+    pub fn missing(&self) -> Option<&str> {
+        match self {
+            LandscapeError::NotFound(what) => Some(what),
+            LandscapeError::Open { .. }
+            | LandscapeError::IncompatibleSchema(_)
+            | LandscapeError::Database(_)
+            | LandscapeError::Integrity(_)
+            | LandscapeError::IllegalTransition(_)
+            | LandscapeError::InvalidWrite(_)
+            | LandscapeError::Canonical(_)
+            | LandscapeError::PayloadStore(_) => None,
+        }
+    }
+
     pub(crate) fn integrity(message: impl Into<String>) -> LandscapeError {
         LandscapeError::Integrity(message.into())
     }

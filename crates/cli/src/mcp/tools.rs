@@ -41,16 +41,9 @@ enum Failure {
 
 impl From<LandscapeError> for Failure {
     fn from(error: LandscapeError) -> Failure {
-        match error {
-            LandscapeError::NotFound(what) => Failure::Bad(format!("not found: {what}")),
-            other @ (LandscapeError::Database(_)
-            | LandscapeError::Open { .. }
-            | LandscapeError::IncompatibleSchema(_)
-            | LandscapeError::Integrity(_)
-            | LandscapeError::IllegalTransition(_)
-            | LandscapeError::InvalidWrite(_)
-            | LandscapeError::Canonical(_)
-            | LandscapeError::PayloadStore(_)) => Failure::Internal(other.to_string()),
+        match error.missing() {
+            Some(what) => Failure::Bad(format!("not found: {what}")),
+            None => Failure::Internal(error.to_string()),
         }
     }
 }

@@ -56,16 +56,9 @@ enum Problem {
 
 impl From<LandscapeError> for Problem {
     fn from(error: LandscapeError) -> Problem {
-        match error {
-            LandscapeError::NotFound(what) => Problem::NotFound(format!("{what} is not in this Landscape")),
-            other @ (LandscapeError::Database(_)
-            | LandscapeError::Open { .. }
-            | LandscapeError::IncompatibleSchema(_)
-            | LandscapeError::Integrity(_)
-            | LandscapeError::IllegalTransition(_)
-            | LandscapeError::InvalidWrite(_)
-            | LandscapeError::Canonical(_)
-            | LandscapeError::PayloadStore(_)) => Problem::Internal(other.to_string()),
+        match error.missing() {
+            Some(what) => Problem::NotFound(format!("{what} is not in this Landscape")),
+            None => Problem::Internal(error.to_string()),
         }
     }
 }

@@ -88,32 +88,26 @@ impl Recorder {
         let run = run_id.as_str();
         let nodes = self.get_nodes(run_id)?;
         let conn = self.conn()?;
-        let by_state: Vec<Grouped> = calls::table
-            .inner_join(node_states::table.on(node_states::state_id.nullable().eq(calls::state_id)))
-            .filter(node_states::run_id.eq(run))
-            .group_by((node_states::node_id, calls::call_type, calls::status))
-            .select((
-                node_states::node_id,
-                calls::call_type,
-                calls::status,
-                count_star(),
-                sum(calls::latency_ms),
-                max(calls::latency_ms),
-            ))
-            .load(conn)?;
-        let by_operation: Vec<Grouped> = calls::table
-            .inner_join(operations::table.on(operations::operation_id.nullable().eq(calls::operation_id)))
-            .filter(operations::run_id.eq(run))
-            .group_by((operations::node_id, calls::call_type, calls::status))
-            .select((
-                operations::node_id,
-                calls::call_type,
-                calls::status,
-                count_star(),
-                sum(calls::latency_ms),
-                max(calls::latency_ms),
-            ))
-            .load(conn)?;
+        // Calls per node, type and status, through the table that owns them.
+        macro_rules! grouped {
+            ($owner:ident, $key:ident) => {
+                calls::table
+                    .inner_join($owner::table.on($owner::$key.nullable().eq(calls::$key)))
+                    .filter($owner::run_id.eq(run))
+                    .group_by(($owner::node_id, calls::call_type, calls::status))
+                    .select((
+                        $owner::node_id,
+                        calls::call_type,
+                        calls::status,
+                        count_star(),
+                        sum(calls::latency_ms),
+                        max(calls::latency_ms),
+                    ))
+                    .load::<Grouped>(conn)?
+            };
+        }
+        let by_state = grouped!(node_states, state_id);
+        let by_operation = grouped!(operations, operation_id);
         let mut usage: Vec<CallUsage> = by_state
             .into_iter()
             .chain(by_operation)
