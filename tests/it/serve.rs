@@ -165,6 +165,12 @@ fn an_auditor_follows_a_forked_row_in_a_real_browser() {
         assert!(facts.contains("completed") && facts.contains("rows 5"), "{facts}");
         shot("run.png").await;
 
+        let row_number = client.find(Locator::Css("form.row-search input[name=q]")).await.expect("the row box");
+        row_number.send_keys("3").await.expect("type a row number");
+        client.find(Locator::Css("form.row-search button")).await.expect("go").click().await.expect("go to row 3");
+        let third = client.wait().for_element(Locator::Css("#lineage")).await.expect("lineage").text().await.expect("text");
+        assert!(third.contains("source row 3"), "{third}");
+        client.goto(&format!("{}/runs/{run_id}", served.base)).await.expect("back to the run");
         client.find(Locator::LinkText("source rows")).await.expect("rows link").click().await.expect("rows");
         client.find(Locator::LinkText("0")).await.expect("row 0").click().await.expect("row 0");
         let lineage = client.wait().for_element(Locator::Css("#lineage")).await.expect("lineage").text().await.expect("text");

@@ -59,6 +59,18 @@ pub(crate) fn pager<T>(list: &Paged<T>, base: &str) -> Markup {
     }
 }
 
+/// A form that opens row N of a run (row numbers as the sinks and explain show them).
+fn row_search(run_id: &str) -> Markup {
+    html! {
+        form.row-search action="/search" method="get" {
+            input type="hidden" name="run" value=(run_id);
+            input type="number" name="q" min="0" placeholder="row number" aria-label="row number";
+            " "
+            button type="submit" { "Go to row" }
+        }
+    }
+}
+
 /// One entry of the runs list.
 pub(crate) struct RunLine {
     pub(crate) run: Run,
@@ -126,6 +138,7 @@ pub(crate) fn run(page: &RunPage) -> Markup {
                 a href=(format!("/runs/{id}/rows")) { "source rows" }
                 a href=(format!("/runs/{id}/export.jsonl")) download { @if page.signed_export { "signed export" } @else { "export (unsigned: no signing key)" } }
             }
+            (row_search(id))
             table #facts {
                 tr { th { "status" } td { (page.line.status) @if let Some(stale) = &page.line.stale { " " span.stale { "stale: " (stale) } } } }
                 tr { th { "pipeline" } td { (page.line.pipeline) } }
@@ -215,6 +228,7 @@ pub(crate) fn rows(run_id: &str, list: &Paged<contracts::records::Row>) -> Marku
         &format!("Source rows of run {run_id}"),
         html! {
             p.muted { "Rows are numbered from 0 in the order the source read them, as the sinks, explain and the MCP tools number them." }
+            (row_search(run_id))
             table #rows {
                 tr { th { "row" } th { "row id" } th { "source data hash" } }
                 @for row in &list.items {
