@@ -84,3 +84,52 @@ fn read_only_landscapes_refuse_writes() {
         read_only_suite(&server.fresh_database());
     }
 }
+
+/// Statements the analysis layer issues to answer what the explorer's run
+/// page, a page of rows and the MCP summaries ask, for a run of `n_rows` rows.
+fn analysis_queries(n_rows: u64) -> usize {
+    use contracts::records::OutcomeDetail;
+    use diesel::connection::{Connection, InstrumentationEvent};
+    use landscape::analysis::{CallsFilter, Page};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut recorder = Recorder::open(&format!("sqlite:///{}", dir.path().join("a.db").display()), None).expect("open");
+    let f = fixture(&mut recorder);
+    recorder.begin_unit().expect("unit");
+    for index in 1..n_rows {
+        let value = crate::fixtures::row_value(i64::try_from(index).expect("small"));
+        let row = recorder.create_row(&f.run.run_id, &f.source, index, &value).expect("row");
+        let token = recorder.create_token(&row).expect("token");
+        recorder
+            .record_token_outcome(&f.run.run_id, &token.token_id, OutcomeDetail::Completed { sink_name: "out".into() }, None)
+            .expect("outcome");
+    }
+    recorder.commit_unit().expect("commit");
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    recorder.connection().expect("connection").set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+            seen.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let run = &f.run.run_id;
+    let middle = Page::new(n_rows / 2, 50);
+    assert_eq!(recorder.run_counts(run).expect("counts").rows, n_rows);
+    recorder.node_stats(run).expect("nodes");
+    recorder.edge_counts(run).expect("edges");
+    recorder.call_usage(run).expect("usage");
+    assert_eq!(recorder.rows_page(run, middle).expect("rows").items.len(), 50);
+    recorder.tokens_page(run, None, middle).expect("tokens");
+    recorder.node_states_page(run, None, None, middle).expect("states");
+    recorder.calls_page(run, &CallsFilter::default(), middle).expect("calls");
+    recorder.validation_errors_page(run, false, middle).expect("validation errors");
+    recorder.transform_errors_page(run, middle).expect("transform errors");
+    recorder.failure_context(run, 10).expect("failures");
+    count.load(Ordering::Relaxed)
+}
+
+#[test]
+fn the_number_of_analysis_queries_does_not_depend_on_the_run_size() {
+    assert_eq!(analysis_queries(100), analysis_queries(3_000));
+}
