@@ -397,3 +397,18 @@ fn node_ids_are_shown_only_on_request() {
     let with_ids = stdout_of(&explain(dir.path(), settings, &["--row", "1", "--ids"]));
     assert!(with_ids.contains("node config_gate_amount_threshold_"), "{with_ids}");
 }
+
+#[test]
+fn a_malformed_row_is_explained_with_its_line_in_the_input() {
+    let dir = tests::example_dir("threshold_gate");
+    let input = dir.path().join("examples/threshold_gate/input.csv");
+    let text = std::fs::read_to_string(&input).expect("input");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[3] = "3,Carol,250,retail,an extra column".to_owned();
+    std::fs::write(&input, lines.join("\n") + "\n").expect("input");
+    let settings = "examples/threshold_gate/settings.yaml";
+    let run = elspeth_in(dir.path(), &["run", "--settings", settings, "--execute"]);
+    assert!(run.status.success(), "{}", tests::output_text(&run));
+    let shown = stdout_of(&explain(dir.path(), settings, &["--row", "2"]));
+    assert!(shown.contains("QUARANTINED") && shown.contains("source row 2, line 4 of the input"), "{shown}");
+}

@@ -144,10 +144,18 @@ fn render_token(out: &mut String, lineage: &Lineage, history: &TokenHistory, ind
     }
     if let Some(row) = lineage.row(&history.token.row_id) {
         if history.parents.is_empty() {
+            // A quarantined row keeps where the source found it: the file's
+            // line (header included) and the data row counted from 1, as the
+            // quarantine sink writes them.
+            let line = match &row.payload {
+                Payload::Available(data) => data["__line_number__"].as_u64().map(|n| format!(", line {n} of the input")),
+                Payload::Purged | Payload::NotStored | Payload::StoreNotGiven => None,
+            };
             let _ = writeln!(
                 out,
-                "{indent}  source row {} (row id {}), hash {}",
+                "{indent}  source row {}{} (row id {}), hash {}",
                 row.row.row_index,
+                line.unwrap_or_default(),
                 row.row.row_id,
                 short(&row.row.source_data_hash)
             );
