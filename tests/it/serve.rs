@@ -98,7 +98,13 @@ fn the_explorer_is_read_only_and_guarded() {
     let http = reqwest::blocking::Client::new();
     let runs = http.get(format!("{}/", served.base)).send().expect("runs page").text().expect("html");
     let run = runs.split("href=\"/runs/").nth(1).and_then(|r| r.split('"').next()).expect("a run link").to_owned();
-    for path in ["/", &format!("/runs/{run}"), &format!("/runs/{run}/rows"), &format!("/runs/{run}/rows/0")] {
+    for path in [
+        "/",
+        &format!("/runs/{run}"),
+        &format!("/runs/{run}/rows"),
+        &format!("/runs/{run}/rows/0"),
+        &format!("/runs/{run}/batches"),
+    ] {
         assert_eq!(status(&http, http.get(format!("{}{path}", served.base))), 200, "{path}");
         for method in [reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::DELETE] {
             assert_eq!(status(&http, http.request(method.clone(), format!("{}{path}", served.base))), 405, "{method} {path}");
@@ -226,4 +232,24 @@ fn a_calls_request_and_response_are_shown_from_the_payload_store() {
     assert!(!request.contains(crate::llm::SECRET), "the API key is never shown");
     assert!(response.contains("the second row"), "the answer as received: {response}");
     assert!(page.contains("made live"));
+}
+
+#[test]
+fn batches_are_listed_with_their_trigger_and_members() {
+    let (dir, output) = run_example("batch_aggregation", &[]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    let database = format!("sqlite:///{}", dir.path().join("examples/batch_aggregation/runs/audit.db").display());
+    let served = Served::start(dir.path(), &database, &[]);
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", served.base)).send().expect("page").text().expect("html");
+    let runs = get("/");
+    let run = runs.split("href=\"/runs/").nth(1).and_then(|r| r.split('"').next()).expect("a run link").to_owned();
+    let page = get(&format!("/runs/{run}/batches"));
+    let table = page.split("<table id=\"batches\">").nth(1).expect("a batch table");
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    assert!(!rows.is_empty(), "{page}");
+    for row in &rows {
+        assert!(row.contains("<td>batch_totals</td><td>completed</td><td>count reached 5</td><td>0</td><td>5</td>"), "{row}");
+    }
+    assert!(get(&format!("/runs/{run}")).contains("count reached 5"), "the run page shows the first batches");
 }

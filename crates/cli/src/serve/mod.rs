@@ -141,6 +141,7 @@ fn router(explorer: Explorer) -> Router {
         .route("/search", get(search))
         .route("/runs/{run_id}", get(run_page))
         .route("/runs/{run_id}/rows", get(rows_page))
+        .route("/runs/{run_id}/batches", get(batches_page))
         .route("/runs/{run_id}/rows/{row_index}", get(row_page))
         .route("/runs/{run_id}/export.jsonl", get(export))
         .route("/tokens/{token_id}", get(token_page))
@@ -276,7 +277,8 @@ async fn run_page(State(explorer): State<Explorer>, Path(run): Path<String>, Que
             validation: recorder.validation_errors_page(&run_id, false, offset.page())?,
             transform: recorder.transform_errors_page(&run_id, offset.page())?,
             settings,
-            checkpoints: recorder.latest_checkpoint(&run_id)?.is_some(),
+            checkpoint: recorder.latest_checkpoint(&run_id)?,
+            batches: recorder.batches_page(&run_id, Page::new(0, 20))?,
             signed_export: explorer.signing_key.is_some(),
             line,
         };
@@ -291,6 +293,16 @@ async fn rows_page(State(explorer): State<Explorer>, Path(run): Path<String>, Qu
         recorder.get_run(&run_id)?;
         let rows = recorder.rows_page(&run_id, offset.page())?;
         html(&pages::rows(run_id.as_str(), &rows))
+    })
+    .await
+}
+
+async fn batches_page(State(explorer): State<Explorer>, Path(run): Path<String>, Query(offset): Query<Offset>) -> Response {
+    with_landscape(explorer, move |recorder, _| {
+        let run_id = run_id(&run)?;
+        recorder.get_run(&run_id)?;
+        let batches = recorder.batches_page(&run_id, offset.page())?;
+        html(&pages::batches(run_id.as_str(), &batches))
     })
     .await
 }

@@ -5,7 +5,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value as J;
 
-use contracts::records::{Run, TransformError, ValidationError};
+use contracts::records::{Batch, BatchState, Run, TransformError, ValidationError};
 use landscape::analysis::{node_name, CallUsage, NodeStats, Paged, RunCounts};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
@@ -124,7 +124,8 @@ pub(crate) struct RunPage {
     pub(crate) validation: Paged<ValidationError>,
     pub(crate) transform: Paged<TransformError>,
     pub(crate) settings: String,
-    pub(crate) checkpoints: bool,
+    pub(crate) checkpoint: Option<contracts::records::Checkpoint>,
+    pub(crate) batches: Paged<(Batch, u64)>,
     pub(crate) signed_export: bool,
 }
 
@@ -147,7 +148,11 @@ pub(crate) fn run(page: &RunPage) -> Markup {
                 tr { th { "grade" } td { (run.reproducibility_grade.map_or("—", contracts::ReproducibilityGrade::as_str)) } }
                 tr { th { "rows" } td { (page.counts.rows) } }
                 tr { th { "tokens" } td { (page.counts.tokens) } }
-                tr { th { "checkpoint" } td { @if page.checkpoints { "a checkpoint is stored (resumable)" } @else { "none" } } }
+                tr { th { "checkpoint" } td {
+                    @if let Some(c) = &page.checkpoint {
+                        "latest: sequence " (c.sequence_number) " at " (node_name(c.node_id.as_str())) ", " (contracts::time::render(&c.created_at))
+                    } @else { "none stored" }
+                } }
             }
             section {
                 h2 { "Pipeline" }
@@ -172,7 +177,11 @@ pub(crate) fn run(page: &RunPage) -> Markup {
                         tr { td { (o.outcome) } td { (o.sink.as_deref().unwrap_or("—")) } td { (if o.terminal { "yes" } else { "no" }) } td { (o.count) } }
                     }
                 }
-                p { "Batches: " @for b in &page.counts.batches { (b.count) " " (b.status) "; " } @if page.counts.batches.is_empty() { "none" } }
+            }
+            section {
+                h2 { "Batches" }
+                (batch_table(&page.batches))
+                (pager(&page.batches, &format!("/runs/{id}/batches")))
             }
             section {
                 h2 { "External calls" }
@@ -198,6 +207,43 @@ pub(crate) fn run(page: &RunPage) -> Markup {
                 p.muted { "As recorded; secrets appear only as fingerprints." }
                 pre { (page.settings) }
             }
+        },
+    )
+}
+
+/// Aggregation batches: node, status, trigger, attempt, members.
+fn batch_table(batches: &Paged<(Batch, u64)>) -> Markup {
+    let trigger = |batch: &Batch| match &batch.state {
+        BatchState::Draft => "still buffering".to_owned(),
+        BatchState::Executing { trigger, .. }
+        | BatchState::Completed { trigger, .. }
+        | BatchState::Failed { flush: Some((trigger, _)), .. } => trigger.trigger_reason.clone(),
+        BatchState::Failed { flush: None, .. } => "failed before flushing".to_owned(),
+    };
+    html! {
+        @if batches.items.is_empty() { p { "none" } } @else {
+            table #batches {
+                tr { th { "batch" } th { "node" } th { "status" } th { "trigger" } th { "attempt" } th { "members" } th { "created" } }
+                @for (batch, members) in &batches.items {
+                    tr {
+                        td { code { (batch.batch_id) } } td { (node_name(batch.aggregation_node_id.as_str())) }
+                        td { (batch.state.status().as_str()) } td { (trigger(batch)) } td { (batch.attempt) }
+                        td { (members) } td { (contracts::time::render(&batch.created_at)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The aggregation batches of a run, paged.
+pub(crate) fn batches(run_id: &str, list: &Paged<(Batch, u64)>) -> Markup {
+    layout(
+        &format!("Batches of run {run_id}"),
+        html! {
+            p.nav { a href=(format!("/runs/{run_id}")) { "← run " (run_id) } }
+            (batch_table(list))
+            (pager(list, &format!("/runs/{run_id}/batches")))
         },
     )
 }

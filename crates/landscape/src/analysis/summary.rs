@@ -367,3 +367,36 @@ impl Recorder {
         }
     }
 }
+
+impl Recorder {
+    /// Aggregation batches of a run in the order they were created, each
+    /// with its number of members (one grouped query for the page).
+    pub fn batches_page(&mut self, run_id: &RunId, page: Page) -> Result<Paged<(contracts::records::Batch, u64)>> {
+        use crate::models::BatchRow;
+        use crate::schema::batch_members;
+        let (offset, limit) = page.sql();
+        let conn = self.conn()?;
+        let total: i64 = batches::table.filter(batches::run_id.eq(run_id.as_str())).count().get_result(conn)?;
+        let found: Vec<BatchRow> = batches::table
+            .filter(batches::run_id.eq(run_id.as_str()))
+            .order((batches::created_at.asc(), batches::batch_id.asc()))
+            .offset(offset)
+            .limit(limit)
+            .select(BatchRow::as_select())
+            .load(conn)?;
+        let ids: Vec<&str> = found.iter().map(|b| b.batch_id.as_str()).collect();
+        let members: Vec<(String, i64)> = batch_members::table
+            .filter(batch_members::batch_id.eq_any(&ids))
+            .group_by(batch_members::batch_id)
+            .select((batch_members::batch_id, count_star()))
+            .load(conn)?;
+        let items = found
+            .into_iter()
+            .map(|row| {
+                let n = members.iter().find(|(id, _)| id == &row.batch_id).map_or(0, |(_, n)| super::count(*n));
+                Ok((loaders::batch(row)?, n))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Paged::new(items, page, total))
+    }
+}
