@@ -310,7 +310,7 @@ fn render_state(out: &mut String, lineage: &Lineage, history: &StateHistory, ind
 }
 
 /// A duration as people read it: ms below a second, seconds above.
-fn duration(ms: f64) -> String {
+pub(crate) fn duration(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.2} s", ms / 1000.0)
     } else if ms >= 10.0 {

@@ -248,13 +248,9 @@ pub(crate) fn batches(run_id: &str, list: &Paged<(Batch, u64)>) -> Markup {
     )
 }
 
+/// A duration as `explain` shows it, or a dash when none was recorded.
 fn ms(value: Option<f64>) -> String {
-    match value {
-        None => "—".to_owned(),
-        Some(ms) if ms >= 1000.0 => format!("{:.2} s", ms / 1000.0),
-        Some(ms) if ms >= 10.0 => format!("{ms:.0} ms"),
-        Some(ms) => format!("{ms:.2} ms"),
-    }
+    value.map_or_else(|| "—".to_owned(), crate::explain::duration)
 }
 
 fn error_table(errors: &[(String, String, String)]) -> Markup {

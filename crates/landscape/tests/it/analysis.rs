@@ -88,31 +88,9 @@ fn read_only_landscapes_refuse_writes() {
 /// Statements the analysis layer issues to answer what the explorer's run
 /// page, a page of rows and the MCP summaries ask, for a run of `n_rows` rows.
 fn analysis_queries(n_rows: u64) -> usize {
-    use contracts::records::OutcomeDetail;
-    use diesel::connection::{Connection, InstrumentationEvent};
     use landscape::analysis::{CallsFilter, Page};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut recorder = Recorder::open(&format!("sqlite:///{}", dir.path().join("a.db").display()), None).expect("open");
-    let f = fixture(&mut recorder);
-    recorder.begin_unit().expect("unit");
-    for index in 1..n_rows {
-        let value = crate::fixtures::row_value(i64::try_from(index).expect("small"));
-        let row = recorder.create_row(&f.run.run_id, &f.source, index, &value).expect("row");
-        let token = recorder.create_token(&row).expect("token");
-        recorder
-            .record_token_outcome(&f.run.run_id, &token.token_id, OutcomeDetail::Completed { sink_name: "out".into() }, None)
-            .expect("outcome");
-    }
-    recorder.commit_unit().expect("commit");
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    recorder.connection().expect("connection").set_instrumentation(move |event: InstrumentationEvent<'_>| {
-        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
-            seen.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    let (_dir, mut recorder, f) = crate::fixtures::run_of(n_rows);
+    let count = crate::fixtures::count_statements(&mut recorder);
     let run = &f.run.run_id;
     let middle = Page::new(n_rows / 2, 50);
     assert_eq!(recorder.run_counts(run).expect("counts").rows, n_rows);
@@ -126,7 +104,7 @@ fn analysis_queries(n_rows: u64) -> usize {
     recorder.validation_errors_page(run, false, middle).expect("validation errors");
     recorder.transform_errors_page(run, middle).expect("transform errors");
     recorder.failure_context(run, 10).expect("failures");
-    count.load(Ordering::Relaxed)
+    count.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[test]

@@ -309,33 +309,12 @@ proptest! {
 
 /// Statements the exporter issues for a run with `n_rows` rows.
 fn export_queries(n_rows: u64) -> usize {
-    use diesel::connection::{Connection, InstrumentationEvent};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut recorder = Recorder::open(&format!("sqlite:///{}", dir.path().join("a.db").display()), None).expect("open");
-    let f = fixture(&mut recorder);
-    recorder.begin_unit().expect("unit");
-    for index in 1..n_rows {
-        let row =
-            recorder.create_row(&f.run.run_id, &f.source, index, &row_value(i64::try_from(index).expect("small"))).expect("row");
-        let token = recorder.create_token(&row).expect("token");
-        recorder
-            .record_token_outcome(&f.run.run_id, &token.token_id, OutcomeDetail::Completed { sink_name: "out".into() }, None)
-            .expect("outcome");
-    }
-    recorder.commit_unit().expect("commit");
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    recorder.connection().expect("connection").set_instrumentation(move |event: InstrumentationEvent<'_>| {
-        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
-            seen.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    let (_dir, mut recorder, f) = crate::fixtures::run_of(n_rows);
+    let count = crate::fixtures::count_statements(&mut recorder);
     let mut out = Vec::new();
     export_run(recorder.connection().expect("connection"), &f.run.run_id, None, &mut JsonLines(&mut out)).expect("export");
     assert!(String::from_utf8(out).expect("utf-8").lines().count() as u64 > n_rows * 3);
-    count.load(Ordering::Relaxed)
+    count.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[test]

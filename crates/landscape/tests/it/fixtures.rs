@@ -89,3 +89,37 @@ pub(crate) fn count(recorder: &mut Recorder, sql: &str) -> i64 {
     let rows: Vec<Count> = diesel::sql_query(sql).load(recorder.connection().expect("connection")).expect("count query");
     rows[0].n
 }
+
+/// A file Landscape holding the fixture's run plus `n_rows - 1` more rows,
+/// each with a token and a completed outcome, committed.
+pub(crate) fn run_of(n_rows: u64) -> (tempfile::TempDir, Recorder, Fixture) {
+    use contracts::records::OutcomeDetail;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut recorder = Recorder::open(&format!("sqlite:///{}", dir.path().join("a.db").display()), None).expect("open");
+    let f = fixture(&mut recorder);
+    recorder.begin_unit().expect("unit");
+    for index in 1..n_rows {
+        let row =
+            recorder.create_row(&f.run.run_id, &f.source, index, &row_value(i64::try_from(index).expect("small"))).expect("row");
+        let token = recorder.create_token(&row).expect("token");
+        recorder
+            .record_token_outcome(&f.run.run_id, &token.token_id, OutcomeDetail::Completed { sink_name: "out".into() }, None)
+            .expect("outcome");
+    }
+    recorder.commit_unit().expect("commit");
+    (dir, recorder, f)
+}
+
+/// Counts the statements `recorder`'s connection starts from now on.
+pub(crate) fn count_statements(recorder: &mut Recorder) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use diesel::connection::{Connection, InstrumentationEvent};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    recorder.connection().expect("connection").set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+            seen.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    count
+}
