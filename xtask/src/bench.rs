@@ -21,7 +21,8 @@
 //!   `stress_aimd` preset (15% 429s), and peak RSS at two row counts.
 //!
 //! - postgresql: the gate and fork pipelines with the Landscape on a
-//!   PostgreSQL server the bench starts itself, against SQLite.
+//!   PostgreSQL server the bench starts itself, against SQLite, and the gate
+//!   ceiling (the same plain multi-row SQL) on both stores.
 //!
 //! `--quick` runs 10k rows only; `--full` adds 1M rows; `--llm-only` and
 //! `--pg-only` run one part.
@@ -242,6 +243,13 @@ fn postgresql(size: u64, input: &Path) -> anyhow::Result<String> {
         Err(error) => return Ok(format!("PostgreSQL: skipped ({error:?})")),
     };
     let mut line = format!("PostgreSQL Landscape (own server), {size} rows:");
+    let sqlite_ceiling = sqlite_ceiling_rows_per_second(size)?;
+    let pg_ceiling = ceiling_rows_per_second(&server.fresh_database(), size)?;
+    let _ = write!(
+        line,
+        "  gate ceiling {pg_ceiling:.0} rows/s ({:.2}x SQLite's {sqlite_ceiling:.0});",
+        pg_ceiling / sqlite_ceiling
+    );
     for pipeline in ["gate", "fork"] {
         let sqlite = run_on(pipeline, input, Store::File)?;
         let pg = run_on(pipeline, input, Store::Postgresql(server.fresh_database()))?;
@@ -399,8 +407,13 @@ fn explain_middle_row(dir: &Path, size: u64) -> anyhow::Result<f64> {
 /// foreign keys). What the engine adds on top is the gap to the pipeline.
 fn sqlite_ceiling_rows_per_second(rows: u64) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir_in(bench_root())?;
-    let url = format!("sqlite:///{}", dir.path().join("ceiling.db").display());
-    let mut recorder = Recorder::open(&url, None)?;
+    ceiling_rows_per_second(&format!("sqlite:///{}", dir.path().join("ceiling.db").display()), rows)
+}
+
+/// The gate ceiling on the Landscape at `url` (a fresh SQLite file or a
+/// fresh PostgreSQL database): see [`sqlite_ceiling_rows_per_second`].
+fn ceiling_rows_per_second(url: &str, rows: u64) -> anyhow::Result<f64> {
+    let mut recorder = Recorder::open(url, None)?;
     let run = recorder.begin_run(&serde_json::json!({"bench": "ceiling"}), None)?;
     let nodes: Vec<NodeId> = [
         "source_csv_5f6b9e316573",
@@ -429,7 +442,7 @@ fn sqlite_ceiling_rows_per_second(rows: u64) -> anyhow::Result<f64> {
     }
     let edge = recorder.register_edge(&run.run_id, &nodes[2], &nodes[3], "true", contracts::RoutingMode::Move)?;
     let run_id = run.run_id.as_str().to_owned();
-    let DbConnection::Sqlite(sqlite) = recorder.connection()? else { anyhow::bail!("the benchmark runs on SQLite") };
+    let connection = recorder.connection()?;
     let hash = "ee00a75600c21033fa64175488d68e89d04ecd88b9ee233e5056f65c037262a0";
     let context = r#"'{"condition":"row[''score''] >= 0.5","result":"True","route_label":"true"}'"#;
     let started = Instant::now();
@@ -491,7 +504,10 @@ fn sqlite_ceiling_rows_per_second(rows: u64) -> anyhow::Result<f64> {
             }
         }
         sql.push_str("COMMIT;");
-        sqlite.batch_execute(&sql)?;
+        match connection {
+            DbConnection::Sqlite(sqlite) => sqlite.batch_execute(&sql)?,
+            DbConnection::Postgresql(pg) => pg.batch_execute(&sql)?,
+        }
     }
     Ok(rows as f64 / started.elapsed().as_secs_f64())
 }
