@@ -2,7 +2,7 @@
 //! integrity error. An unknown enum string, a NULL a status requires, a value a
 //! status forbids, or an impossible combination is never coerced.
 
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use contracts::records::{
     Artifact, Batch, BatchMember, BatchState, BatchTrigger, Call, CallOrigin, CallParent, Checkpoint, Edge, Node, NodeState,
     NodeStateCommon, Operation, OperationState, OutcomeDetail, PayloadRef, RoutingEvent, Row, Run, RunExport, RunOwner, RunState,
@@ -15,12 +15,13 @@ use contracts::{
 
 use crate::error::{LandscapeError, Result};
 use crate::models::{
+    DbTime,
     ArtifactRow, BatchMemberRow, BatchRow, CallRow, CheckpointRow, EdgeRow, NodeRow, NodeStateRow, OperationRow, RoutingEventRow,
     RowRow, RunRow, SecretResolutionRow, TokenOutcomeRow, TokenParentRow, TokenRow, TransformErrorRow, ValidationErrorRow,
 };
 
-pub(crate) fn ts(naive: NaiveDateTime) -> Timestamp {
-    Utc.from_utc_datetime(&naive)
+pub(crate) fn ts(time: DbTime) -> Timestamp {
+    Utc.from_utc_datetime(&time.0)
 }
 
 fn bad(table: &str, id: &str, message: impl std::fmt::Display) -> LandscapeError {

@@ -3,7 +3,12 @@
 
 #![allow(clippy::struct_excessive_bools)]
 
+use chrono::format::{Fixed, Item, Numeric, Pad, Parsed};
 use chrono::NaiveDateTime;
+use diesel::deserialize::{self, FromSql};
+use diesel::pg::Pg;
+use diesel::sql_types::Timestamp;
+use diesel::sqlite::Sqlite;
 use diesel::{Queryable, Selectable};
 
 use crate::schema::{
@@ -11,12 +16,64 @@ use crate::schema::{
     secret_resolutions, token_outcomes, token_parents, tokens, transform_errors, validation_errors,
 };
 
+/// A timestamp column as read. On SQLite the recorder writes one text form
+/// (`YYYY-MM-DD HH:MM:SS.ffffff`); it is parsed with pre-built `chrono`
+/// items instead of diesel's list of format strings, which are compiled
+/// again for every value (a few percent of an export). Any other form falls
+/// back to diesel's parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::deserialize::FromSqlRow)]
+pub(crate) struct DbTime(pub(crate) NaiveDateTime);
+
+/// `%Y-%m-%d %H:%M:%S%.f` as parsed items.
+const RECORDED_TIME: [Item<'static>; 12] = [
+    Item::Numeric(Numeric::Year, Pad::Zero),
+    Item::Literal("-"),
+    Item::Numeric(Numeric::Month, Pad::Zero),
+    Item::Literal("-"),
+    Item::Numeric(Numeric::Day, Pad::Zero),
+    Item::Literal(" "),
+    Item::Numeric(Numeric::Hour, Pad::Zero),
+    Item::Literal(":"),
+    Item::Numeric(Numeric::Minute, Pad::Zero),
+    Item::Literal(":"),
+    Item::Numeric(Numeric::Second, Pad::Zero),
+    Item::Fixed(Fixed::Nanosecond),
+];
+
+impl FromSql<Timestamp, Sqlite> for DbTime {
+    fn from_sql(mut value: <Sqlite as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
+        let mut parsed = Parsed::new();
+        let fast = chrono::format::parse(&mut parsed, value.read_text(), RECORDED_TIME.iter())
+            .and_then(|()| parsed.to_naive_datetime_with_offset(0));
+        match fast {
+            Ok(time) => Ok(DbTime(time)),
+            Err(_) => <NaiveDateTime as FromSql<Timestamp, Sqlite>>::from_sql(value).map(DbTime),
+        }
+    }
+}
+
+/// Reading through the two-backend connection dispatches to the two above.
+impl FromSql<Timestamp, Backend> for DbTime {
+    fn from_sql(value: <Backend as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
+        value.from_sql::<Self, Timestamp>()
+    }
+}
+
+/// The backend of [`crate::DbConnection`].
+type Backend = <crate::DbConnection as diesel::Connection>::Backend;
+
+impl FromSql<Timestamp, Pg> for DbTime {
+    fn from_sql(value: <Pg as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
+        <NaiveDateTime as FromSql<Timestamp, Pg>>::from_sql(value).map(DbTime)
+    }
+}
+
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = runs)]
 pub(crate) struct RunRow {
     pub(crate) run_id: String,
-    pub(crate) started_at: NaiveDateTime,
-    pub(crate) completed_at: Option<NaiveDateTime>,
+    pub(crate) started_at: DbTime,
+    pub(crate) completed_at: Option<DbTime>,
     pub(crate) config_hash: String,
     pub(crate) settings_json: String,
     pub(crate) reproducibility_grade: Option<String>,
@@ -26,14 +83,14 @@ pub(crate) struct RunRow {
     pub(crate) status: String,
     pub(crate) export_status: Option<String>,
     pub(crate) export_error: Option<String>,
-    pub(crate) exported_at: Option<NaiveDateTime>,
+    pub(crate) exported_at: Option<DbTime>,
     pub(crate) export_format: Option<String>,
     pub(crate) export_sink: Option<String>,
     pub(crate) schema_contract_json: Option<String>,
     pub(crate) schema_contract_hash: Option<String>,
     pub(crate) owner_host: Option<String>,
     pub(crate) owner_pid: Option<i64>,
-    pub(crate) heartbeat_at: Option<NaiveDateTime>,
+    pub(crate) heartbeat_at: Option<DbTime>,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -49,7 +106,7 @@ pub(crate) struct NodeRow {
     pub(crate) config_json: String,
     pub(crate) schema_hash: Option<String>,
     pub(crate) sequence_in_pipeline: Option<i32>,
-    pub(crate) registered_at: NaiveDateTime,
+    pub(crate) registered_at: DbTime,
     pub(crate) schema_mode: Option<String>,
     pub(crate) schema_fields_json: Option<String>,
     pub(crate) input_contract_json: Option<String>,
@@ -65,7 +122,7 @@ pub(crate) struct EdgeRow {
     pub(crate) to_node_id: String,
     pub(crate) label: String,
     pub(crate) default_mode: String,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -77,7 +134,7 @@ pub(crate) struct RowRow {
     pub(crate) row_index: i64,
     pub(crate) source_data_hash: String,
     pub(crate) source_data_ref: Option<String>,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -91,7 +148,7 @@ pub(crate) struct TokenRow {
     pub(crate) expand_group_id: Option<String>,
     pub(crate) branch_name: Option<String>,
     pub(crate) step_in_pipeline: Option<i32>,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -119,8 +176,8 @@ pub(crate) struct NodeStateRow {
     pub(crate) duration_ms: Option<f64>,
     pub(crate) error_json: Option<String>,
     pub(crate) success_reason_json: Option<String>,
-    pub(crate) started_at: NaiveDateTime,
-    pub(crate) completed_at: Option<NaiveDateTime>,
+    pub(crate) started_at: DbTime,
+    pub(crate) completed_at: Option<DbTime>,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -130,8 +187,8 @@ pub(crate) struct OperationRow {
     pub(crate) run_id: String,
     pub(crate) node_id: String,
     pub(crate) operation_type: String,
-    pub(crate) started_at: NaiveDateTime,
-    pub(crate) completed_at: Option<NaiveDateTime>,
+    pub(crate) started_at: DbTime,
+    pub(crate) completed_at: Option<DbTime>,
     pub(crate) status: String,
     pub(crate) input_data_ref: Option<String>,
     pub(crate) input_data_hash: Option<String>,
@@ -156,7 +213,7 @@ pub(crate) struct CallRow {
     pub(crate) response_ref: Option<String>,
     pub(crate) error_json: Option<String>,
     pub(crate) latency_ms: Option<f64>,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
     pub(crate) source_call_id: Option<String>,
     pub(crate) verification_status: Option<String>,
     pub(crate) verification_json: Option<String>,
@@ -173,7 +230,7 @@ pub(crate) struct RoutingEventRow {
     pub(crate) mode: String,
     pub(crate) reason_hash: Option<String>,
     pub(crate) reason_ref: Option<String>,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -187,8 +244,8 @@ pub(crate) struct BatchRow {
     pub(crate) trigger_type: Option<String>,
     pub(crate) attempt: i32,
     pub(crate) status: String,
-    pub(crate) created_at: NaiveDateTime,
-    pub(crate) completed_at: Option<NaiveDateTime>,
+    pub(crate) created_at: DbTime,
+    pub(crate) completed_at: Option<DbTime>,
     pub(crate) retry_of_batch_id: Option<String>,
 }
 
@@ -213,7 +270,7 @@ pub(crate) struct ArtifactRow {
     pub(crate) content_hash: String,
     pub(crate) size_bytes: i64,
     pub(crate) idempotency_key: Option<String>,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -224,7 +281,7 @@ pub(crate) struct TokenOutcomeRow {
     pub(crate) token_id: String,
     pub(crate) outcome: String,
     pub(crate) is_terminal: i32,
-    pub(crate) recorded_at: NaiveDateTime,
+    pub(crate) recorded_at: DbTime,
     pub(crate) sink_name: Option<String>,
     pub(crate) batch_id: Option<String>,
     pub(crate) fork_group_id: Option<String>,
@@ -247,7 +304,7 @@ pub(crate) struct ValidationErrorRow {
     pub(crate) error: String,
     pub(crate) schema_mode: String,
     pub(crate) destination: String,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
     pub(crate) violation_type: Option<String>,
     pub(crate) original_field_name: Option<String>,
     pub(crate) normalized_field_name: Option<String>,
@@ -266,7 +323,7 @@ pub(crate) struct TransformErrorRow {
     pub(crate) row_data_json: Option<String>,
     pub(crate) error_details_json: Option<String>,
     pub(crate) destination: String,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -279,7 +336,7 @@ pub(crate) struct CheckpointRow {
     pub(crate) sequence_number: i64,
     pub(crate) aggregation_state_json: Option<String>,
     pub(crate) coalesce_state_json: Option<String>,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
     pub(crate) upstream_topology_hash: String,
     pub(crate) checkpoint_node_config_hash: String,
     pub(crate) format_version: i32,

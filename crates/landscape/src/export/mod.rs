@@ -23,6 +23,7 @@ mod csv_files;
 pub mod records;
 mod verify;
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use contracts::RunId;
@@ -48,25 +49,99 @@ pub struct ExportSummary {
     pub signed: bool,
 }
 
+/// HMAC-SHA256 with its key already mixed in: signing a record clones this
+/// state instead of hashing the key's pads again.
+#[derive(Clone)]
+pub(crate) struct Signer(Hmac<Sha256>);
+
+impl Signer {
+    pub(crate) fn new(key: &[u8]) -> Signer {
+        Signer(Hmac::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length")))
+    }
+
+    /// The signature of `data`, in lower-case hex.
+    pub(crate) fn sign(&self, data: &[u8]) -> String {
+        contracts::hex_lower(&self.0.clone().chain_update(data).finalize().into_bytes())
+    }
+}
+
 pub(crate) fn hmac_hex(key: &[u8], data: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(data);
-    contracts::hex_lower(&mac.finalize().into_bytes())
+    Signer::new(key).sign(data)
 }
 
 /// The chain: each link is SHA-256 of the previous link and the record's
 /// signature (or, unsigned, the record's own hash), in hex.
 pub(crate) struct Chain {
     link: String,
-    key: Option<Vec<u8>>,
+    key: Option<Signer>,
     pub(crate) count: u64,
     pub(crate) counts: std::collections::BTreeMap<String, u64>,
 }
 
+/// Records per batch handed from the reading thread to the sealing thread.
+const QUEUE_BATCH: usize = 256;
+/// Batches in flight at most: the export's memory does not grow with the run.
+const QUEUE_DEPTH: usize = 8;
+
+type Batch = Vec<serde_json::Map<String, serde_json::Value>>;
+
+/// The reading side of an export: records go, in batches, to the thread that
+/// seals and writes them, so reading the Landscape and making, signing and
+/// writing canonical JSON run on two cores. Written batches come back to be
+/// freed (and their vectors reused) on the thread that allocated them, so the
+/// two threads do not contend in the allocator.
+pub(crate) struct RecordQueue {
+    batch: Batch,
+    sender: std::sync::mpsc::SyncSender<Batch>,
+    written: std::sync::mpsc::Receiver<Batch>,
+}
+
+impl RecordQueue {
+    /// Queues the next record in export order.
+    pub(crate) fn push(&mut self, record: serde_json::Map<String, serde_json::Value>) -> Result<()> {
+        self.batch.push(record);
+        if self.batch.len() == QUEUE_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<()> {
+        let next = match self.written.try_recv() {
+            Ok(mut written) => {
+                written.clear();
+                written
+            }
+            Err(_) => Vec::with_capacity(QUEUE_BATCH),
+        };
+        let batch = std::mem::replace(&mut self.batch, next);
+        // The writer only hangs up after failing; its error is the one reported.
+        self.sender.send(batch).map_err(|_| LandscapeError::integrity("the export writer stopped"))
+    }
+}
+
+/// The sealing side: every queued record, in order, sealed into the chain
+/// and written.
+fn seal_all(
+    chain: &mut Chain,
+    sink: &mut (dyn RecordSink + Send),
+    batches: std::sync::mpsc::Receiver<Batch>,
+    written: std::sync::mpsc::Sender<Batch>,
+) -> Result<()> {
+    for mut batch in batches {
+        for record in &mut batch {
+            let line = chain.seal(record)?;
+            sink.write_record(record, &line)?;
+        }
+        // The reader may have finished; then the batch is freed here.
+        let _ = written.send(batch);
+    }
+    Ok(())
+}
+
 impl Chain {
-    pub(crate) fn new(key: Option<Vec<u8>>) -> Chain {
-        Chain { link: "0".repeat(64), key, count: 0, counts: std::collections::BTreeMap::new() }
+    pub(crate) fn new(key: Option<&[u8]>) -> Chain {
+        Chain { link: "0".repeat(64), key: key.map(Signer::new), count: 0, counts: std::collections::BTreeMap::new() }
     }
 
     /// Seals a record: adds its signature (signed exports) and advances the
@@ -76,8 +151,8 @@ impl Chain {
     pub(crate) fn seal(&mut self, record: &mut serde_json::Map<String, serde_json::Value>) -> Result<String> {
         let (canonical, starts) = contracts::canonical::canonical_json_members(record)?;
         let (mark, line) = match &self.key {
-            Some(key) => {
-                let signature = hmac_hex(key, canonical.as_bytes());
+            Some(signer) => {
+                let signature = signer.sign(canonical.as_bytes());
                 let line = with_member(&canonical, &starts, "signature", &contracts::canonical::canonical_string(&signature));
                 (signature, line)
             }
@@ -136,13 +211,28 @@ pub fn export_run(
     connection: &mut DbConnection,
     run_id: &RunId,
     key: Option<&[u8]>,
-    sink: &mut dyn RecordSink,
+    sink: &mut (dyn RecordSink + Send),
 ) -> Result<ExportSummary> {
     if let Some(key) = key {
         check_signing_key(key).map_err(|e| LandscapeError::InvalidWrite(e.to_string()))?;
     }
-    let mut chain = Chain::new(key.map(<[u8]>::to_vec));
-    let run = records::export_records(connection, run_id, &mut chain, sink)?;
+    let mut chain = Chain::new(key);
+    let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
+    let (written_sender, written) = std::sync::mpsc::channel();
+    let (read, written) = std::thread::scope(|scope| {
+        let chain = &mut chain;
+        let sink = &mut *sink;
+        let writer = scope.spawn(move || seal_all(chain, sink, receiver, written_sender));
+        let mut queue = RecordQueue { batch: Vec::with_capacity(QUEUE_BATCH), sender, written };
+        let read = crate::connection::with_sorts_on_disk(connection, |connection| {
+            records::export_records(connection, run_id, &mut queue).and_then(|as_of| queue.send().map(|()| as_of))
+        });
+        drop(queue);
+        let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (read, written)
+    });
+    written?;
+    let run = read?;
     let mut manifest = serde_json::Map::new();
     manifest.insert("record_type".into(), "manifest".into());
     manifest.insert("run_id".into(), run_id.as_str().into());

@@ -12,7 +12,7 @@ use contracts::records::{
 use contracts::time::render;
 use contracts::{RunId, Timestamp};
 
-use super::{Chain, RecordSink};
+use super::RecordQueue;
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
 use crate::loaders;
@@ -46,11 +46,6 @@ fn record(kind: &str, run_id: &RunId) -> Map<String, J> {
     map.insert("record_type".into(), J::String(kind.to_owned()));
     map.insert("run_id".into(), J::String(run_id.as_str().to_owned()));
     map
-}
-
-fn emit(chain: &mut Chain, sink: &mut dyn RecordSink, mut map: Map<String, J>) -> Result<()> {
-    let line = chain.seal(&mut map)?;
-    sink.write_record(&map, &line)
 }
 
 /// Streams `$query` (ordered) as `$model` rows into `$body`, on the backend's
@@ -542,21 +537,20 @@ pub fn secret_resolution_record(resolution: SecretResolution) -> Map<String, J> 
 pub(crate) fn export_records(
     conn: &mut DbConnection,
     run_id: &RunId,
-    chain: &mut Chain,
-    sink: &mut dyn RecordSink,
+    out: &mut RecordQueue,
 ) -> Result<String> {
     let id = run_id.as_str();
     let found: Vec<RunRow> = runs::table.filter(runs::run_id.eq(id)).select(RunRow::as_select()).load(conn)?;
     let run = loaders::run(found.into_iter().next().ok_or_else(|| LandscapeError::NotFound(format!("run {run_id}")))?)?;
     let as_of = run.state.completed_at().map_or_else(|| render(&run.started_at), |t| render(&t));
-    emit(chain, sink, run_record(run))?;
+    out.push(run_record(run))?;
     stream!(
         conn,
         secret_resolutions::table
             .filter(secret_resolutions::run_id.eq(id))
             .order((secret_resolutions::timestamp.asc(), secret_resolutions::resolution_id.asc())),
         SecretResolutionRow,
-        |row| emit(chain, sink, secret_resolution_record(loaders::secret_resolution(row)?))
+        |row| out.push(secret_resolution_record(loaders::secret_resolution(row)?))
     );
     stream!(
         conn,
@@ -566,19 +560,19 @@ pub(crate) fn export_records(
             nodes::node_id.asc()
         )),
         NodeRow,
-        |row| emit(chain, sink, node_record(loaders::node(row)?))
+        |row| out.push(node_record(loaders::node(row)?))
     );
     stream!(
         conn,
         edges::table.filter(edges::run_id.eq(id)).order((edges::created_at.asc(), edges::edge_id.asc())),
         EdgeRow,
-        |row| emit(chain, sink, edge_record(loaders::edge(row)?))
+        |row| out.push(edge_record(loaders::edge(row)?))
     );
     stream!(
         conn,
         operations::table.filter(operations::run_id.eq(id)).order((operations::started_at.asc(), operations::operation_id.asc())),
         OperationRow,
-        |row| emit(chain, sink, operation_record(loaders::operation(row)?))
+        |row| out.push(operation_record(loaders::operation(row)?))
     );
     stream!(
         conn,
@@ -587,18 +581,15 @@ pub(crate) fn export_records(
             .filter(operations::run_id.eq(id))
             .order((calls::operation_id.asc(), calls::call_index.asc())),
         CallRow,
-        |row| emit(chain, sink, call_record(loaders::call(row)?, run_id))
+        |row| out.push(call_record(loaders::call(row)?, run_id))
     );
-    stream!(conn, rows::table.filter(rows::run_id.eq(id)).order(rows::row_index.asc()), RowRow, |row| emit(
-        chain,
-        sink,
-        row_record(loaders::source_row(row)?)
-    ));
+    stream!(conn, rows::table.filter(rows::run_id.eq(id)).order(rows::row_index.asc()), RowRow, |row| out
+        .push(row_record(loaders::source_row(row)?)));
     stream!(
         conn,
         tokens::table.filter(tokens::run_id.eq(id)).order((tokens::created_at.asc(), tokens::token_id.asc())),
         TokenRow,
-        |row| emit(chain, sink, token_record(loaders::token(row)?))
+        |row| out.push(token_record(loaders::token(row)?))
     );
     stream!(
         conn,
@@ -607,7 +598,7 @@ pub(crate) fn export_records(
             .filter(tokens::run_id.eq(id))
             .order((token_parents::token_id.asc(), token_parents::ordinal.asc())),
         TokenParentRow,
-        |row| emit(chain, sink, token_parent_record(loaders::token_parent(row)?, run_id))
+        |row| out.push(token_parent_record(loaders::token_parent(row)?, run_id))
     );
     stream!(
         conn,
@@ -615,7 +606,7 @@ pub(crate) fn export_records(
             .filter(token_outcomes::run_id.eq(id))
             .order((token_outcomes::recorded_at.asc(), token_outcomes::outcome_id.asc())),
         TokenOutcomeRow,
-        |row| emit(chain, sink, outcome_record(loaders::token_outcome(row)?))
+        |row| out.push(outcome_record(loaders::token_outcome(row)?))
     );
     stream!(
         conn,
@@ -626,7 +617,7 @@ pub(crate) fn export_records(
             node_states::state_id.asc()
         )),
         NodeStateRow,
-        |row| emit(chain, sink, node_state_record(loaders::node_state(row)?))
+        |row| out.push(node_state_record(loaders::node_state(row)?))
     );
     stream!(
         conn,
@@ -635,7 +626,7 @@ pub(crate) fn export_records(
             .filter(node_states::run_id.eq(id))
             .order((routing_events::state_id.asc(), routing_events::ordinal.asc(), routing_events::event_id.asc())),
         RoutingEventRow,
-        |row| emit(chain, sink, routing_event_record(loaders::routing_event(row)?, run_id))
+        |row| out.push(routing_event_record(loaders::routing_event(row)?, run_id))
     );
     stream!(
         conn,
@@ -644,13 +635,13 @@ pub(crate) fn export_records(
             .filter(node_states::run_id.eq(id))
             .order((calls::state_id.asc(), calls::call_index.asc())),
         CallRow,
-        |row| emit(chain, sink, call_record(loaders::call(row)?, run_id))
+        |row| out.push(call_record(loaders::call(row)?, run_id))
     );
     stream!(
         conn,
         batches::table.filter(batches::run_id.eq(id)).order((batches::created_at.asc(), batches::batch_id.asc())),
         BatchRow,
-        |row| emit(chain, sink, batch_record(loaders::batch(row)?))
+        |row| out.push(batch_record(loaders::batch(row)?))
     );
     stream!(
         conn,
@@ -658,13 +649,13 @@ pub(crate) fn export_records(
             .filter(batch_members::run_id.eq(id))
             .order((batch_members::batch_id.asc(), batch_members::ordinal.asc())),
         BatchMemberRow,
-        |row| emit(chain, sink, batch_member_record(loaders::batch_member(row)?))
+        |row| out.push(batch_member_record(loaders::batch_member(row)?))
     );
     stream!(
         conn,
         artifacts::table.filter(artifacts::run_id.eq(id)).order((artifacts::created_at.asc(), artifacts::artifact_id.asc())),
         ArtifactRow,
-        |row| emit(chain, sink, artifact_record(loaders::artifact(row)?))
+        |row| out.push(artifact_record(loaders::artifact(row)?))
     );
     stream!(
         conn,
@@ -672,7 +663,7 @@ pub(crate) fn export_records(
             .filter(validation_errors::run_id.eq(id))
             .order((validation_errors::created_at.asc(), validation_errors::error_id.asc())),
         ValidationErrorRow,
-        |row| emit(chain, sink, validation_error_record(loaders::validation_error(row)?))
+        |row| out.push(validation_error_record(loaders::validation_error(row)?))
     );
     stream!(
         conn,
@@ -680,7 +671,7 @@ pub(crate) fn export_records(
             .filter(transform_errors::run_id.eq(id))
             .order((transform_errors::created_at.asc(), transform_errors::error_id.asc())),
         TransformErrorRow,
-        |row| emit(chain, sink, transform_error_record(loaders::transform_error(row)?))
+        |row| out.push(transform_error_record(loaders::transform_error(row)?))
     );
     Ok(as_of)
 }

@@ -106,7 +106,7 @@ impl Recorder {
         &mut self,
         run_id: &contracts::RunId,
         key: Option<&[u8]>,
-        sink: &mut dyn crate::export::RecordSink,
+        sink: &mut (dyn crate::export::RecordSink + Send),
     ) -> Result<crate::export::ExportSummary> {
         let connection = self.written_connection()?;
         crate::export::export_run(connection, run_id, key, sink)

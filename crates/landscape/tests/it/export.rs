@@ -321,3 +321,62 @@ fn export_queries(n_rows: u64) -> usize {
 fn the_number_of_export_queries_does_not_depend_on_the_run_size() {
     assert_eq!(export_queries(10), export_queries(2_000));
 }
+
+/// A sink that fails on its `fail_at`-th record.
+struct FailingSink {
+    written: usize,
+    fail_at: usize,
+}
+
+impl landscape::export::RecordSink for FailingSink {
+    fn write_record(&mut self, _record: &serde_json::Map<String, serde_json::Value>, _line: &str) -> landscape::Result<()> {
+        self.written += 1;
+        if self.written == self.fail_at {
+            return Err(landscape::LandscapeError::InvalidWrite("disk full (test)".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Records are sealed and written on a thread of their own: a write that
+/// fails stops the export with the sink's own error (not the reader's "the
+/// writer stopped"), wherever in the stream it happens.
+#[test]
+fn a_failing_sink_stops_the_export_with_its_own_error() {
+    let (_dir, mut recorder, f) = crate::fixtures::run_of(2_000);
+    for fail_at in [1, 300, 5_000] {
+        let mut sink = FailingSink { written: 0, fail_at };
+        let error = export_run(recorder.connection().expect("connection"), &f.run.run_id, None, &mut sink)
+            .expect_err("the sink fails");
+        assert!(error.to_string().contains("disk full (test)"), "{fail_at}: {error}");
+        assert_eq!(sink.written, fail_at, "nothing is written after the failure");
+    }
+    // The connection is still usable, and a later export is whole.
+    let mut out = Vec::new();
+    export_run(recorder.connection().expect("connection"), &f.run.run_id, None, &mut JsonLines(&mut out)).expect("export");
+    assert!(verify_jsonl(&String::from_utf8(out).expect("utf-8"), None, UnsignedExports::Allow).is_ok());
+}
+
+/// SQLite timestamps are read with a fast parser for the recorder's own text
+/// form; any other form SQLite accepts (written by another tool) still reads.
+#[test]
+fn timestamps_in_other_sqlite_text_forms_are_read() {
+    use diesel::connection::SimpleConnection as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut recorder = Recorder::open(&format!("sqlite:///{}", dir.path().join("a.db").display()), None).expect("open");
+    let run = recorded_run(&mut recorder);
+    for (written, read) in [
+        ("2026-03-04 05:06:07.123456", "2026-03-04T05:06:07.123456Z"),
+        ("2026-03-04 05:06:07", "2026-03-04T05:06:07.000000Z"),
+        ("2026-03-04T05:06:07Z", "2026-03-04T05:06:07.000000Z"),
+        ("2026-03-04 05:06", "2026-03-04T05:06:00.000000Z"),
+    ] {
+        let landscape::DbConnection::Sqlite(sqlite) = recorder.connection().expect("connection") else {
+            unreachable!("a SQLite Landscape")
+        };
+        sqlite.batch_execute(&format!("UPDATE runs SET started_at = '{written}' WHERE run_id = '{run}'")).expect("update");
+        let text = export_text(&mut recorder, &run, None);
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().expect("run record")).expect("json");
+        assert_eq!(first["started_at"], read, "{written}");
+    }
+}
