@@ -385,10 +385,12 @@ fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
             // appended at the right edge of each index; larger pages mean
             // fewer WAL frames and system calls per row (measured: about 6%
             // faster than 4 KiB on the gate pipeline). Takes effect only on
-            // a new database.
+            // a new database. A 32 MB page cache: twice that grew the
+            // process by 64 MB for no measurable gain; half of it cost the
+            // gate pipeline ≈ 10% (docs/ARCHITECTURE.md).
             sqlite.batch_execute(&format!(
                 "PRAGMA page_size = 8192; {journal} PRAGMA foreign_keys = ON; \
-                 PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; {TEMP_IN_MEMORY}"
+                 PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; {TEMP_IN_MEMORY}"
             ))?;
         }
         DbConnection::Postgresql(pg) => {

@@ -113,7 +113,7 @@ impl PayloadStore {
             connection
                 .batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 30000; \
-                     PRAGMA cache_size = -32768; \
+                     PRAGMA cache_size = -16384; \
                      CREATE TABLE IF NOT EXISTS payloads (key BLOB NOT NULL UNIQUE, data BLOB NOT NULL);",
                 )
                 .map_err(|e| self.error(e))?;
