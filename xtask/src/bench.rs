@@ -245,11 +245,8 @@ fn postgresql(size: u64, input: &Path) -> anyhow::Result<String> {
     let mut line = format!("PostgreSQL Landscape (own server), {size} rows:");
     let sqlite_ceiling = sqlite_ceiling_rows_per_second(size)?;
     let pg_ceiling = ceiling_rows_per_second(&server.fresh_database(), size)?;
-    let _ = write!(
-        line,
-        "  gate ceiling {pg_ceiling:.0} rows/s ({:.2}x SQLite's {sqlite_ceiling:.0});",
-        pg_ceiling / sqlite_ceiling
-    );
+    let _ =
+        write!(line, "  gate ceiling {pg_ceiling:.0} rows/s ({:.2}x SQLite's {sqlite_ceiling:.0});", pg_ceiling / sqlite_ceiling);
     for pipeline in ["gate", "fork"] {
         let sqlite = run_on(pipeline, input, Store::File)?;
         let pg = run_on(pipeline, input, Store::Postgresql(server.fresh_database()))?;

@@ -15,9 +15,9 @@ use contracts::{
 
 use crate::error::{LandscapeError, Result};
 use crate::models::{
-    DbTime,
-    ArtifactRow, BatchMemberRow, BatchRow, CallRow, CheckpointRow, EdgeRow, NodeRow, NodeStateRow, OperationRow, RoutingEventRow,
-    RowRow, RunRow, SecretResolutionRow, TokenOutcomeRow, TokenParentRow, TokenRow, TransformErrorRow, ValidationErrorRow,
+    ArtifactRow, BatchMemberRow, BatchRow, CallRow, CheckpointRow, DbTime, EdgeRow, NodeRow, NodeStateRow, OperationRow,
+    RoutingEventRow, RowRow, RunRow, SecretResolutionRow, TokenOutcomeRow, TokenParentRow, TokenRow, TransformErrorRow,
+    ValidationErrorRow,
 };
 
 pub(crate) fn ts(time: DbTime) -> Timestamp {

@@ -534,11 +534,7 @@ pub fn secret_resolution_record(resolution: SecretResolution) -> Map<String, J> 
     clippy::too_many_lines,
     reason = "one streamed query per record type, in export order: splitting it would hide the order"
 )]
-pub(crate) fn export_records(
-    conn: &mut DbConnection,
-    run_id: &RunId,
-    out: &mut RecordQueue,
-) -> Result<String> {
+pub(crate) fn export_records(conn: &mut DbConnection, run_id: &RunId, out: &mut RecordQueue) -> Result<String> {
     let id = run_id.as_str();
     let found: Vec<RunRow> = runs::table.filter(runs::run_id.eq(id)).select(RunRow::as_select()).load(conn)?;
     let run = loaders::run(found.into_iter().next().ok_or_else(|| LandscapeError::NotFound(format!("run {run_id}")))?)?;

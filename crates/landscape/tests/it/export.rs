@@ -346,8 +346,8 @@ fn a_failing_sink_stops_the_export_with_its_own_error() {
     let (_dir, mut recorder, f) = crate::fixtures::run_of(2_000);
     for fail_at in [1, 300, 5_000] {
         let mut sink = FailingSink { written: 0, fail_at };
-        let error = export_run(recorder.connection().expect("connection"), &f.run.run_id, None, &mut sink)
-            .expect_err("the sink fails");
+        let error =
+            export_run(recorder.connection().expect("connection"), &f.run.run_id, None, &mut sink).expect_err("the sink fails");
         assert!(error.to_string().contains("disk full (test)"), "{fail_at}: {error}");
         assert_eq!(sink.written, fail_at, "nothing is written after the failure");
     }
