@@ -51,7 +51,6 @@ pub struct ExportSummary {
 
 /// HMAC-SHA256 with its key already mixed in: signing a record clones this
 /// state instead of hashing the key's pads again.
-#[derive(Clone)]
 pub(crate) struct Signer(Hmac<Sha256>);
 
 impl Signer {
@@ -65,15 +64,11 @@ impl Signer {
     }
 }
 
-pub(crate) fn hmac_hex(key: &[u8], data: &[u8]) -> String {
-    Signer::new(key).sign(data)
-}
-
 /// The chain: each link is SHA-256 of the previous link and the record's
 /// signature (or, unsigned, the record's own hash), in hex.
 pub(crate) struct Chain {
     link: String,
-    key: Option<Signer>,
+    signer: Option<Signer>,
     pub(crate) count: u64,
     pub(crate) counts: std::collections::BTreeMap<String, u64>,
 }
@@ -93,7 +88,8 @@ type Batch = Vec<serde_json::Map<String, serde_json::Value>>;
 pub(crate) struct RecordQueue {
     batch: Batch,
     sender: std::sync::mpsc::SyncSender<Batch>,
-    written: std::sync::mpsc::Receiver<Batch>,
+    /// Batches the writer is done with.
+    returned: std::sync::mpsc::Receiver<Batch>,
 }
 
 impl RecordQueue {
@@ -107,10 +103,10 @@ impl RecordQueue {
     }
 
     fn send(&mut self) -> Result<()> {
-        let next = match self.written.try_recv() {
-            Ok(mut written) => {
-                written.clear();
-                written
+        let next = match self.returned.try_recv() {
+            Ok(mut done) => {
+                done.clear();
+                done
             }
             Err(_) => Vec::with_capacity(QUEUE_BATCH),
         };
@@ -126,7 +122,7 @@ fn seal_all(
     chain: &mut Chain,
     sink: &mut (dyn RecordSink + Send),
     batches: std::sync::mpsc::Receiver<Batch>,
-    written: std::sync::mpsc::Sender<Batch>,
+    returned: std::sync::mpsc::Sender<Batch>,
 ) -> Result<()> {
     for mut batch in batches {
         for record in &mut batch {
@@ -134,14 +130,14 @@ fn seal_all(
             sink.write_record(record, &line)?;
         }
         // The reader may have finished; then the batch is freed here.
-        let _ = written.send(batch);
+        let _ = returned.send(batch);
     }
     Ok(())
 }
 
 impl Chain {
     pub(crate) fn new(key: Option<&[u8]>) -> Chain {
-        Chain { link: "0".repeat(64), key: key.map(Signer::new), count: 0, counts: std::collections::BTreeMap::new() }
+        Chain { link: "0".repeat(64), signer: key.map(Signer::new), count: 0, counts: std::collections::BTreeMap::new() }
     }
 
     /// Seals a record: adds its signature (signed exports) and advances the
@@ -150,7 +146,7 @@ impl Chain {
     /// it signs, at its place in key order.
     pub(crate) fn seal(&mut self, record: &mut serde_json::Map<String, serde_json::Value>) -> Result<String> {
         let (canonical, starts) = contracts::canonical::canonical_json_members(record)?;
-        let (mark, line) = match &self.key {
+        let (mark, line) = match &self.signer {
             Some(signer) => {
                 let signature = signer.sign(canonical.as_bytes());
                 let line = with_member(&canonical, &starts, "signature", &contracts::canonical::canonical_string(&signature));
@@ -158,7 +154,7 @@ impl Chain {
             }
             None => (contracts::sha256_hex(canonical.as_bytes()), canonical.clone()),
         };
-        if self.key.is_some() {
+        if self.signer.is_some() {
             record.insert("signature".into(), serde_json::Value::String(mark.clone()));
         }
         let mut hasher = Sha256::new();
@@ -218,12 +214,12 @@ pub fn export_run(
     }
     let mut chain = Chain::new(key);
     let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
-    let (written_sender, written) = std::sync::mpsc::channel();
+    let (return_sender, returned) = std::sync::mpsc::channel();
     let (read, written) = std::thread::scope(|scope| {
         let chain = &mut chain;
         let sink = &mut *sink;
-        let writer = scope.spawn(move || seal_all(chain, sink, receiver, written_sender));
-        let mut queue = RecordQueue { batch: Vec::with_capacity(QUEUE_BATCH), sender, written };
+        let writer = scope.spawn(move || seal_all(chain, sink, receiver, return_sender));
+        let mut queue = RecordQueue { batch: Vec::with_capacity(QUEUE_BATCH), sender, returned };
         let read = crate::connection::with_sorts_on_disk(connection, |connection| {
             records::export_records(connection, run_id, &mut queue).and_then(|as_of| queue.send().map(|()| as_of))
         });
@@ -242,12 +238,12 @@ pub fn export_run(
     manifest.insert("chain".into(), "link = sha256(previous link hex + record mark), first link 64 zeros".into());
     manifest.insert("final_hash".into(), chain.link().to_owned().into());
     manifest.insert("exported_at".into(), run.into());
-    match key {
-        Some(key) => {
+    match &chain.signer {
+        Some(signer) => {
             manifest.insert("signature_algorithm".into(), "hmac-sha256".into());
-            manifest.insert("key_fingerprint".into(), hmac_hex(key, b"elspeth-export-key-fingerprint").into());
+            manifest.insert("key_fingerprint".into(), signer.sign(b"elspeth-export-key-fingerprint").into());
             let (canonical, _) = contracts::canonical::canonical_json_members(&manifest)?;
-            manifest.insert("signature".into(), hmac_hex(key, canonical.as_bytes()).into());
+            manifest.insert("signature".into(), signer.sign(canonical.as_bytes()).into());
         }
         None => {
             manifest.insert("signature_algorithm".into(), serde_json::Value::Null);

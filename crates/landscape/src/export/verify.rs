@@ -18,7 +18,7 @@ use std::io::BufRead;
 use contracts::canonical_json;
 use sha2::{Digest, Sha256};
 
-use super::hmac_hex;
+use super::Signer;
 
 /// The shortest signing key accepted, in bytes: anything shorter is not a
 /// secret worth the name.
@@ -98,7 +98,7 @@ pub fn verify_reader(reader: impl BufRead, key: Option<&[u8]>, unsigned: Unsigne
     if let Some(key) = key {
         check_signing_key(key)?;
     }
-    let mut chain = ChainCheck { key, unsigned, signed: None, link: "0".repeat(64), records: 0 };
+    let mut chain = ChainCheck { signer: key.map(Signer::new), unsigned, signed: None, link: "0".repeat(64), records: 0 };
     // The manifest is the last line: each line is checked once the next one
     // shows it was not the last.
     let mut pending: Option<(usize, String)> = None;
@@ -128,8 +128,9 @@ fn canonical(line: usize, map: serde_json::Map<String, serde_json::Value>) -> Re
 }
 
 /// The running check over the records.
-struct ChainCheck<'k> {
-    key: Option<&'k [u8]>,
+struct ChainCheck {
+    /// The key's HMAC state, made once for every record.
+    signer: Option<Signer>,
     unsigned: UnsignedExports,
     /// Whether the records are signed, once the first one said.
     signed: Option<bool>,
@@ -137,7 +138,7 @@ struct ChainCheck<'k> {
     records: u64,
 }
 
-impl ChainCheck<'_> {
+impl ChainCheck {
     fn record(&mut self, line: usize, text: &str) -> Result<(), VerifyError> {
         let mut record = parse(line, text)?;
         let record_type = record.get("record_type").and_then(serde_json::Value::as_str).unwrap_or("unknown").to_owned();
@@ -147,9 +148,9 @@ impl ChainCheck<'_> {
         let signature = record.remove("signature").map(|s| s.as_str().map(str::to_owned).unwrap_or_default());
         self.mode(line, &record_type, signature.is_some())?;
         let canonical = canonical(line, record)?;
-        let mark = match (signature, self.key) {
-            (Some(signature), Some(key)) => {
-                if hmac_hex(key, canonical.as_bytes()) != signature {
+        let mark = match (signature, &self.signer) {
+            (Some(signature), Some(signer)) => {
+                if signer.sign(canonical.as_bytes()) != signature {
                     return Err(VerifyError::BadSignature { line, record_type });
                 }
                 signature
@@ -177,7 +178,7 @@ impl ChainCheck<'_> {
             Some(_) => return Ok(()),
             None => self.signed = Some(signed),
         }
-        match (signed, self.key, self.unsigned) {
+        match (signed, &self.signer, self.unsigned) {
             (true, Some(_), _) | (false, None, UnsignedExports::Allow) => Ok(()),
             (true, None, _) => Err(VerifyError::KeyRequired),
             (false, Some(_), _) => Err(VerifyError::UnsignedWithKey),
@@ -198,9 +199,9 @@ impl ChainCheck<'_> {
             }
         };
         self.mode(line, "manifest", signed)?;
-        if let Some(key) = self.key {
+        if let Some(signer) = &self.signer {
             let signature = manifest.remove("signature").and_then(|s| s.as_str().map(str::to_owned)).unwrap_or_default();
-            if hmac_hex(key, canonical(line, manifest.clone())?.as_bytes()) != signature {
+            if signer.sign(canonical(line, manifest.clone())?.as_bytes()) != signature {
                 return Err(VerifyError::BadManifest { line });
             }
         }
