@@ -40,15 +40,13 @@ pub enum PayloadStoreError {
     Storage { path: PathBuf, message: String },
 }
 
-struct Open {
-    connection: SqliteConnection,
-    in_transaction: bool,
-}
-
 /// A store of content-addressed blobs under a base directory.
 pub struct PayloadStore {
     base: PathBuf,
-    open: RefCell<Option<Open>>,
+    /// The connection for reads and immediate writes.
+    open: RefCell<Option<SqliteConnection>>,
+    /// The thread that writes deferred blobs, once there were any.
+    writer: RefCell<Option<writer::Writer>>,
 }
 
 impl std::fmt::Debug for PayloadStore {
@@ -90,9 +88,25 @@ fn valid_key(key: &str) -> Result<(), PayloadStoreError> {
     }
 }
 
+/// Opens (creating it if needed) the store's file under `base`.
+fn connect(base: &Path) -> Result<SqliteConnection, String> {
+    std::fs::create_dir_all(base).map_err(|e| e.to_string())?;
+    let path = base.join("payloads.sqlite");
+    let path_text = path.to_str().ok_or("path is not UTF-8")?;
+    let mut connection = SqliteConnection::establish(path_text).map_err(|e| e.to_string())?;
+    connection
+        .batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 30000; \
+             PRAGMA cache_size = -16384; \
+             CREATE TABLE IF NOT EXISTS payloads (key BLOB NOT NULL UNIQUE, data BLOB NOT NULL);",
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(connection)
+}
+
 impl PayloadStore {
     pub fn new(base: impl Into<PathBuf>) -> PayloadStore {
-        PayloadStore { base: base.into(), open: RefCell::new(None) }
+        PayloadStore { base: base.into(), open: RefCell::new(None), writer: RefCell::new(None) }
     }
 
     pub fn base(&self) -> &Path {
@@ -103,82 +117,69 @@ impl PayloadStore {
         PayloadStoreError::Storage { path: self.base.clone(), message: message.to_string() }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Open) -> Result<T, PayloadStoreError>) -> Result<T, PayloadStoreError> {
+    /// Runs `f` on the connection for reads and immediate writes, after
+    /// committing deferred blobs (so it sees them).
+    fn with<T>(&self, f: impl FnOnce(&mut SqliteConnection) -> Result<T, PayloadStoreError>) -> Result<T, PayloadStoreError> {
+        self.sync()?;
         let mut slot = self.open.borrow_mut();
         if slot.is_none() {
-            std::fs::create_dir_all(&self.base).map_err(|e| self.error(e))?;
-            let path = self.base.join("payloads.sqlite");
-            let path_text = path.to_str().ok_or_else(|| self.error("path is not UTF-8"))?;
-            let mut connection = SqliteConnection::establish(path_text).map_err(|e| self.error(e))?;
-            connection
-                .batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 30000; \
-                     PRAGMA cache_size = -16384; \
-                     CREATE TABLE IF NOT EXISTS payloads (key BLOB NOT NULL UNIQUE, data BLOB NOT NULL);",
-                )
-                .map_err(|e| self.error(e))?;
-            *slot = Some(Open { connection, in_transaction: false });
+            *slot = Some(connect(&self.base).map_err(|e| self.error(e))?);
         }
-        let open = slot.as_mut().ok_or_else(|| self.error("store did not open"))?;
-        f(open)
-    }
-
-    fn insert(&self, bytes: &[u8], deferred: bool) -> Result<String, PayloadStoreError> {
-        let digest = Sha256::digest(bytes);
-        let key = contracts::hex_lower(&digest);
-        let error = |e: diesel::result::Error| self.error(e);
-        self.with(|open| {
-            if deferred && !open.in_transaction {
-                open.connection.batch_execute("BEGIN").map_err(error)?;
-                open.in_transaction = true;
-            }
-            // A typed statement, so diesel caches it prepared.
-            diesel::insert_or_ignore_into(payloads::table)
-                .values((payloads::key.eq(digest.as_slice()), payloads::data.eq(bytes)))
-                .execute(&mut open.connection)
-                .map_err(error)?;
-            Ok(())
-        })?;
-        if !deferred {
-            // Storing existing content re-checks the blob already there.
-            self.retrieve(&key)?;
-        }
-        Ok(key)
+        let connection = slot.as_mut().ok_or_else(|| self.error("store did not open"))?;
+        f(connection)
     }
 
     /// Stores bytes durably and returns their key.
     pub fn store(&self, bytes: &[u8]) -> Result<String, PayloadStoreError> {
-        self.sync()?;
-        self.insert(bytes, false)
+        let digest = Sha256::digest(bytes);
+        let key = contracts::hex_lower(&digest);
+        let error = |e: diesel::result::Error| self.error(e);
+        self.with(|connection| {
+            // A typed statement, so diesel caches it prepared.
+            diesel::insert_or_ignore_into(payloads::table)
+                .values((payloads::key.eq(digest.as_slice()), payloads::data.eq(bytes)))
+                .execute(connection)
+                .map_err(error)?;
+            Ok(())
+        })?;
+        // Storing existing content re-checks the blob already there.
+        self.retrieve(&key)?;
+        Ok(key)
     }
 
-    /// Stores bytes in the store's open transaction; [`PayloadStore::sync`]
-    /// must run before anything that refers to the blob is committed.
+    /// Stores bytes in the store's open transaction, written on the store's
+    /// writer thread; [`PayloadStore::sync`] must run before anything that
+    /// refers to the blob is committed. A failed write is reported by it.
     pub fn store_deferred(&self, bytes: &[u8]) -> Result<String, PayloadStoreError> {
-        self.insert(bytes, true)
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let key = contracts::hex_lower(&digest);
+        let mut writer = self.writer.borrow_mut();
+        writer.get_or_insert_with(|| writer::Writer::spawn(self.base.clone())).write(digest, bytes)?;
+        Ok(key)
     }
 
     /// Commits deferred blobs durably.
     pub fn sync(&self) -> Result<(), PayloadStoreError> {
-        let error = |e: diesel::result::Error| self.error(e);
-        if self.open.borrow().as_ref().is_none_or(|o| !o.in_transaction) {
-            return Ok(());
+        self.sync_in_background()?.wait()
+    }
+
+    /// Asks for the deferred blobs to be committed, without waiting: they
+    /// are durable once [`PendingCommit::wait`] returns `Ok`.
+    pub fn sync_in_background(&self) -> Result<PendingCommit, PayloadStoreError> {
+        match self.writer.borrow_mut().as_mut() {
+            Some(writer) => writer.commit(),
+            None => Ok(PendingCommit::done()),
         }
-        self.with(|open| {
-            open.connection.batch_execute("COMMIT").map_err(error)?;
-            open.in_transaction = false;
-            Ok(())
-        })
     }
 
     /// Reads a blob and verifies that it still hashes to its key.
     pub fn retrieve(&self, key: &str) -> Result<Vec<u8>, PayloadStoreError> {
         valid_key(key)?;
         let error = |e: diesel::result::Error| self.error(e);
-        let found: Vec<Blob> = self.with(|open| {
+        let found: Vec<Blob> = self.with(|connection| {
             diesel::sql_query("SELECT data FROM payloads WHERE key = ?")
                 .bind::<diesel::sql_types::Binary, _>(key_bytes(key)?)
-                .load(&mut open.connection)
+                .load(connection)
                 .map_err(error)
         })?;
         let bytes = found.into_iter().next().ok_or_else(|| PayloadStoreError::NotFound(key.to_owned()))?.data;
@@ -200,12 +201,11 @@ impl PayloadStore {
     /// Deletes a blob; `false` if it was not there.
     pub fn delete(&self, key: &str) -> Result<bool, PayloadStoreError> {
         valid_key(key)?;
-        self.sync()?;
         let error = |e: diesel::result::Error| self.error(e);
-        let deleted = self.with(|open| {
+        let deleted = self.with(|connection| {
             diesel::sql_query("DELETE FROM payloads WHERE key = ?")
                 .bind::<diesel::sql_types::Binary, _>(key_bytes(key)?)
-                .execute(&mut open.connection)
+                .execute(connection)
                 .map_err(error)
         })?;
         Ok(deleted > 0)
@@ -213,13 +213,12 @@ impl PayloadStore {
 
     /// Test support: overwrites a blob's bytes, as an attacker or a disk fault would.
     pub fn tamper(&self, key: &str, bytes: &[u8]) -> Result<(), PayloadStoreError> {
-        self.sync()?;
         let error = |e: diesel::result::Error| self.error(e);
-        self.with(|open| {
+        self.with(|connection| {
             diesel::sql_query("UPDATE payloads SET data = ? WHERE key = ?")
                 .bind::<diesel::sql_types::Binary, _>(bytes)
                 .bind::<diesel::sql_types::Binary, _>(key_bytes(key)?)
-                .execute(&mut open.connection)
+                .execute(connection)
                 .map_err(error)?;
             Ok(())
         })
@@ -228,3 +227,6 @@ impl PayloadStore {
 
 #[cfg(test)]
 mod tests;
+mod writer;
+
+pub use writer::PendingCommit;

@@ -22,6 +22,7 @@ use super::buffer::WriteBuffer;
 use super::Tm;
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
+use crate::payload_store::PendingCommit;
 
 /// Buffered records at which a background flush starts.
 pub(crate) const BACKGROUND_FLUSH_AT: usize = 2_000;
@@ -33,19 +34,26 @@ pub(crate) struct Job {
     pub(crate) begin: bool,
     pub(crate) buffer: WriteBuffer,
     /// Commits the unit after the buffer is written.
-    pub(crate) commit: bool,
+    pub(crate) commit: Option<Commit>,
+}
+
+/// What a commit waits for first: the unit's blobs being durable.
+pub(crate) struct Commit {
+    pub(crate) payloads: Option<PendingCommit>,
 }
 
 impl Job {
-    fn run(conn: &mut DbConnection, begin: bool, buffer: &mut WriteBuffer, commit: bool) -> Result<()> {
+    fn run(conn: &mut DbConnection, begin: bool, buffer: &mut WriteBuffer, commit: Option<Commit>) -> Result<()> {
         if begin {
             crate::connection::begin_unit_transaction(conn)?;
         }
         let written = buffer.flush(conn);
-        if !commit {
+        let Some(Commit { payloads }) = commit else {
             return written;
-        }
-        let committed = written.and_then(|()| Ok(Tm::commit_transaction(conn)?));
+        };
+        let committed = written
+            .and_then(|()| Ok(payloads.map_or(Ok(()), PendingCommit::wait)?))
+            .and_then(|()| Ok(Tm::commit_transaction(conn)?));
         if committed.is_err() {
             rollback_if_open(conn);
         }

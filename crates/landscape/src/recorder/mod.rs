@@ -188,7 +188,7 @@ impl Recorder {
     /// Hands the connection to the flush thread for the buffer (opening the
     /// unit's transaction first if its BEGIN is pending, committing after
     /// if asked).
-    fn start_job(&mut self, commit: bool) -> Result<()> {
+    fn start_job(&mut self, commit: Option<flusher::Commit>) -> Result<()> {
         let conn = self.conn.take().ok_or_else(lost_connection)?;
         let job = flusher::Job { conn, begin: self.begin_pending, buffer: std::mem::take(&mut self.buffer), commit };
         self.begin_pending = false;
@@ -227,7 +227,7 @@ impl Recorder {
         }
         if self.poisoned.is_none() {
             // Without a thread the buffer simply waits for the next statement.
-            let _ = self.start_job(false);
+            let _ = self.start_job(None);
         }
     }
 
@@ -266,13 +266,18 @@ impl Recorder {
             Ok(_) => self.poisoned.take().map_or(Ok(()), Err),
             Err(error) => Err(error),
         };
-        // Blobs the unit refers to are durable before the unit is.
-        let ready = ready.and_then(|()| Ok(self.payloads.as_ref().map_or(Ok(()), PayloadStore::sync)?));
-        if let Err(error) = ready {
-            self.abandon_unit();
-            return Err(error);
+        // Blobs the unit refers to are durable before the unit is: the
+        // flush thread waits for them before it commits.
+        let payloads = ready.and_then(|()| {
+            Ok(self.payloads.as_ref().map(PayloadStore::sync_in_background).transpose()?)
+        });
+        match payloads {
+            Ok(payloads) => self.start_job(Some(flusher::Commit { payloads })),
+            Err(error) => {
+                self.abandon_unit();
+                Err(error)
+            }
         }
-        self.start_job(true)
     }
 
     /// Waits until everything recorded so far is written (and a unit
