@@ -86,13 +86,7 @@ impl Writer {
         let (messages, inbox) = sync_channel(IN_FLIGHT);
         let (written_sender, written) = channel();
         let thread = std::thread::spawn(move || run(&base, &inbox, &written_sender));
-        Writer {
-            messages: Some(messages),
-            written,
-            filling: Batch::default(),
-            uncommitted: false,
-            thread: Some(thread),
-        }
+        Writer { messages: Some(messages), written, filling: Batch::default(), uncommitted: false, thread: Some(thread) }
     }
 
     /// Queues a blob under its key (the SHA-256 of `bytes`).

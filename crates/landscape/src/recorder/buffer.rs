@@ -1,9 +1,13 @@
 //! The write buffer of a unit of work: the hot-path records (rows, tokens,
 //! parent links, node states, routing events, token outcomes) are collected and
 //! written as multi-row inserts, in foreign-key order, before any other
-//! statement runs and before the unit commits. Outside a unit nothing is
-//! buffered. A constraint violation found at flush (a second terminal
-//! outcome) fails the flush, and so the unit.
+//! statement runs and before the unit commits. Writes that need no answer
+//! (an operation begun or completed, an artifact, a checkpoint, the
+//! heartbeat) wait here too, as statements run after the records in the
+//! order they were made, so a unit's end does not need the connection on
+//! the engine's thread. Outside a unit nothing is buffered. A constraint
+//! violation found at flush (a second terminal outcome) fails the flush,
+//! and so the unit.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -163,6 +167,10 @@ pub(crate) struct ParentInsert {
     pub(crate) ordinal: i32,
 }
 
+/// A write that needs no answer, run on whichever thread flushes the buffer.
+/// It refers to nothing recorded after it: records are written first.
+pub(crate) type Statement = Box<dyn FnOnce(&mut DbConnection) -> Result<()> + Send>;
+
 #[derive(Default)]
 pub(crate) struct WriteBuffer {
     pub(crate) rows: Vec<RowInsert>,
@@ -171,6 +179,7 @@ pub(crate) struct WriteBuffer {
     pub(crate) states: Vec<StateInsert>,
     pub(crate) events: Vec<EventInsert>,
     pub(crate) outcomes: Vec<OutcomeInsert>,
+    pub(crate) statements: Vec<Statement>,
 }
 
 impl WriteBuffer {
@@ -181,11 +190,18 @@ impl WriteBuffer {
             && self.states.is_empty()
             && self.events.is_empty()
             && self.outcomes.is_empty()
+            && self.statements.is_empty()
     }
 
     /// Records held.
     pub(crate) fn len(&self) -> usize {
-        self.rows.len() + self.tokens.len() + self.parents.len() + self.states.len() + self.events.len() + self.outcomes.len()
+        self.rows.len()
+            + self.tokens.len()
+            + self.parents.len()
+            + self.states.len()
+            + self.events.len()
+            + self.outcomes.len()
+            + self.statements.len()
     }
 
     pub(crate) fn clear(&mut self) {
@@ -203,109 +219,124 @@ impl WriteBuffer {
         self.states.iter_mut().rev().find(|s| s.state_id == state_id)
     }
 
-    /// Writes everything, parents before children.
+    /// Writes everything, parents before children, then runs the
+    /// statements in order.
     pub(crate) fn flush(&mut self, conn: &mut DbConnection) -> Result<()> {
         if self.is_empty() {
             return Ok(());
         }
-        let WriteBuffer { rows, tokens, parents, states, events, outcomes } = std::mem::take(self);
-        let expected = rows.len();
-        let affected = insert_all!(conn, rows::table, rows, |r| (
-            rows::row_id.eq(r.row_id),
-            rows::run_id.eq(r.run_id),
-            rows::source_node_id.eq(r.source_node_id),
-            rows::row_index.eq(r.row_index),
-            rows::source_data_hash.eq(r.hash),
-            rows::source_data_ref.eq(r.data_ref),
-            rows::created_at.eq(r.created_at),
-        ))?;
-        expect_all(affected, expected, "rows")?;
+        let WriteBuffer { rows, tokens, parents, states, events, outcomes, statements } = std::mem::take(self);
+        write_records(conn, rows, tokens, parents, states, events, outcomes)?;
+        statements.into_iter().try_for_each(|statement| statement(conn))
+    }
+}
 
-        let expected = tokens.len();
-        let affected = insert_all!(conn, tokens::table, tokens, |t| (
-            tokens::token_id.eq(t.token_id),
-            tokens::row_id.eq(t.row_id),
-            tokens::run_id.eq(t.run_id),
-            tokens::fork_group_id.eq(t.fork_group_id),
-            tokens::join_group_id.eq(t.join_group_id),
-            tokens::expand_group_id.eq(t.expand_group_id),
-            tokens::branch_name.eq(t.branch_name),
-            tokens::step_in_pipeline.eq(t.step_in_pipeline),
-            tokens::created_at.eq(t.created_at),
-        ))?;
-        expect_all(affected, expected, "tokens")?;
+/// The multi-row inserts of a flush, in foreign-key order.
+fn write_records(
+    conn: &mut DbConnection,
+    rows: Vec<RowInsert>,
+    tokens: Vec<TokenInsert>,
+    parents: Vec<ParentInsert>,
+    states: Vec<StateInsert>,
+    events: Vec<EventInsert>,
+    outcomes: Vec<OutcomeInsert>,
+) -> Result<()> {
+    let expected = rows.len();
+    let affected = insert_all!(conn, rows::table, rows, |r| (
+        rows::row_id.eq(r.row_id),
+        rows::run_id.eq(r.run_id),
+        rows::source_node_id.eq(r.source_node_id),
+        rows::row_index.eq(r.row_index),
+        rows::source_data_hash.eq(r.hash),
+        rows::source_data_ref.eq(r.data_ref),
+        rows::created_at.eq(r.created_at),
+    ))?;
+    expect_all(affected, expected, "rows")?;
 
-        let expected = parents.len();
-        let affected = insert_all!(conn, token_parents::table, parents, |p| (
-            token_parents::token_id.eq(p.token_id),
-            token_parents::parent_token_id.eq(p.parent_token_id),
-            token_parents::ordinal.eq(p.ordinal),
-        ))?;
-        expect_all(affected, expected, "token parents")?;
+    let expected = tokens.len();
+    let affected = insert_all!(conn, tokens::table, tokens, |t| (
+        tokens::token_id.eq(t.token_id),
+        tokens::row_id.eq(t.row_id),
+        tokens::run_id.eq(t.run_id),
+        tokens::fork_group_id.eq(t.fork_group_id),
+        tokens::join_group_id.eq(t.join_group_id),
+        tokens::expand_group_id.eq(t.expand_group_id),
+        tokens::branch_name.eq(t.branch_name),
+        tokens::step_in_pipeline.eq(t.step_in_pipeline),
+        tokens::created_at.eq(t.created_at),
+    ))?;
+    expect_all(affected, expected, "tokens")?;
 
-        let expected = states.len();
-        let affected = insert_all!(conn, node_states::table, states, |s| (
-            (
-                node_states::state_id.eq(s.state_id),
-                node_states::token_id.eq(s.token_id),
-                node_states::run_id.eq(s.run_id),
-                node_states::node_id.eq(s.node_id),
-                node_states::step_index.eq(s.step_index),
-                node_states::attempt.eq(s.attempt),
-                node_states::status.eq(s.status),
-                node_states::input_hash.eq(s.input_hash),
-            ),
-            (
-                node_states::output_hash.eq(s.output_hash),
-                node_states::context_before_json.eq(s.context_before_json),
-                node_states::context_after_json.eq(s.context_after_json),
-                node_states::duration_ms.eq(s.duration_ms),
-                node_states::error_json.eq(s.error_json),
-                node_states::success_reason_json.eq(s.success_reason_json),
-                node_states::started_at.eq(s.started_at),
-                node_states::completed_at.eq(s.completed_at),
-            ),
-        ))?;
-        expect_all(affected, expected, "node states")?;
+    let expected = parents.len();
+    let affected = insert_all!(conn, token_parents::table, parents, |p| (
+        token_parents::token_id.eq(p.token_id),
+        token_parents::parent_token_id.eq(p.parent_token_id),
+        token_parents::ordinal.eq(p.ordinal),
+    ))?;
+    expect_all(affected, expected, "token parents")?;
 
-        let expected = events.len();
-        let affected = insert_all!(conn, routing_events::table, events, |e| (
-            routing_events::event_id.eq(e.event_id),
-            routing_events::state_id.eq(e.state_id),
-            routing_events::edge_id.eq(e.edge_id),
-            routing_events::routing_group_id.eq(e.routing_group_id),
-            routing_events::ordinal.eq(e.ordinal),
-            routing_events::mode.eq(e.mode),
-            routing_events::reason_hash.eq(e.reason_hash),
-            routing_events::reason_ref.eq(e.reason_ref),
-            routing_events::created_at.eq(e.created_at),
-        ))?;
-        expect_all(affected, expected, "routing events")?;
+    let expected = states.len();
+    let affected = insert_all!(conn, node_states::table, states, |s| (
+        (
+            node_states::state_id.eq(s.state_id),
+            node_states::token_id.eq(s.token_id),
+            node_states::run_id.eq(s.run_id),
+            node_states::node_id.eq(s.node_id),
+            node_states::step_index.eq(s.step_index),
+            node_states::attempt.eq(s.attempt),
+            node_states::status.eq(s.status),
+            node_states::input_hash.eq(s.input_hash),
+        ),
+        (
+            node_states::output_hash.eq(s.output_hash),
+            node_states::context_before_json.eq(s.context_before_json),
+            node_states::context_after_json.eq(s.context_after_json),
+            node_states::duration_ms.eq(s.duration_ms),
+            node_states::error_json.eq(s.error_json),
+            node_states::success_reason_json.eq(s.success_reason_json),
+            node_states::started_at.eq(s.started_at),
+            node_states::completed_at.eq(s.completed_at),
+        ),
+    ))?;
+    expect_all(affected, expected, "node states")?;
 
-        let expected = outcomes.len();
-        let result = insert_all!(conn, token_outcomes::table, outcomes, |o| (
-            token_outcomes::outcome_id.eq(o.outcome_id),
-            token_outcomes::run_id.eq(o.run_id),
-            token_outcomes::token_id.eq(o.token_id),
-            token_outcomes::outcome.eq(o.outcome),
-            token_outcomes::is_terminal.eq(o.is_terminal),
-            token_outcomes::recorded_at.eq(o.recorded_at),
-            token_outcomes::sink_name.eq(o.sink_name),
-            token_outcomes::batch_id.eq(o.batch_id),
-            token_outcomes::fork_group_id.eq(o.fork_group_id),
-            token_outcomes::join_group_id.eq(o.join_group_id),
-            token_outcomes::expand_group_id.eq(o.expand_group_id),
-            token_outcomes::error_hash.eq(o.error_hash),
-            token_outcomes::context_json.eq(o.context_json),
-            token_outcomes::expected_branches_json.eq(o.expected_branches_json),
-        ));
-        match result {
-            Ok(affected) => expect_all(affected, expected, "token outcomes"),
-            Err(LandscapeError::Database(error)) if is_unique_violation(&error) => Err(LandscapeError::IllegalTransition(
-                "a token already has a terminal outcome; the unit's outcomes were refused".into(),
-            )),
-            Err(error) => Err(error),
-        }
+    let expected = events.len();
+    let affected = insert_all!(conn, routing_events::table, events, |e| (
+        routing_events::event_id.eq(e.event_id),
+        routing_events::state_id.eq(e.state_id),
+        routing_events::edge_id.eq(e.edge_id),
+        routing_events::routing_group_id.eq(e.routing_group_id),
+        routing_events::ordinal.eq(e.ordinal),
+        routing_events::mode.eq(e.mode),
+        routing_events::reason_hash.eq(e.reason_hash),
+        routing_events::reason_ref.eq(e.reason_ref),
+        routing_events::created_at.eq(e.created_at),
+    ))?;
+    expect_all(affected, expected, "routing events")?;
+
+    let expected = outcomes.len();
+    let result = insert_all!(conn, token_outcomes::table, outcomes, |o| (
+        token_outcomes::outcome_id.eq(o.outcome_id),
+        token_outcomes::run_id.eq(o.run_id),
+        token_outcomes::token_id.eq(o.token_id),
+        token_outcomes::outcome.eq(o.outcome),
+        token_outcomes::is_terminal.eq(o.is_terminal),
+        token_outcomes::recorded_at.eq(o.recorded_at),
+        token_outcomes::sink_name.eq(o.sink_name),
+        token_outcomes::batch_id.eq(o.batch_id),
+        token_outcomes::fork_group_id.eq(o.fork_group_id),
+        token_outcomes::join_group_id.eq(o.join_group_id),
+        token_outcomes::expand_group_id.eq(o.expand_group_id),
+        token_outcomes::error_hash.eq(o.error_hash),
+        token_outcomes::context_json.eq(o.context_json),
+        token_outcomes::expected_branches_json.eq(o.expected_branches_json),
+    ));
+    match result {
+        Ok(affected) => expect_all(affected, expected, "token outcomes"),
+        Err(LandscapeError::Database(error)) if is_unique_violation(&error) => Err(LandscapeError::IllegalTransition(
+            "a token already has a terminal outcome; the unit's outcomes were refused".into(),
+        )),
+        Err(error) => Err(error),
     }
 }
 

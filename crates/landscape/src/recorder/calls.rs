@@ -131,19 +131,21 @@ impl Recorder {
         let input = input.map(|i| self.payload(i)).transpose()?;
         let operation_id = OperationId::new();
         let (at, naive) = now();
-        let affected = diesel::insert_into(operations::table)
-            .values((
-                operations::operation_id.eq(operation_id.as_str()),
-                operations::run_id.eq(run_id.as_str()),
-                operations::node_id.eq(node_id.as_str()),
-                operations::operation_type.eq(operation_type.as_str()),
-                operations::started_at.eq(naive),
-                operations::status.eq(OperationStatus::Open.as_str()),
-                operations::input_data_ref.eq(input.as_ref().and_then(|i| i.data_ref.as_deref())),
-                operations::input_data_hash.eq(input.as_ref().map(|i| i.hash.as_str())),
-            ))
-            .execute(self.conn()?)?;
-        ensure_one(affected, || format!("insert of operation {operation_id}"))?;
+        let values = (
+            operations::operation_id.eq(operation_id.as_str().to_owned()),
+            operations::run_id.eq(run_id.as_str().to_owned()),
+            operations::node_id.eq(node_id.as_str().to_owned()),
+            operations::operation_type.eq(operation_type.as_str()),
+            operations::started_at.eq(naive),
+            operations::status.eq(OperationStatus::Open.as_str()),
+            operations::input_data_ref.eq(input.as_ref().and_then(|i| i.data_ref.clone())),
+            operations::input_data_hash.eq(input.as_ref().map(|i| i.hash.as_str().to_owned())),
+        );
+        let id = operation_id.clone();
+        self.write(move |conn| {
+            let affected = diesel::insert_into(operations::table).values(values).execute(conn)?;
+            ensure_one(affected, || format!("insert of operation {id}"))
+        })?;
         Ok(Operation {
             operation_id,
             run_id: run_id.clone(),
@@ -155,13 +157,14 @@ impl Recorder {
         })
     }
 
-    /// Ends an open operation; any other transition is refused.
+    /// Ends an open operation; any other transition is refused (in a unit,
+    /// by the unit's flush).
     pub fn complete_operation(
         &mut self,
         operation_id: &OperationId,
         completion: &OperationCompletion<'_>,
         duration_ms: f64,
-    ) -> Result<Operation> {
+    ) -> Result<()> {
         let duration_ms = check_duration(duration_ms)?;
         let (status, output, error_message) = match completion {
             OperationCompletion::Completed { output } => (OperationStatus::Completed, *output, None),
@@ -175,25 +178,29 @@ impl Recorder {
         };
         let output = output.map(|o| self.payload(o)).transpose()?;
         let from: Vec<&str> = OperationStatus::ALL.iter().filter(|s| s.can_transition_to(status)).map(|s| s.as_str()).collect();
-        let affected = diesel::update(
-            operations::table.filter(operations::operation_id.eq(operation_id.as_str())).filter(operations::status.eq_any(&from)),
-        )
-        .set((
+        let changes = (
             operations::status.eq(status.as_str()),
             operations::completed_at.eq(now().1),
             operations::duration_ms.eq(duration_ms),
-            operations::error_message.eq(error_message),
-            operations::output_data_ref.eq(output.as_ref().and_then(|o| o.data_ref.as_deref())),
-            operations::output_data_hash.eq(output.as_ref().map(|o| o.hash.as_str())),
-        ))
-        .execute(self.conn()?)?;
-        if affected == 0 {
-            let current = self.get_operation(operation_id)?;
-            return Err(LandscapeError::IllegalTransition(format!(
-                "operation {operation_id} is {}; it cannot become {status}",
-                current.state.status()
-            )));
-        }
-        self.get_operation(operation_id)
+            operations::error_message.eq(error_message.map(str::to_owned)),
+            operations::output_data_ref.eq(output.as_ref().and_then(|o| o.data_ref.clone())),
+            operations::output_data_hash.eq(output.as_ref().map(|o| o.hash.as_str().to_owned())),
+        );
+        let id = operation_id.as_str().to_owned();
+        self.write(move |conn| {
+            let affected = diesel::update(
+                operations::table.filter(operations::operation_id.eq(&id)).filter(operations::status.eq_any(&from)),
+            )
+            .set(changes)
+            .execute(conn)?;
+            if affected == 0 {
+                let current = super::queries::operation_on(conn, &id)?;
+                return Err(LandscapeError::IllegalTransition(format!(
+                    "operation {id} is {}; it cannot become {status}",
+                    current.state.status()
+                )));
+            }
+            Ok(())
+        })
     }
 }

@@ -42,22 +42,24 @@ impl Recorder {
     pub fn create_checkpoint(&mut self, run_id: &RunId, checkpoint: &NewCheckpoint<'_>) -> Result<Checkpoint> {
         let checkpoint_id = CheckpointId::new();
         let (at, naive) = now();
-        let affected = diesel::insert_into(checkpoints::table)
-            .values((
-                checkpoints::checkpoint_id.eq(checkpoint_id.as_str()),
-                checkpoints::run_id.eq(run_id.as_str()),
-                checkpoints::token_id.eq(checkpoint.token_id.as_str()),
-                checkpoints::node_id.eq(checkpoint.node_id.as_str()),
-                checkpoints::sequence_number.eq(i64_of("sequence_number", checkpoint.sequence_number)?),
-                checkpoints::aggregation_state_json.eq(checkpoint.aggregation_state_json),
-                checkpoints::coalesce_state_json.eq(checkpoint.coalesce_state_json),
-                checkpoints::created_at.eq(naive),
-                checkpoints::upstream_topology_hash.eq(checkpoint.upstream_topology_hash.as_str()),
-                checkpoints::checkpoint_node_config_hash.eq(checkpoint.checkpoint_node_config_hash.as_str()),
-                checkpoints::format_version.eq(i32_of("format_version", CHECKPOINT_FORMAT_VERSION)?),
-            ))
-            .execute(self.conn()?)?;
-        ensure_one(affected, || format!("insert of checkpoint {checkpoint_id}"))?;
+        let values = (
+            checkpoints::checkpoint_id.eq(checkpoint_id.as_str().to_owned()),
+            checkpoints::run_id.eq(run_id.as_str().to_owned()),
+            checkpoints::token_id.eq(checkpoint.token_id.as_str().to_owned()),
+            checkpoints::node_id.eq(checkpoint.node_id.as_str().to_owned()),
+            checkpoints::sequence_number.eq(i64_of("sequence_number", checkpoint.sequence_number)?),
+            checkpoints::aggregation_state_json.eq(checkpoint.aggregation_state_json.map(str::to_owned)),
+            checkpoints::coalesce_state_json.eq(checkpoint.coalesce_state_json.map(str::to_owned)),
+            checkpoints::created_at.eq(naive),
+            checkpoints::upstream_topology_hash.eq(checkpoint.upstream_topology_hash.as_str().to_owned()),
+            checkpoints::checkpoint_node_config_hash.eq(checkpoint.checkpoint_node_config_hash.as_str().to_owned()),
+            checkpoints::format_version.eq(i32_of("format_version", CHECKPOINT_FORMAT_VERSION)?),
+        );
+        let id = checkpoint_id.clone();
+        self.write(move |conn| {
+            let affected = diesel::insert_into(checkpoints::table).values(values).execute(conn)?;
+            ensure_one(affected, || format!("insert of checkpoint {id}"))
+        })?;
         Ok(Checkpoint {
             checkpoint_id,
             run_id: run_id.clone(),

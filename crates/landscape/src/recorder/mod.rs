@@ -268,9 +268,7 @@ impl Recorder {
         };
         // Blobs the unit refers to are durable before the unit is: the
         // flush thread waits for them before it commits.
-        let payloads = ready.and_then(|()| {
-            Ok(self.payloads.as_ref().map(PayloadStore::sync_in_background).transpose()?)
-        });
+        let payloads = ready.and_then(|()| Ok(self.payloads.as_ref().map(PayloadStore::sync_in_background).transpose()?));
         match payloads {
             Ok(payloads) => self.start_job(Some(flusher::Commit { payloads })),
             Err(error) => {
@@ -321,6 +319,19 @@ impl Recorder {
             return result;
         }
         self.conn()?.transaction(f)
+    }
+
+    /// A write that needs no answer. In a unit it waits in the write buffer
+    /// and runs after the records made before it, on whichever thread
+    /// flushes the buffer; its failure fails the unit (reported by a later
+    /// statement or the commit). Outside a unit it runs now.
+    pub(crate) fn write(&mut self, statement: impl FnOnce(&mut DbConnection) -> Result<()> + Send + 'static) -> Result<()> {
+        if self.in_unit {
+            self.buffer.statements.push(Box::new(statement));
+            self.buffered();
+            return Ok(());
+        }
+        self.atomic(statement)
     }
 
     fn begin_savepoint(&mut self) -> Result<()> {

@@ -200,21 +200,23 @@ impl Recorder {
     pub fn register_artifact(&mut self, run_id: &RunId, artifact: &NewArtifact<'_>) -> Result<Artifact> {
         let artifact_id = ArtifactId::new();
         let (at, naive) = now();
-        let affected = diesel::insert_into(artifacts::table)
-            .values((
-                artifacts::artifact_id.eq(artifact_id.as_str()),
-                artifacts::run_id.eq(run_id.as_str()),
-                artifacts::produced_by_state_id.eq(artifact.produced_by_state_id.as_str()),
-                artifacts::sink_node_id.eq(artifact.sink_node_id.as_str()),
-                artifacts::artifact_type.eq(artifact.artifact_type),
-                artifacts::path_or_uri.eq(artifact.path_or_uri),
-                artifacts::content_hash.eq(artifact.content_hash.as_str()),
-                artifacts::size_bytes.eq(i64_of("size_bytes", artifact.size_bytes)?),
-                artifacts::idempotency_key.eq(artifact.idempotency_key),
-                artifacts::created_at.eq(naive),
-            ))
-            .execute(self.conn()?)?;
-        ensure_one(affected, || format!("insert of artifact {}", artifact.path_or_uri))?;
+        let values = (
+            artifacts::artifact_id.eq(artifact_id.as_str().to_owned()),
+            artifacts::run_id.eq(run_id.as_str().to_owned()),
+            artifacts::produced_by_state_id.eq(artifact.produced_by_state_id.as_str().to_owned()),
+            artifacts::sink_node_id.eq(artifact.sink_node_id.as_str().to_owned()),
+            artifacts::artifact_type.eq(artifact.artifact_type.to_owned()),
+            artifacts::path_or_uri.eq(artifact.path_or_uri.to_owned()),
+            artifacts::content_hash.eq(artifact.content_hash.as_str().to_owned()),
+            artifacts::size_bytes.eq(i64_of("size_bytes", artifact.size_bytes)?),
+            artifacts::idempotency_key.eq(artifact.idempotency_key.map(str::to_owned)),
+            artifacts::created_at.eq(naive),
+        );
+        let path = artifact.path_or_uri.to_owned();
+        self.write(move |conn| {
+            let affected = diesel::insert_into(artifacts::table).values(values).execute(conn)?;
+            ensure_one(affected, || format!("insert of artifact {path}"))
+        })?;
         Ok(Artifact {
             artifact_id,
             run_id: run_id.clone(),

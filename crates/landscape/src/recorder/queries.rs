@@ -135,12 +135,7 @@ impl Recorder {
     }
 
     pub fn get_operation(&mut self, operation_id: &OperationId) -> Result<Operation> {
-        let found: Vec<OperationRow> = operations::table
-            .filter(operations::operation_id.eq(operation_id.as_str()))
-            .select(OperationRow::as_select())
-            .limit(2)
-            .load(self.conn()?)?;
-        loaders::operation(exactly_one(found, || format!("operation {operation_id}"))?)
+        operation_on(self.conn()?, operation_id.as_str())
     }
 
     pub fn get_batch(&mut self, batch_id: &BatchId) -> Result<Batch> {
@@ -254,4 +249,15 @@ impl Recorder {
             })
             .collect()
     }
+}
+
+/// The operation `operation_id`, read on `conn` (also by a statement that
+/// runs on the flush thread).
+pub(crate) fn operation_on(conn: &mut crate::connection::DbConnection, operation_id: &str) -> Result<Operation> {
+    let found: Vec<OperationRow> = operations::table
+        .filter(operations::operation_id.eq(operation_id))
+        .select(OperationRow::as_select())
+        .limit(2)
+        .load(conn)?;
+    loaders::operation(exactly_one(found, || format!("operation {operation_id}"))?)
 }

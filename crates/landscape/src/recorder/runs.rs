@@ -118,10 +118,12 @@ impl Recorder {
     /// Records that the owning process is alive.
     pub fn heartbeat(&mut self, run_id: &RunId) -> Result<()> {
         let (_, naive) = now();
-        let affected = diesel::update(runs::table.filter(runs::run_id.eq(run_id.as_str())))
-            .set(runs::heartbeat_at.eq(naive))
-            .execute(self.conn()?)?;
-        ensure_one(affected, || format!("heartbeat of run {run_id}"))
+        let id = run_id.as_str().to_owned();
+        self.write(move |conn| {
+            let affected =
+                diesel::update(runs::table.filter(runs::run_id.eq(&id))).set(runs::heartbeat_at.eq(naive)).execute(conn)?;
+            ensure_one(affected, || format!("heartbeat of run {id}"))
+        })
     }
 
     /// Records how the source named its fields: original header → field

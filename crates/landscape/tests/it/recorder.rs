@@ -365,13 +365,14 @@ fn operation_lifecycle_is_guarded(recorder: &mut Recorder) {
     let refused =
         recorder.complete_operation(&op.operation_id, &OperationCompletion::Failed { error_message: "", output: None }, 1.0);
     assert!(matches!(refused, Err(LandscapeError::InvalidWrite(_))));
-    let done = recorder
+    recorder
         .complete_operation(
             &op.operation_id,
             &OperationCompletion::Completed { output: Some(&serde_json::json!({"rows": 1})) },
             1.0,
         )
         .expect("complete");
+    let done = recorder.get_operation(&op.operation_id).expect("read back");
     assert_eq!(done.state.status(), contracts::OperationStatus::Completed);
     let again =
         recorder.complete_operation(&op.operation_id, &OperationCompletion::Failed { error_message: "late", output: None }, 1.0);
