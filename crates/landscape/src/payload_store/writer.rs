@@ -8,11 +8,14 @@
 //!
 //! Blobs travel in batches (one buffer of bytes and a list of keys and
 //! ends), at most [`IN_FLIGHT`] at a time; written batches come back to be
-//! refilled, so the steady state allocates nothing. A failed write is kept
-//! and reported by the next commit, whose transaction is rolled back.
+//! refilled, so the steady state allocates nothing. The thread commits
+//! whenever it has caught up with its queue, so it never holds the store's
+//! write lock while it waits: runs in other processes share the store, and a
+//! lock held by an idle writer could close a cycle with their Landscape's.
+//! A failed write is kept and reported by the next commit request.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 
 use diesel::connection::SimpleConnection;
@@ -152,7 +155,15 @@ fn run(base: &Path, inbox: &Receiver<Message>, written: &Sender<Batch>) {
     let mut connection = super::connect(base);
     let mut in_transaction = false;
     let mut failure: Option<PayloadStoreError> = None;
-    for message in inbox {
+    let mut queued: Option<Message> = None;
+    loop {
+        let message = match queued.take() {
+            Some(message) => message,
+            None => match inbox.recv() {
+                Ok(message) => message,
+                Err(_) => return,
+            },
+        };
         match message {
             Message::Write(mut batch) => {
                 if failure.is_none() {
@@ -164,6 +175,19 @@ fn run(base: &Path, inbox: &Receiver<Message>, written: &Sender<Batch>) {
                 }
                 batch.clear();
                 let _ = written.send(batch);
+                // Caught up: commit, so the store's write lock is never held
+                // while this thread waits. Another process on the same store
+                // may hold its Landscape's write lock and wait for this one
+                // (and this process's unit for that one).
+                match inbox.try_recv() {
+                    Ok(next) => queued = Some(next),
+                    Err(TryRecvError::Empty) => {
+                        if let (None, Ok(connection)) = (&failure, &mut connection) {
+                            failure = commit(base, connection, &mut in_transaction).err();
+                        }
+                    }
+                    Err(TryRecvError::Disconnected) => return,
+                }
             }
             Message::Commit(committed) => {
                 let result = match (failure.take(), &mut connection) {
