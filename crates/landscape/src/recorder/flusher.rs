@@ -14,11 +14,13 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use diesel::connection::TransactionManager;
 
 use super::buffer::WriteBuffer;
+use super::wal::WalCheckpointer;
 use super::Tm;
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
@@ -43,8 +45,28 @@ pub(crate) struct Commit {
 }
 
 impl Job {
-    fn run(conn: &mut DbConnection, begin: bool, buffer: &mut WriteBuffer, commit: Option<Commit>) -> Result<()> {
+    fn run(self, wal: Option<&WalCheckpointer>) -> (DbConnection, Result<()>) {
+        let Job { mut conn, begin, mut buffer, commit } = self;
+        // The connection always comes back, even from a bug in the flush.
+        let result =
+            catch_unwind(AssertUnwindSafe(|| Job::write(&mut conn, begin, &mut buffer, commit, wal))).unwrap_or_else(|_| {
+                rollback_if_open(&mut conn);
+                Err(LandscapeError::InvalidWrite("the background flush of the write buffer panicked".into()))
+            });
+        (conn, result)
+    }
+
+    fn write(
+        conn: &mut DbConnection,
+        begin: bool,
+        buffer: &mut WriteBuffer,
+        commit: Option<Commit>,
+        wal: Option<&WalCheckpointer>,
+    ) -> Result<()> {
         if begin {
+            if let Some(wal) = wal {
+                wal.before_begin();
+            }
             crate::connection::begin_unit_transaction(conn)?;
         }
         let written = buffer.flush(conn);
@@ -54,8 +76,10 @@ impl Job {
         let committed = written
             .and_then(|()| Ok(payloads.map_or(Ok(()), PendingCommit::wait)?))
             .and_then(|()| Ok(Tm::commit_transaction(conn)?));
-        if committed.is_err() {
-            rollback_if_open(conn);
+        match (&committed, wal) {
+            (Ok(()), Some(wal)) => wal.committed(),
+            (Ok(()), None) => {}
+            (Err(_), _) => rollback_if_open(conn),
         }
         committed
     }
@@ -82,17 +106,14 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    pub(crate) fn spawn() -> Flusher {
+    /// The thread; units it commits ask `wal` for a checkpoint, and units
+    /// it begins wait for one when the log has grown too long.
+    pub(crate) fn spawn(wal: Option<Arc<WalCheckpointer>>) -> Flusher {
         let (jobs, job_receiver) = channel::<Job>();
         let (done_sender, done) = channel();
         let thread = std::thread::spawn(move || {
-            for Job { mut conn, begin, mut buffer, commit } in job_receiver {
-                // The connection always comes back, even from a bug in the flush.
-                let result =
-                    catch_unwind(AssertUnwindSafe(|| Job::run(&mut conn, begin, &mut buffer, commit))).unwrap_or_else(|_| {
-                        rollback_if_open(&mut conn);
-                        Err(LandscapeError::InvalidWrite("the background flush of the write buffer panicked".into()))
-                    });
+            for job in job_receiver {
+                let (conn, result) = job.run(wal.as_deref());
                 if done_sender.send(Done { conn, result }).is_err() {
                     return;
                 }

@@ -24,6 +24,7 @@ mod retention;
 mod runs;
 mod states;
 mod tokens;
+mod wal;
 
 use std::collections::HashMap;
 
@@ -52,6 +53,8 @@ pub struct Recorder {
     conn: Option<DbConnection>,
     /// Writes full write buffers while recording goes on (started on first use).
     flusher: Option<flusher::Flusher>,
+    /// Checkpoints the SQLite file's log off the writing thread.
+    wal: Option<std::sync::Arc<wal::WalCheckpointer>>,
     payloads: Option<PayloadStore>,
     in_unit: bool,
     /// Next call index per call parent, seeded from the database.
@@ -70,12 +73,12 @@ pub(crate) type Tm = <DbConnection as Connection>::TransactionManager;
 impl Recorder {
     /// Opens the Landscape at `url` (migrating it if needed).
     pub fn open(url: &str, payloads: Option<PayloadStore>) -> Result<Recorder> {
-        Ok(Recorder::new(crate::connection::open(url)?, payloads))
+        Ok(Recorder::new(crate::connection::open(url)?, payloads).with_wal_checkpoints(url))
     }
 
     /// Opens a Landscape that must already exist (see [`crate::open_existing`]).
     pub fn open_existing(url: &str, payloads: Option<PayloadStore>) -> Result<Recorder> {
-        Ok(Recorder::new(crate::connection::open_existing(url)?, payloads))
+        Ok(Recorder::new(crate::connection::open_existing(url)?, payloads).with_wal_checkpoints(url))
     }
 
     /// Opens an existing Landscape read-only (see [`crate::connection::open_read_only`]).
@@ -87,6 +90,7 @@ impl Recorder {
         Recorder {
             conn: Some(conn),
             flusher: None,
+            wal: None,
             payloads,
             in_unit: false,
             begin_pending: false,
@@ -94,6 +98,17 @@ impl Recorder {
             buffer: buffer::WriteBuffer::default(),
             poisoned: None,
         }
+    }
+
+    /// A recorder that writes a SQLite file checkpoints its log on a thread
+    /// of its own (see [`wal`]).
+    fn with_wal_checkpoints(mut self, url: &str) -> Recorder {
+        if let (Ok(crate::connection::DatabaseUrl::SqliteFile(path)), Some(conn)) =
+            (crate::connection::DatabaseUrl::parse(url), self.conn.as_mut())
+        {
+            self.wal = wal::WalCheckpointer::start(conn, &path).map(std::sync::Arc::new);
+        }
+        self
     }
 
     pub fn payload_store(&self) -> Option<&PayloadStore> {
@@ -171,6 +186,9 @@ impl Recorder {
         let conn = self.conn.as_mut().ok_or_else(lost_connection)?;
         if self.begin_pending && self.poisoned.is_none() {
             self.begin_pending = false;
+            if let Some(wal) = &self.wal {
+                wal.before_begin();
+            }
             crate::connection::begin_unit_transaction(conn)?;
         }
         Ok(conn)
@@ -192,7 +210,7 @@ impl Recorder {
         let conn = self.conn.take().ok_or_else(lost_connection)?;
         let job = flusher::Job { conn, begin: self.begin_pending, buffer: std::mem::take(&mut self.buffer), commit };
         self.begin_pending = false;
-        self.flusher.get_or_insert_with(flusher::Flusher::spawn).start(job).map_err(|job| {
+        self.flusher.get_or_insert_with(|| flusher::Flusher::spawn(self.wal.clone())).start(job).map_err(|job| {
             // The thread is gone (it cannot be, short of an abort): keep the
             // connection here and fail the unit.
             self.flusher = None;
