@@ -9,7 +9,7 @@
 //! violation found at flush (a second terminal outcome) fails the flush,
 //! and so the unit.
 
-use chrono::NaiveDateTime;
+use crate::models::DbTime;
 use diesel::prelude::*;
 
 use contracts::records::{RoutingEvent, Token};
@@ -64,7 +64,7 @@ pub(crate) struct RowInsert {
     pub(crate) row_index: i64,
     pub(crate) hash: String,
     pub(crate) data_ref: Option<String>,
-    pub(crate) created_at: NaiveDateTime,
+    pub(crate) created_at: DbTime,
 }
 
 pub(crate) struct TokenInsert {
@@ -76,7 +76,7 @@ pub(crate) struct TokenInsert {
     expand_group_id: Option<String>,
     branch_name: Option<String>,
     step_in_pipeline: Option<i32>,
-    created_at: NaiveDateTime,
+    created_at: DbTime,
 }
 
 impl TokenInsert {
@@ -91,7 +91,7 @@ impl TokenInsert {
             expand_group_id: expand.map(str::to_owned),
             branch_name: branch.map(str::to_owned),
             step_in_pipeline: step,
-            created_at: token.created_at.naive_utc(),
+            created_at: DbTime(token.created_at.naive_utc()),
         })
     }
 }
@@ -105,7 +105,7 @@ pub(crate) struct EventInsert {
     mode: &'static str,
     reason_hash: Option<String>,
     reason_ref: Option<String>,
-    created_at: NaiveDateTime,
+    created_at: DbTime,
 }
 
 impl EventInsert {
@@ -119,7 +119,7 @@ impl EventInsert {
             mode: event.mode.as_str(),
             reason_hash: event.reason_hash.as_ref().map(|h| h.as_str().to_owned()),
             reason_ref: event.reason_ref.clone(),
-            created_at: event.created_at.naive_utc(),
+            created_at: DbTime(event.created_at.naive_utc()),
         })
     }
 }
@@ -139,8 +139,8 @@ pub(crate) struct StateInsert {
     pub(crate) duration_ms: Option<f64>,
     pub(crate) error_json: Option<String>,
     pub(crate) success_reason_json: Option<String>,
-    pub(crate) started_at: NaiveDateTime,
-    pub(crate) completed_at: Option<NaiveDateTime>,
+    pub(crate) started_at: DbTime,
+    pub(crate) completed_at: Option<DbTime>,
 }
 
 pub(crate) struct OutcomeInsert {
@@ -149,7 +149,7 @@ pub(crate) struct OutcomeInsert {
     pub(crate) token_id: String,
     pub(crate) outcome: &'static str,
     pub(crate) is_terminal: i32,
-    pub(crate) recorded_at: NaiveDateTime,
+    pub(crate) recorded_at: DbTime,
     pub(crate) sink_name: Option<String>,
     pub(crate) batch_id: Option<String>,
     pub(crate) fork_group_id: Option<String>,

@@ -119,7 +119,7 @@ pub(crate) fn outcome_row(
         token_id: token_id.as_str().to_owned(),
         outcome: outcome.as_str(),
         is_terminal: i32::from(outcome.is_terminal()),
-        recorded_at: now().1,
+        recorded_at: crate::models::DbTime(now().1),
         sink_name: sink_name.map(str::to_owned),
         batch_id: batch_id.map(str::to_owned),
         fork_group_id: fork_group_id.map(str::to_owned),

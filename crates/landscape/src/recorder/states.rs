@@ -126,7 +126,7 @@ impl Recorder {
             state.success_reason_json = success_reason_json.map(str::to_owned);
             state.context_after_json = context_after_json.map(str::to_owned);
             state.duration_ms = Some(duration_ms);
-            state.completed_at = Some(now().1);
+            state.completed_at = Some(crate::models::DbTime(now().1));
             return Ok(());
         }
         // The states `target` may follow, as a fixed two-value filter (a
@@ -236,8 +236,8 @@ fn state_insert(
         duration_ms,
         error_json: error_json.map(str::to_owned),
         success_reason_json: success_reason_json.map(str::to_owned),
-        started_at: common.started_at.naive_utc(),
-        completed_at,
+        started_at: crate::models::DbTime(common.started_at.naive_utc()),
+        completed_at: completed_at.map(crate::models::DbTime),
     })
 }
 

@@ -69,7 +69,7 @@ impl Recorder {
             row_index: i64_of("row_index", row_index)?,
             hash: hash.as_str().to_owned(),
             data_ref: data_ref.clone(),
-            created_at: naive,
+            created_at: crate::models::DbTime(naive),
         });
         if self.in_unit {
             self.buffered();
