@@ -434,13 +434,13 @@ mod tests {
     #[test]
     fn a_written_time_reads_back_the_same() {
         use diesel::{Connection, RunQueryDsl};
-        let mut sqlite = diesel::sqlite::SqliteConnection::establish(":memory:").expect("memory");
-        let time = chrono::DateTime::from_timestamp(1_796_000_000, 123_456_000).expect("a time").naive_utc();
         #[derive(diesel::QueryableByName)]
         struct Back {
             #[diesel(sql_type = Timestamp)]
             at: DbTime,
         }
+        let mut sqlite = diesel::sqlite::SqliteConnection::establish(":memory:").expect("memory");
+        let time = chrono::DateTime::from_timestamp(1_796_000_000, 123_456_000).expect("a time").naive_utc();
         let back: Back =
             diesel::sql_query("SELECT ? AS at").bind::<Timestamp, _>(DbTime(time)).get_result(&mut sqlite).expect("read");
         assert_eq!(back.at, DbTime(time));

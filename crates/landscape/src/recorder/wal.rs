@@ -67,14 +67,14 @@ impl WalCheckpointer {
     }
 
     fn start_with_limit(writer: &mut DbConnection, path: &Path, limit: i64) -> Option<WalCheckpointer> {
-        let DbConnection::Sqlite(sqlite) = writer else { return None };
-        let mut own = SqliteConnection::establish(path.to_str()?).ok()?;
-        own.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA cache_size = -1024;").ok()?;
         #[derive(diesel::QueryableByName)]
         struct Mode {
             #[diesel(sql_type = diesel::sql_types::Text)]
             journal_mode: String,
         }
+        let DbConnection::Sqlite(sqlite) = writer else { return None };
+        let mut own = SqliteConnection::establish(path.to_str()?).ok()?;
+        own.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA cache_size = -1024;").ok()?;
         let mode: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(&mut own).ok()?;
         if !mode.journal_mode.eq_ignore_ascii_case("wal") {
             return None;
@@ -170,11 +170,16 @@ mod tests {
     }
 
     fn wal_bytes(path: &Path) -> u64 {
-        std::fs::metadata(path.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len())
     }
 
     #[test]
     fn the_writer_leaves_checkpoints_to_the_thread_and_the_log_restarts() {
+        #[derive(diesel::QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            wal_autocheckpoint: i64,
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("audit.db");
         let mut conn = writer(&path);
@@ -182,11 +187,6 @@ mod tests {
         // each one restarts the log (deterministically).
         let wal = WalCheckpointer::start_with_limit(&mut conn, &path, 0).expect("a checkpointer for a WAL file");
         let DbConnection::Sqlite(sqlite) = &mut conn else { unreachable!("a SQLite writer") };
-        #[derive(diesel::QueryableByName)]
-        struct Setting {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            wal_autocheckpoint: i64,
-        }
         let setting: Setting = diesel::sql_query("PRAGMA wal_autocheckpoint").get_result(sqlite).expect("setting");
         assert_eq!(setting.wal_autocheckpoint, 0, "the writer no longer checkpoints in its commits");
         unit(&mut conn, Some(&wal));
