@@ -6,9 +6,12 @@ use diesel::prelude::*;
 use contracts::records::{Batch, BatchMember, BatchState, BatchTrigger};
 use contracts::{BatchId, BatchStatus, NodeId, RunId, StateId, TokenId};
 
+use super::buffer::{BatchInsert, MemberInsert, WriteBuffer};
 use super::{ensure_one, i32_of, is_unique_violation, now, Recorder};
+use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
-use crate::schema::{batch_members, batches};
+use crate::models::DbTime;
+use crate::schema::batches;
 
 /// How a batch ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,37 +30,16 @@ impl BatchCompletion {
 }
 
 impl Recorder {
-    /// Creates a draft batch.
+    /// Creates a draft batch. In a unit it waits in the write buffer.
     pub fn create_batch(&mut self, run_id: &RunId, node_id: &NodeId) -> Result<Batch> {
-        self.insert_batch(run_id, node_id, 0, None)
+        let (batch, row) = new_batch(run_id, node_id, 0, None)?;
+        self.buffer.batches.push(row);
+        self.pushed()?;
+        Ok(batch)
     }
 
-    fn insert_batch(&mut self, run_id: &RunId, node_id: &NodeId, attempt: u32, retry_of: Option<&BatchId>) -> Result<Batch> {
-        let batch_id = BatchId::new();
-        let (at, naive) = now();
-        let affected = diesel::insert_into(batches::table)
-            .values((
-                batches::batch_id.eq(batch_id.as_str()),
-                batches::run_id.eq(run_id.as_str()),
-                batches::aggregation_node_id.eq(node_id.as_str()),
-                batches::attempt.eq(i32_of("attempt", attempt)?),
-                batches::status.eq(BatchStatus::Draft.as_str()),
-                batches::created_at.eq(naive),
-                batches::retry_of_batch_id.eq(retry_of.map(BatchId::as_str)),
-            ))
-            .execute(self.conn()?)?;
-        ensure_one(affected, || format!("insert of batch {batch_id}"))?;
-        Ok(Batch {
-            batch_id,
-            run_id: run_id.clone(),
-            aggregation_node_id: node_id.clone(),
-            attempt,
-            retry_of_batch_id: retry_of.cloned(),
-            created_at: at,
-            state: BatchState::Draft,
-        })
-    }
-
+    /// A token joins a batch at `ordinal`. In a unit it waits in the write
+    /// buffer (a second member at one ordinal then fails the unit's flush).
     pub fn add_batch_member(
         &mut self,
         batch_id: &BatchId,
@@ -65,61 +47,28 @@ impl Recorder {
         token_id: &TokenId,
         ordinal: u32,
     ) -> Result<BatchMember> {
-        let affected = diesel::insert_into(batch_members::table)
-            .values((
-                batch_members::batch_id.eq(batch_id.as_str()),
-                batch_members::run_id.eq(run_id.as_str()),
-                batch_members::token_id.eq(token_id.as_str()),
-                batch_members::ordinal.eq(i32_of("ordinal", ordinal)?),
-            ))
-            .execute(self.conn()?)?;
-        ensure_one(affected, || format!("insert of member {token_id} of batch {batch_id}"))?;
-        Ok(BatchMember { batch_id: batch_id.clone(), run_id: run_id.clone(), token_id: token_id.clone(), ordinal })
+        let member = BatchMember { batch_id: batch_id.clone(), run_id: run_id.clone(), token_id: token_id.clone(), ordinal };
+        self.buffer.members.push(member_insert(&member)?);
+        self.pushed()?;
+        Ok(member)
     }
 
     /// draft → executing, setting the trigger and the flush state together.
-    pub fn start_batch(&mut self, batch_id: &BatchId, trigger: &BatchTrigger, state_id: &StateId) -> Result<Batch> {
+    /// In a unit it runs after the unit's records, and a batch that is not
+    /// a draft then fails the unit; outside one it is refused at once.
+    pub fn start_batch(&mut self, batch_id: &BatchId, trigger: &BatchTrigger, state_id: &StateId) -> Result<()> {
         if trigger.trigger_reason.is_empty() {
             return Err(LandscapeError::InvalidWrite("a batch trigger needs a reason".into()));
         }
-        self.transition_batch(batch_id, BatchStatus::Executing, Some((trigger, state_id)))
+        let (batch_id, trigger, state_id) = (batch_id.clone(), trigger.clone(), state_id.clone());
+        self.write(move |conn| transition_batch(conn, &batch_id, BatchStatus::Executing, Some((&trigger, &state_id))))
     }
 
-    /// executing → completed, or draft | executing → failed.
-    pub fn complete_batch(&mut self, batch_id: &BatchId, completion: BatchCompletion) -> Result<Batch> {
-        self.transition_batch(batch_id, completion.status(), None)
-    }
-
-    fn transition_batch(
-        &mut self,
-        batch_id: &BatchId,
-        to: BatchStatus,
-        flush: Option<(&BatchTrigger, &StateId)>,
-    ) -> Result<Batch> {
-        let from: Vec<&str> = BatchStatus::ALL.iter().filter(|s| s.can_transition_to(to)).map(|s| s.as_str()).collect();
-        let completed_at = to.is_terminal().then(|| now().1);
-        let target = batches::table.filter(batches::batch_id.eq(batch_id.as_str())).filter(batches::status.eq_any(&from));
-        let affected = match flush {
-            Some((trigger, state_id)) => diesel::update(target)
-                .set((
-                    batches::status.eq(to.as_str()),
-                    batches::trigger_type.eq(trigger.trigger_type.as_str()),
-                    batches::trigger_reason.eq(&trigger.trigger_reason),
-                    batches::aggregation_state_id.eq(state_id.as_str()),
-                ))
-                .execute(self.conn()?)?,
-            None => diesel::update(target)
-                .set((batches::status.eq(to.as_str()), batches::completed_at.eq(completed_at)))
-                .execute(self.conn()?)?,
-        };
-        if affected == 0 {
-            let current = self.get_batch(batch_id)?;
-            return Err(LandscapeError::IllegalTransition(format!(
-                "batch {batch_id} is {}; it cannot become {to}",
-                current.state.status()
-            )));
-        }
-        self.get_batch(batch_id)
+    /// executing → completed, or draft | executing → failed; deferred in a
+    /// unit like [`Recorder::start_batch`].
+    pub fn complete_batch(&mut self, batch_id: &BatchId, completion: BatchCompletion) -> Result<()> {
+        let batch_id = batch_id.clone();
+        self.write(move |conn| transition_batch(conn, &batch_id, completion.status(), None))
     }
 
     /// A new draft batch retrying a failed one (attempt + 1, same members and
@@ -146,22 +95,19 @@ impl Recorder {
         }
     }
 
+    /// The retry and its members, written now in a savepoint of their own.
     fn atomic_retry(&mut self, original: &Batch, members: &[BatchMember]) -> Result<Batch> {
+        let (retry, row) =
+            new_batch(&original.run_id, &original.aggregation_node_id, original.attempt + 1, Some(&original.batch_id))?;
+        let mut records = WriteBuffer::default();
+        records.batches.push(row);
+        for member in members {
+            records.members.push(member_insert(&BatchMember { batch_id: retry.batch_id.clone(), ..member.clone() })?);
+        }
         self.begin_savepoint()?;
-        let result = (|| {
-            let retry = self.insert_batch(
-                &original.run_id,
-                &original.aggregation_node_id,
-                original.attempt + 1,
-                Some(&original.batch_id),
-            )?;
-            for member in members {
-                self.add_batch_member(&retry.batch_id, &member.run_id, &member.token_id, member.ordinal)?;
-            }
-            Ok(retry)
-        })();
+        let result = records.flush(self.conn()?);
         self.end_savepoint(result.is_ok())?;
-        result
+        result.map(|()| retry)
     }
 
     fn find_retry_of(&mut self, batch_id: &BatchId) -> Result<Option<Batch>> {
@@ -172,4 +118,73 @@ impl Recorder {
             .optional()?;
         id.map(|id| self.get_batch(&BatchId::parse(id)?)).transpose()
     }
+}
+
+/// A draft batch and the record that writes it.
+fn new_batch(run_id: &RunId, node_id: &NodeId, attempt: u32, retry_of: Option<&BatchId>) -> Result<(Batch, BatchInsert)> {
+    let batch_id = BatchId::new();
+    let (at, naive) = now();
+    let row = BatchInsert {
+        batch_id: batch_id.as_str().to_owned(),
+        run_id: run_id.as_str().to_owned(),
+        aggregation_node_id: node_id.as_str().to_owned(),
+        attempt: i32_of("attempt", attempt)?,
+        status: BatchStatus::Draft.as_str(),
+        created_at: DbTime(naive),
+        retry_of_batch_id: retry_of.map(|id| id.as_str().to_owned()),
+    };
+    let batch = Batch {
+        batch_id,
+        run_id: run_id.clone(),
+        aggregation_node_id: node_id.clone(),
+        attempt,
+        retry_of_batch_id: retry_of.cloned(),
+        created_at: at,
+        state: BatchState::Draft,
+    };
+    Ok((batch, row))
+}
+
+fn member_insert(member: &BatchMember) -> Result<MemberInsert> {
+    Ok(MemberInsert {
+        batch_id: member.batch_id.as_str().to_owned(),
+        run_id: member.run_id.as_str().to_owned(),
+        token_id: member.token_id.as_str().to_owned(),
+        ordinal: i32_of("ordinal", member.ordinal)?,
+    })
+}
+
+/// Moves a batch to `to` from a status that may precede it; refused (with
+/// the status it is in) otherwise.
+fn transition_batch(
+    conn: &mut DbConnection,
+    batch_id: &BatchId,
+    to: BatchStatus,
+    flush: Option<(&BatchTrigger, &StateId)>,
+) -> Result<()> {
+    let from: Vec<&str> = BatchStatus::ALL.iter().filter(|s| s.can_transition_to(to)).map(|s| s.as_str()).collect();
+    let completed_at = to.is_terminal().then(|| now().1);
+    let target = batches::table.filter(batches::batch_id.eq(batch_id.as_str())).filter(batches::status.eq_any(&from));
+    let affected = match flush {
+        Some((trigger, state_id)) => diesel::update(target)
+            .set((
+                batches::status.eq(to.as_str()),
+                batches::trigger_type.eq(trigger.trigger_type.as_str()),
+                batches::trigger_reason.eq(&trigger.trigger_reason),
+                batches::aggregation_state_id.eq(state_id.as_str()),
+            ))
+            .execute(conn)?,
+        None => {
+            diesel::update(target).set((batches::status.eq(to.as_str()), batches::completed_at.eq(completed_at))).execute(conn)?
+        }
+    };
+    if affected == 0 {
+        let current: Option<String> =
+            batches::table.filter(batches::batch_id.eq(batch_id.as_str())).select(batches::status).first(conn).optional()?;
+        return Err(match current {
+            Some(status) => LandscapeError::IllegalTransition(format!("batch {batch_id} is {status}; it cannot become {to}")),
+            None => LandscapeError::NotFound(format!("batch {batch_id}")),
+        });
+    }
+    ensure_one(affected, || format!("transition of batch {batch_id} to {to}"))
 }

@@ -1,5 +1,6 @@
 //! The write buffer of a unit of work: the hot-path records (rows, tokens,
-//! parent links, node states, routing events, token outcomes) are collected and
+//! parent links, batches and their members, node states, routing events,
+//! token outcomes) are collected and
 //! written as multi-row inserts, in foreign-key order, before any other
 //! statement runs and before the unit commits. Writes that need no answer
 //! (an operation begun or completed, an artifact, a checkpoint, the
@@ -17,7 +18,7 @@ use contracts::records::{RoutingEvent, Token};
 use super::{i32_of, is_unique_violation};
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
-use crate::schema::{node_states, routing_events, rows, token_outcomes, token_parents, tokens};
+use crate::schema::{batch_members, batches, node_states, routing_events, rows, token_outcomes, token_parents, tokens};
 
 /// Inserts the values in `$values` (a `VecDeque`) that fill whole
 /// statements of `$n` rows, through the cached statement of that size.
@@ -167,6 +168,25 @@ pub(crate) struct ParentInsert {
     pub(crate) ordinal: i32,
 }
 
+/// A new (draft) aggregation batch.
+pub(crate) struct BatchInsert {
+    pub(crate) batch_id: String,
+    pub(crate) run_id: String,
+    pub(crate) aggregation_node_id: String,
+    pub(crate) attempt: i32,
+    pub(crate) status: &'static str,
+    pub(crate) created_at: DbTime,
+    pub(crate) retry_of_batch_id: Option<String>,
+}
+
+/// A token joining a batch.
+pub(crate) struct MemberInsert {
+    pub(crate) batch_id: String,
+    pub(crate) run_id: String,
+    pub(crate) token_id: String,
+    pub(crate) ordinal: i32,
+}
+
 /// A write that needs no answer, run on whichever thread flushes the buffer.
 /// It refers to nothing recorded after it: records are written first.
 pub(crate) type Statement = Box<dyn FnOnce(&mut DbConnection) -> Result<()> + Send>;
@@ -176,6 +196,8 @@ pub(crate) struct WriteBuffer {
     pub(crate) rows: Vec<RowInsert>,
     pub(crate) tokens: Vec<TokenInsert>,
     pub(crate) parents: Vec<ParentInsert>,
+    pub(crate) batches: Vec<BatchInsert>,
+    pub(crate) members: Vec<MemberInsert>,
     pub(crate) states: Vec<StateInsert>,
     pub(crate) events: Vec<EventInsert>,
     pub(crate) outcomes: Vec<OutcomeInsert>,
@@ -187,6 +209,8 @@ impl WriteBuffer {
         self.rows.is_empty()
             && self.tokens.is_empty()
             && self.parents.is_empty()
+            && self.batches.is_empty()
+            && self.members.is_empty()
             && self.states.is_empty()
             && self.events.is_empty()
             && self.outcomes.is_empty()
@@ -198,6 +222,8 @@ impl WriteBuffer {
         self.rows.len()
             + self.tokens.len()
             + self.parents.len()
+            + self.batches.len()
+            + self.members.len()
             + self.states.len()
             + self.events.len()
             + self.outcomes.len()
@@ -225,22 +251,17 @@ impl WriteBuffer {
         if self.is_empty() {
             return Ok(());
         }
-        let WriteBuffer { rows, tokens, parents, states, events, outcomes, statements } = std::mem::take(self);
-        write_records(conn, rows, tokens, parents, states, events, outcomes)?;
+        let statements = std::mem::take(&mut self.statements);
+        write_records(conn, std::mem::take(self))?;
         statements.into_iter().try_for_each(|statement| statement(conn))
     }
 }
 
-/// The multi-row inserts of a flush, in foreign-key order.
-fn write_records(
-    conn: &mut DbConnection,
-    rows: Vec<RowInsert>,
-    tokens: Vec<TokenInsert>,
-    parents: Vec<ParentInsert>,
-    states: Vec<StateInsert>,
-    events: Vec<EventInsert>,
-    outcomes: Vec<OutcomeInsert>,
-) -> Result<()> {
+/// The multi-row inserts of a flush, in foreign-key order (its statements
+/// were taken out first).
+fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
+    let WriteBuffer { rows, tokens, parents, batches, members, states, events, outcomes, statements } = records;
+    debug_assert!(statements.is_empty(), "statements run after the records");
     let expected = rows.len();
     let affected = insert_all!(conn, rows::table, rows, |r| (
         rows::row_id.eq(r.row_id),
@@ -274,6 +295,8 @@ fn write_records(
         token_parents::ordinal.eq(p.ordinal),
     ))?;
     expect_all(affected, expected, "token parents")?;
+
+    write_batches(conn, batches, members)?;
 
     let expected = states.len();
     let affected = insert_all!(conn, node_states::table, states, |s| (
@@ -338,6 +361,31 @@ fn write_records(
         )),
         Err(error) => Err(error),
     }
+}
+
+/// Batches, then their members.
+fn write_batches(conn: &mut DbConnection, batches: Vec<BatchInsert>, members: Vec<MemberInsert>) -> Result<()> {
+    let expected = batches.len();
+    let affected = insert_all!(conn, batches::table, batches, |b| (
+        batches::batch_id.eq(b.batch_id),
+        batches::run_id.eq(b.run_id),
+        batches::aggregation_node_id.eq(b.aggregation_node_id),
+        batches::attempt.eq(b.attempt),
+        batches::status.eq(b.status),
+        batches::created_at.eq(b.created_at),
+        batches::retry_of_batch_id.eq(b.retry_of_batch_id),
+    ))?;
+    expect_all(affected, expected, "batches")?;
+
+    let expected = members.len();
+    let affected = insert_all!(conn, batch_members::table, members, |m| (
+        batch_members::batch_id.eq(m.batch_id),
+        batch_members::run_id.eq(m.run_id),
+        batch_members::token_id.eq(m.token_id),
+        batch_members::ordinal.eq(m.ordinal),
+    ))?;
+    expect_all(affected, expected, "batch members")?;
+    Ok(())
 }
 
 fn expect_all(affected: usize, expected: usize, what: &str) -> Result<()> {

@@ -323,6 +323,18 @@ impl Recorder {
         self.in_unit
     }
 
+    /// After records were pushed into the write buffer: in a unit they wait
+    /// there (a background flush may start); outside one they are written
+    /// now.
+    fn pushed(&mut self) -> Result<()> {
+        if self.in_unit {
+            self.buffered();
+        } else {
+            self.conn()?;
+        }
+        Ok(())
+    }
+
     /// Runs `f` atomically. Outside a unit: in its own transaction. Inside a
     /// unit the unit is the transaction: a failure poisons it, so nothing of
     /// it can commit (a savepoint here would cost SQLite a statement-journal

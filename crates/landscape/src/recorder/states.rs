@@ -202,11 +202,7 @@ impl Recorder {
         // unit, written at once (one statement) outside one.
         let inserts = events.iter().map(super::buffer::EventInsert::of).collect::<Result<Vec<_>>>()?;
         self.buffer.events.extend(inserts);
-        if self.in_unit {
-            self.buffered();
-        } else {
-            self.conn()?;
-        }
+        self.pushed()?;
         Ok(events)
     }
 }

@@ -207,18 +207,18 @@ impl Recorder {
             step_in_pipeline: Some(step),
             created_at: now().0,
         };
-        if members.iter().all(|m| m.run_id == token.run_id) && self.parents_buffered(members)? {
+        if let Some(member) = members.iter().find(|m| m.run_id != token.run_id) {
+            return Err(LandscapeError::InvalidWrite(format!("batch member {} belongs to another run", member.token_id)));
+        }
+        // Members come from many rows and units; in a unit the links wait in
+        // the buffer and the foreign keys check the members at its flush.
+        if self.in_unit {
             let links: Vec<(&TokenId, &TokenId, usize)> =
                 members.iter().enumerate().map(|(ordinal, member)| (&token.token_id, &member.token_id, ordinal)).collect();
             self.buffer_tokens(std::slice::from_ref(&token), &links, None)?;
             return Ok(token);
         }
         self.atomic(|conn| {
-            for member in members {
-                if member.run_id != token.run_id {
-                    return Err(LandscapeError::InvalidWrite(format!("batch member {} belongs to another run", member.token_id)));
-                }
-            }
             insert_token(conn, &token)?;
             for (ordinal, member) in members.iter().enumerate() {
                 insert_parent(conn, &token.token_id, &member.token_id, ordinal)?;

@@ -1,7 +1,7 @@
 //! The recorder suite: every check runs on SQLite (one test each) and, in one
 //! test, on a PostgreSQL server the test starts itself.
 
-use contracts::records::{BatchState, BatchTrigger, CallParent, NodeState, OutcomeDetail, TokenLineage};
+use contracts::records::{BatchState, BatchTrigger, CallParent, NodeState, OutcomeDetail, Token, TokenLineage};
 use contracts::{
     error_hash, stable_hash, CallStatus, CallType, ContentHash, NodeStateStatus, OperationType, ReproducibilityGrade,
     RoutingMode, RunStatus, TriggerType,
@@ -35,6 +35,7 @@ suite!(
     outcomes_require_their_fields,
     batch_lifecycle_is_guarded,
     failed_batches_retry_with_lineage,
+    batches_in_a_unit_wait_in_its_buffer,
     calls_have_one_parent_and_sequential_indices,
     operation_lifecycle_is_guarded,
     routing_events_share_a_group,
@@ -283,12 +284,13 @@ fn batch_lifecycle_is_guarded(recorder: &mut Recorder) {
     let refused = recorder.complete_batch(&batch.batch_id, BatchCompletion::Completed);
     assert!(matches!(refused, Err(LandscapeError::IllegalTransition(_))), "draft cannot complete without executing");
     let state = recorder.begin_node_state(f.state(f.token(), &f.transform, 1, 0)).expect("flush state");
-    let executing = recorder.start_batch(&batch.batch_id, &trigger(), &state.common().state_id).expect("executing");
+    recorder.start_batch(&batch.batch_id, &trigger(), &state.common().state_id).expect("executing");
     assert_eq!(
-        executing.state,
+        recorder.get_batch(&batch.batch_id).expect("batch").state,
         BatchState::Executing { trigger: trigger(), aggregation_state_id: state.common().state_id.clone() }
     );
-    let done = recorder.complete_batch(&batch.batch_id, BatchCompletion::Completed).expect("completed");
+    recorder.complete_batch(&batch.batch_id, BatchCompletion::Completed).expect("completed");
+    let done = recorder.get_batch(&batch.batch_id).expect("batch");
     assert!(matches!(&done.state, BatchState::Completed { trigger: t, .. } if *t == trigger()));
     assert!(matches!(
         recorder.complete_batch(&batch.batch_id, BatchCompletion::Failed),
@@ -302,8 +304,8 @@ fn failed_batches_retry_with_lineage(recorder: &mut Recorder) {
     let f = fixture(recorder);
     let batch = recorder.create_batch(&f.run.run_id, &f.transform).expect("batch");
     recorder.add_batch_member(&batch.batch_id, &f.run.run_id, &f.token.token_id, 0).expect("member");
-    let failed = recorder.complete_batch(&batch.batch_id, BatchCompletion::Failed).expect("draft -> failed");
-    assert!(matches!(failed.state, BatchState::Failed { flush: None, .. }));
+    recorder.complete_batch(&batch.batch_id, BatchCompletion::Failed).expect("draft -> failed");
+    assert!(matches!(recorder.get_batch(&batch.batch_id).expect("batch").state, BatchState::Failed { flush: None, .. }));
     let retry = recorder.retry_batch(&batch.batch_id).expect("retry");
     assert_eq!(retry.attempt, 1);
     assert_eq!(retry.retry_of_batch_id.as_ref(), Some(&batch.batch_id));
@@ -315,6 +317,44 @@ fn failed_batches_retry_with_lineage(recorder: &mut Recorder) {
     let incomplete: Vec<_> =
         recorder.get_incomplete_batches(&f.run.run_id).expect("incomplete").into_iter().map(|b| b.batch_id).collect();
     assert_eq!(incomplete, vec![batch.batch_id, retry.batch_id]);
+}
+
+/// In a unit a batch, its members, its transitions and its output token
+/// wait in the write buffer and are written in foreign-key order; an
+/// illegal transition is refused when written and fails the whole unit.
+fn batches_in_a_unit_wait_in_its_buffer(recorder: &mut Recorder) {
+    let f = fixture(recorder);
+    let run = &f.run.run_id;
+    recorder.begin_unit().expect("begin");
+    let tokens: Vec<Token> = (1..=3)
+        .map(|index| {
+            let row = recorder.create_row(run, &f.source, index, &row_value(i64::try_from(index).expect("small"))).expect("row");
+            recorder.create_token(&row).expect("token")
+        })
+        .collect();
+    let batch = recorder.create_batch(run, &f.transform).expect("batch");
+    for (ordinal, token) in (0..).zip(&tokens) {
+        recorder.add_batch_member(&batch.batch_id, run, &token.token_id, ordinal).expect("member");
+    }
+    let state = recorder.begin_node_state(f.state(&tokens[0], &f.transform, 1, 0)).expect("flush state");
+    recorder.start_batch(&batch.batch_id, &trigger(), &state.common().state_id).expect("executing");
+    recorder.complete_batch(&batch.batch_id, BatchCompletion::Completed).expect("completed");
+    let members: Vec<&Token> = tokens.iter().collect();
+    let output = recorder.create_batch_output_token(&members, 2).expect("output token");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM batches"), 1, "a query sees what the unit buffered");
+    recorder.commit_unit().expect("commit");
+    assert!(matches!(recorder.get_batch(&batch.batch_id).expect("batch").state, BatchState::Completed { .. }));
+    assert_eq!(recorder.get_batch_members(&batch.batch_id).expect("members").len(), 3);
+    assert_eq!(recorder.get_token_parents(&output.token_id).expect("parents").len(), 3, "the output token links to every member");
+
+    recorder.begin_unit().expect("begin");
+    let draft = recorder.create_batch(run, &f.transform).expect("batch");
+    recorder.add_batch_member(&draft.batch_id, run, &tokens[0].token_id, 0).expect("member");
+    recorder.complete_batch(&draft.batch_id, BatchCompletion::Completed).expect("refused only when written");
+    let committed = recorder.commit_unit();
+    assert!(matches!(committed, Err(LandscapeError::IllegalTransition(_))), "{committed:?}");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM batches"), 1, "nothing of the failed unit stays");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM batch_members"), 3);
 }
 
 fn calls_have_one_parent_and_sequential_indices(recorder: &mut Recorder) {
