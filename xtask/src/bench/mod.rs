@@ -7,7 +7,8 @@
 //!   Landscape in memory (the ratio shows what durable auditing costs), and
 //!   against the SQLite ceiling: the same audit records per row as plain SQL,
 //!   no engine (the ratio shows what the engine adds); the aggregation and
-//!   fork/coalesce pipelines on the same input, as ratios to the gate's rate;
+//!   fork/coalesce pipelines on the same input, as ratios to the gate's rate
+//!   and to their own ceilings;
 //! - export, verify and explain: records/s and peak RSS of a signed export of each
 //!   gate run, and the time `elspeth explain` takes for its middle row;
 //! - explorer: `elspeth serve` on each gate run: the p95 of 20 requests to
@@ -22,10 +23,12 @@
 //!
 //! - postgresql: the gate and fork pipelines with the Landscape on a
 //!   PostgreSQL server the bench starts itself, against SQLite, and the gate
-//!   ceiling (the same plain multi-row SQL) on both stores.
+//!   ceiling (the gate run's records replayed as plain SQL) on both stores.
 //!
 //! `--quick` runs 10k rows only; `--full` adds 1M rows; `--llm-only` and
 //! `--pg-only` run one part.
+
+mod ceiling;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -184,7 +187,7 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
         shapes.push(other_shapes(*size, &input, file.rows_per_second)?);
         after_runs.push(export_and_explain(*size, &mut explain_baseline)?);
         let memory = run_once("gate", &input, true)?;
-        let ceiling = sqlite_ceiling_rows_per_second(*size)?;
+        let ceiling = ceiling_of("gate-file", None)?;
         println!(
             "  {:>9} {:>10.0} {:>13.1} {:>10.1} {:>22.0} {:>16.2} {:>16.0} {:>18.2}",
             size,
@@ -199,8 +202,8 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
     }
     println!("  reference (Python, 10k rows, same machine class): 49-59 rows/s, 190 MB peak RSS");
     println!(
-        "  SQLite ceiling: the Landscape records the gate pipeline writes per row (row, token, 4 node states, \
-         routing event, outcome) inserted as plain multi-row SQL in 1000-row transactions, no engine, no payloads"
+        "  ceiling: the records of the run's own Landscape written again into a fresh one as plain multi-row SQL, \
+         one transaction per 1000 source rows, no engine, no payloads (only the statements are timed)"
     );
     println!("other pipeline shapes, same input, against the gate run of the same size");
     for line in shapes {
@@ -222,11 +225,13 @@ fn other_shapes(size: u64, input: &Path, gate_rows_per_second: f64) -> anyhow::R
     let mut line = format!("  {size:>9} rows:");
     for pipeline in ["agg", "fork"] {
         let run = run_once(pipeline, input, false)?;
+        let ceiling = ceiling_of(&format!("{pipeline}-file"), None)?;
         let _ = write!(
             line,
-            "  {pipeline} {:>7.0} rows/s ({:.2}x gate), peak RSS {:.1} MB, audit {:.1} MB;",
+            "  {pipeline} {:>7.0} rows/s ({:.2}x gate, {:.2} of its ceiling {ceiling:.0}), peak RSS {:.1} MB, audit {:.1} MB;",
             run.rows_per_second,
             run.rows_per_second / gate_rows_per_second,
+            run.rows_per_second / ceiling,
             run.peak_rss_mb,
             run.audit_db_mb
         );
@@ -243,12 +248,17 @@ fn postgresql(size: u64, input: &Path) -> anyhow::Result<String> {
         Err(error) => return Ok(format!("PostgreSQL: skipped ({error:?})")),
     };
     let mut line = format!("PostgreSQL Landscape (own server), {size} rows:");
-    let sqlite_ceiling = sqlite_ceiling_rows_per_second(size)?;
-    let pg_ceiling = ceiling_rows_per_second(&server.fresh_database(), size)?;
-    let _ =
-        write!(line, "  gate ceiling {pg_ceiling:.0} rows/s ({:.2}x SQLite's {sqlite_ceiling:.0});", pg_ceiling / sqlite_ceiling);
     for pipeline in ["gate", "fork"] {
         let sqlite = run_on(pipeline, input, Store::File)?;
+        if pipeline == "gate" {
+            let sqlite_ceiling = ceiling_of("gate-file", None)?;
+            let pg_ceiling = ceiling_of("gate-file", Some(&server.fresh_database()))?;
+            let _ = write!(
+                line,
+                "  gate ceiling {pg_ceiling:.0} rows/s ({:.2}x SQLite's {sqlite_ceiling:.0});",
+                pg_ceiling / sqlite_ceiling
+            );
+        }
         let pg = run_on(pipeline, input, Store::Postgresql(server.fresh_database()))?;
         let _ = write!(
             line,
@@ -396,117 +406,14 @@ fn explain_middle_row(dir: &Path, size: u64) -> anyhow::Result<f64> {
     Ok(elapsed)
 }
 
-/// Rows per second SQLite itself sustains for the gate pipeline's audit
-/// records: per source row a row, a token, four completed node states (source,
-/// mapper, gate, sink), a routing event and a terminal outcome, with ids,
-/// hashes and contexts of the same size, as plain multi-row `INSERT` text in
-/// 1000-row transactions on a fresh file Landscape (same pragmas, indexes and
-/// foreign keys). What the engine adds on top is the gap to the pipeline.
-fn sqlite_ceiling_rows_per_second(rows: u64) -> anyhow::Result<f64> {
+/// The ceiling of the run in `runs/<run>`: its records replayed as plain
+/// SQL into a fresh SQLite file (`target_url: None`) or the given Landscape
+/// (see `ceiling`), in source rows per second.
+fn ceiling_of(run: &str, target_url: Option<&str>) -> anyhow::Result<f64> {
+    let source = bench_root().join("runs").join(run).join("audit.db");
     let dir = tempfile::tempdir_in(bench_root())?;
-    ceiling_rows_per_second(&format!("sqlite:///{}", dir.path().join("ceiling.db").display()), rows)
-}
-
-/// The gate ceiling on the Landscape at `url` (a fresh SQLite file or a
-/// fresh PostgreSQL database): see [`sqlite_ceiling_rows_per_second`].
-fn ceiling_rows_per_second(url: &str, rows: u64) -> anyhow::Result<f64> {
-    let mut recorder = Recorder::open(url, None)?;
-    let run = recorder.begin_run(&serde_json::json!({"bench": "ceiling"}), None)?;
-    let nodes: Vec<NodeId> = [
-        "source_csv_5f6b9e316573",
-        "transform_rename_text_ecfe9738b232",
-        "config_gate_score_gate_1bd42efc2e2e",
-        "sink_high_2d0c5c1a8d3e",
-    ]
-    .iter()
-    .map(|id| NodeId::parse(*id))
-    .collect::<Result<_, _>>()?;
-    for (node, node_type) in nodes.iter().zip([NodeType::Source, NodeType::Transform, NodeType::Gate, NodeType::Sink]) {
-        recorder.register_node(
-            &run.run_id,
-            &NewNode {
-                node_id: node,
-                plugin_name: "bench",
-                node_type,
-                plugin_version: "1",
-                determinism: Determinism::Deterministic,
-                config: &serde_json::json!({}),
-                sequence_in_pipeline: None,
-                schema_mode: None,
-                schema_fields: None,
-            },
-        )?;
-    }
-    let edge = recorder.register_edge(&run.run_id, &nodes[2], &nodes[3], "true", contracts::RoutingMode::Move)?;
-    let run_id = run.run_id.as_str().to_owned();
-    let connection = recorder.connection()?;
-    let hash = "ee00a75600c21033fa64175488d68e89d04ecd88b9ee233e5056f65c037262a0";
-    let context = r#"'{"condition":"row[''score''] >= 0.5","result":"True","route_label":"true"}'"#;
-    let started = Instant::now();
-    let mut index = 0_u64;
-    while index < rows {
-        let chunk = (rows - index).min(1000);
-        let now = contracts::time::now().naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-        let mut row_values = Vec::new();
-        let mut token_values = Vec::new();
-        let mut state_values = Vec::new();
-        let mut event_values = Vec::new();
-        let mut outcome_values = Vec::new();
-        for _ in 0..chunk {
-            let (row, token) = (contracts::new_uuid_hex(), contracts::new_uuid_hex());
-            row_values.push(format!("('{row}','{run_id}','{}',{index},'{hash}','{hash}','{now}')", nodes[0]));
-            token_values.push(format!("('{token}','{row}','{run_id}','{now}')"));
-            for (step, node) in nodes.iter().enumerate() {
-                let state = contracts::new_uuid_hex();
-                let after = if step == 2 { context } else { "NULL" };
-                state_values.push(format!(
-                    "('{state}','{token}','{run_id}','{node}',{step},0,'completed','{hash}','{hash}',{after},0.01,'{now}','{now}')"
-                ));
-                if step == 2 {
-                    event_values.push(format!(
-                        "('{}','{state}','{}','{}',0,'move','{hash}','{hash}','{now}')",
-                        contracts::new_uuid_hex(),
-                        edge.edge_id,
-                        contracts::new_uuid_hex()
-                    ));
-                }
-            }
-            outcome_values.push(format!("('{}','{run_id}','{token}','routed',1,'{now}','high')", contracts::new_uuid_hex()));
-            index += 1;
-        }
-        let mut sql = String::from("BEGIN;");
-        for (head, values) in [
-            (
-                "INSERT INTO rows (row_id, run_id, source_node_id, row_index, source_data_hash, source_data_ref, created_at)",
-                &row_values,
-            ),
-            ("INSERT INTO tokens (token_id, row_id, run_id, created_at)", &token_values),
-            (
-                "INSERT INTO node_states (state_id, token_id, run_id, node_id, step_index, attempt, status, input_hash, \
-                 output_hash, context_after_json, duration_ms, started_at, completed_at)",
-                &state_values,
-            ),
-            (
-                "INSERT INTO routing_events (event_id, state_id, edge_id, routing_group_id, ordinal, mode, reason_hash, \
-                 reason_ref, created_at)",
-                &event_values,
-            ),
-            (
-                "INSERT INTO token_outcomes (outcome_id, run_id, token_id, outcome, is_terminal, recorded_at, sink_name)",
-                &outcome_values,
-            ),
-        ] {
-            for part in values.chunks(250) {
-                let _ = write!(sql, "{head} VALUES {};", part.join(","));
-            }
-        }
-        sql.push_str("COMMIT;");
-        match connection {
-            DbConnection::Sqlite(sqlite) => sqlite.batch_execute(&sql)?,
-            DbConnection::Postgresql(pg) => pg.batch_execute(&sql)?,
-        }
-    }
-    Ok(rows as f64 / started.elapsed().as_secs_f64())
+    let file = format!("sqlite:///{}", dir.path().join("ceiling.db").display());
+    ceiling::rows_per_second(&source, target_url.unwrap_or(&file))
 }
 
 fn setup(n_label: &str) -> anyhow::Result<(tempfile::TempDir, Recorder, RowRecord)> {
