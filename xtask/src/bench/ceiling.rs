@@ -5,14 +5,11 @@
 //! run's rate divided by this one is what the engine reaches of its store.
 //!
 //! Records go into the transaction of the 1000-row window their time falls
-//! in (a row's `created_at`, a state's `started_at`, a link's token's time…),
-//! tables in foreign-key order, each table in its insertion order. A record
-//! whose parent falls in a later window (a batch that names the state that
-//! flushed it) is caught by the foreign keys: on SQLite they are deferred to
-//! the commit, and a commit that finds a missing parent keeps the
-//! transaction open for the next window. On PostgreSQL (not deferrable in
-//! the schema) the bench replays the gate pipeline only, whose records all
-//! follow their parents in time.
+//! in (a row's `created_at`, a state's `started_at`, a link's token's time),
+//! tables in foreign-key order, each table in its insertion order. A batch
+//! counts from its completion (it names the state that flushed it), and so
+//! do its members, outputs and the outcomes that name it: every record then
+//! follows its parents, which the foreign keys check at each commit.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -36,11 +33,19 @@ const TIMED_TABLES: &[(&str, &str)] = &[
     ("operations", "t.started_at"),
     ("calls", "t.created_at"),
     ("routing_events", "t.created_at"),
-    ("batches", "t.created_at"),
-    ("batch_members", "(SELECT created_at FROM tokens WHERE token_id = t.token_id)"),
+    ("batches", "coalesce(t.completed_at, t.created_at)"),
+    (
+        "batch_members",
+        "(SELECT max(k.created_at, coalesce(b.completed_at, b.created_at)) FROM tokens AS k, batches AS b \
+         WHERE k.token_id = t.token_id AND b.batch_id = t.batch_id)",
+    ),
     ("batch_outputs", "(SELECT coalesce(completed_at, created_at) FROM batches WHERE batch_id = t.batch_id)"),
     ("artifacts", "t.created_at"),
-    ("token_outcomes", "t.recorded_at"),
+    (
+        "token_outcomes",
+        "coalesce((SELECT max(t.recorded_at, coalesce(completed_at, created_at)) FROM batches WHERE batch_id = t.batch_id), \
+         t.recorded_at)",
+    ),
     ("validation_errors", "t.created_at"),
     ("transform_errors", "t.created_at"),
     ("checkpoints", "t.created_at"),
@@ -121,56 +126,33 @@ pub(crate) fn rows_per_second(source: &Path, target_url: &str) -> anyhow::Result
     let query = format!("SELECT window, \"table\", \"values\" FROM ({union}) ORDER BY window, \"table\", position");
 
     let mut timed = Duration::ZERO;
-    let mut open = false;
     let mut window = None;
     let mut pending: Vec<Vec<String>> = vec![Vec::new(); TIMED_TABLES.len()];
-    let mut flush = |pending: &mut Vec<Vec<String>>, target: &mut DbConnection, open: &mut bool| -> anyhow::Result<()> {
-        let mut sql = String::new();
+    let mut flush = |pending: &mut Vec<Vec<String>>, target: &mut DbConnection| -> anyhow::Result<()> {
+        let mut sql = String::from("BEGIN;");
         for (k, values) in pending.iter_mut().enumerate() {
             if !values.is_empty() {
                 sql.push_str(&inserts(TIMED_TABLES[k].0, &columns[k], values));
                 values.clear();
             }
         }
+        sql.push_str("COMMIT;");
         let started = Instant::now();
-        *open = commit_window(target, &sql, *open)?;
+        execute(target, &sql)?;
         timed += started.elapsed();
         Ok(())
     };
     for literal in diesel::sql_query(query).load_iter::<Literal, diesel::connection::DefaultLoadingMode>(&mut source)? {
         let literal = literal?;
         if window.is_some_and(|w| w != literal.window) {
-            flush(&mut pending, target, &mut open)?;
+            flush(&mut pending, target)?;
         }
         window = Some(literal.window);
         let k = usize::try_from(literal.table)?;
         pending[k].push(literal.values);
     }
-    flush(&mut pending, target, &mut open)?;
-    anyhow::ensure!(!open, "the ceiling's last transaction could not commit: a record's parent is missing");
+    flush(&mut pending, target)?;
     Ok(rows as f64 / timed.as_secs_f64())
-}
-
-/// Runs one window's inserts; commits unless a deferred foreign key finds a
-/// parent the next window brings. Returns whether the transaction is still open.
-fn commit_window(target: &mut DbConnection, inserts: &str, open: bool) -> anyhow::Result<bool> {
-    match target {
-        DbConnection::Sqlite(sqlite) => {
-            if !open {
-                sqlite.batch_execute("BEGIN; PRAGMA defer_foreign_keys = ON;")?;
-            }
-            sqlite.batch_execute(inserts)?;
-            match sqlite.batch_execute("COMMIT") {
-                Ok(()) => Ok(false),
-                Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("FOREIGN KEY") => Ok(true),
-                Err(error) => Err(error.into()),
-            }
-        }
-        DbConnection::Postgresql(pg) => {
-            pg.batch_execute(&format!("BEGIN; {inserts} COMMIT;"))?;
-            Ok(false)
-        }
-    }
 }
 
 fn execute(target: &mut DbConnection, sql: &str) -> anyhow::Result<()> {
