@@ -40,11 +40,14 @@ macro_rules! insert_fixed {
 /// full chunks of 64 rows, then the rest in statements of 32, 16, 8, 4, 2
 /// and 1 rows — every statement of a fixed size, so none is prepared anew
 /// per flush (a unit flushed once per forked row would otherwise prepare a
-/// statement of a new size every time). Evaluates to the rows affected.
+/// statement of a new size every time). Fails unless every item was
+/// inserted (`$what` names them in the error).
 macro_rules! insert_all {
-    ($conn:expr, $table:path, $items:expr, |$item:pat_param| $values:expr) => {{
-        let insert = || -> Result<usize> {
-            let mut values: std::collections::VecDeque<_> = $items.into_iter().map(|$item| $values).collect();
+    ($conn:expr, $table:path, $items:expr, $what:expr, |$item:pat_param| $values:expr) => {{
+        let insert = || -> Result<()> {
+            let items = $items;
+            let expected = items.len();
+            let mut values: std::collections::VecDeque<_> = items.into_iter().map(|$item| $values).collect();
             let mut affected = insert_fixed!($conn, $table, values, 64);
             affected += insert_fixed!($conn, $table, values, 32);
             affected += insert_fixed!($conn, $table, values, 16);
@@ -52,7 +55,7 @@ macro_rules! insert_all {
             affected += insert_fixed!($conn, $table, values, 4);
             affected += insert_fixed!($conn, $table, values, 2);
             affected += insert_fixed!($conn, $table, values, 1);
-            Ok(affected)
+            expect_all(affected, expected, $what)
         };
         insert()
     }};
@@ -262,8 +265,7 @@ impl WriteBuffer {
 fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
     let WriteBuffer { rows, tokens, parents, batches, members, states, events, outcomes, statements } = records;
     debug_assert!(statements.is_empty(), "statements run after the records");
-    let expected = rows.len();
-    let affected = insert_all!(conn, rows::table, rows, |r| (
+    insert_all!(conn, rows::table, rows, "rows", |r| (
         rows::row_id.eq(r.row_id),
         rows::run_id.eq(r.run_id),
         rows::source_node_id.eq(r.source_node_id),
@@ -272,10 +274,8 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         rows::source_data_ref.eq(r.data_ref),
         rows::created_at.eq(r.created_at),
     ))?;
-    expect_all(affected, expected, "rows")?;
 
-    let expected = tokens.len();
-    let affected = insert_all!(conn, tokens::table, tokens, |t| (
+    insert_all!(conn, tokens::table, tokens, "tokens", |t| (
         tokens::token_id.eq(t.token_id),
         tokens::row_id.eq(t.row_id),
         tokens::run_id.eq(t.run_id),
@@ -286,20 +286,16 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         tokens::step_in_pipeline.eq(t.step_in_pipeline),
         tokens::created_at.eq(t.created_at),
     ))?;
-    expect_all(affected, expected, "tokens")?;
 
-    let expected = parents.len();
-    let affected = insert_all!(conn, token_parents::table, parents, |p| (
+    insert_all!(conn, token_parents::table, parents, "token parents", |p| (
         token_parents::token_id.eq(p.token_id),
         token_parents::parent_token_id.eq(p.parent_token_id),
         token_parents::ordinal.eq(p.ordinal),
     ))?;
-    expect_all(affected, expected, "token parents")?;
 
     write_batches(conn, batches, members)?;
 
-    let expected = states.len();
-    let affected = insert_all!(conn, node_states::table, states, |s| (
+    insert_all!(conn, node_states::table, states, "node states", |s| (
         (
             node_states::state_id.eq(s.state_id),
             node_states::token_id.eq(s.token_id),
@@ -321,10 +317,8 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
             node_states::completed_at.eq(s.completed_at),
         ),
     ))?;
-    expect_all(affected, expected, "node states")?;
 
-    let expected = events.len();
-    let affected = insert_all!(conn, routing_events::table, events, |e| (
+    insert_all!(conn, routing_events::table, events, "routing events", |e| (
         routing_events::event_id.eq(e.event_id),
         routing_events::state_id.eq(e.state_id),
         routing_events::edge_id.eq(e.edge_id),
@@ -335,10 +329,8 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         routing_events::reason_ref.eq(e.reason_ref),
         routing_events::created_at.eq(e.created_at),
     ))?;
-    expect_all(affected, expected, "routing events")?;
 
-    let expected = outcomes.len();
-    let result = insert_all!(conn, token_outcomes::table, outcomes, |o| (
+    let result = insert_all!(conn, token_outcomes::table, outcomes, "token outcomes", |o| (
         token_outcomes::outcome_id.eq(o.outcome_id),
         token_outcomes::run_id.eq(o.run_id),
         token_outcomes::token_id.eq(o.token_id),
@@ -355,18 +347,16 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         token_outcomes::expected_branches_json.eq(o.expected_branches_json),
     ));
     match result {
-        Ok(affected) => expect_all(affected, expected, "token outcomes"),
         Err(LandscapeError::Database(error)) if is_unique_violation(&error) => Err(LandscapeError::IllegalTransition(
             "a token already has a terminal outcome; the unit's outcomes were refused".into(),
         )),
-        Err(error) => Err(error),
+        other => other,
     }
 }
 
 /// Batches, then their members.
 fn write_batches(conn: &mut DbConnection, batches: Vec<BatchInsert>, members: Vec<MemberInsert>) -> Result<()> {
-    let expected = batches.len();
-    let affected = insert_all!(conn, batches::table, batches, |b| (
+    insert_all!(conn, batches::table, batches, "batches", |b| (
         batches::batch_id.eq(b.batch_id),
         batches::run_id.eq(b.run_id),
         batches::aggregation_node_id.eq(b.aggregation_node_id),
@@ -375,16 +365,13 @@ fn write_batches(conn: &mut DbConnection, batches: Vec<BatchInsert>, members: Ve
         batches::created_at.eq(b.created_at),
         batches::retry_of_batch_id.eq(b.retry_of_batch_id),
     ))?;
-    expect_all(affected, expected, "batches")?;
 
-    let expected = members.len();
-    let affected = insert_all!(conn, batch_members::table, members, |m| (
+    insert_all!(conn, batch_members::table, members, "batch members", |m| (
         batch_members::batch_id.eq(m.batch_id),
         batch_members::run_id.eq(m.run_id),
         batch_members::token_id.eq(m.token_id),
         batch_members::ordinal.eq(m.ordinal),
     ))?;
-    expect_all(affected, expected, "batch members")?;
     Ok(())
 }
 
