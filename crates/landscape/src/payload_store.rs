@@ -88,7 +88,11 @@ fn valid_key(key: &str) -> Result<(), PayloadStoreError> {
     }
 }
 
-/// Opens (creating it if needed) the store's file under `base`.
+/// Opens (creating it if needed) the store's file under `base`. Its page
+/// cache is 12 MiB: blobs are keyed by their random hash, so every insert
+/// touches a random page of the key index, and the writer keeps up with the
+/// engine at 1M rows with 16 MiB (8 MiB cost the gate pipeline 15-20%); 12
+/// MiB keeps every bench pipeline's peak RSS under 150 MB with jemalloc.
 fn connect(base: &Path) -> Result<SqliteConnection, String> {
     std::fs::create_dir_all(base).map_err(|e| e.to_string())?;
     let path = base.join("payloads.sqlite");
@@ -97,7 +101,7 @@ fn connect(base: &Path) -> Result<SqliteConnection, String> {
     connection
         .batch_execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 30000; \
-             PRAGMA cache_size = -16384; \
+             PRAGMA cache_size = -12288; \
              CREATE TABLE IF NOT EXISTS payloads (key BLOB NOT NULL UNIQUE, data BLOB NOT NULL);",
         )
         .map_err(|e| e.to_string())?;
