@@ -5,8 +5,8 @@
 //!   release `elspeth` binary on generated inputs: rows/s, peak RSS and audit
 //!   DB size per input size, and rows/s against the same pipeline with its
 //!   Landscape in memory (the ratio shows what durable auditing costs), and
-//!   against the SQLite ceiling: the same audit records per row as plain SQL,
-//!   no engine (the ratio shows what the engine adds); the aggregation and
+//!   against its ceiling: the run's own audit records replayed as plain SQL,
+//!   no engine (`ceiling.rs`; the ratio shows what the engine adds); the aggregation and
 //!   fork/coalesce pipelines on the same input, as ratios to the gate's rate
 //!   and to their own ceilings;
 //! - export, verify and explain: records/s and peak RSS of a signed export of each
