@@ -9,6 +9,12 @@
 //! the engine's thread. Outside a unit nothing is buffered. A constraint
 //! violation found at flush (a second terminal outcome) fails the flush,
 //! and so the unit.
+//!
+//! On SQLite the inserts are `INSERT OR IGNORE`: a refused row is skipped
+//! and counted (the flush then fails), never aborted on half-way, and the
+//! schema's foreign keys are deferred to the commit, so SQLite keeps no
+//! statement journal for them (`schema::hot_path_inserts_keep_no_statement_journal_on_sqlite`
+//! in the crate's tests holds both to it).
 
 use crate::models::DbTime;
 use diesel::prelude::*;
@@ -30,7 +36,13 @@ macro_rules! insert_fixed {
             let Ok(full) = <Box<[_; $n]>>::try_from(chunk.into_boxed_slice()) else {
                 return Err(LandscapeError::integrity("an insert chunk of the wrong size"));
             };
-            affected += crate::on_backend!(&mut *$conn, |c| diesel::insert_into($table).values(*full).execute(c))?;
+            affected += match &mut *$conn {
+                // OR IGNORE: a refused row is skipped instead of aborting the
+                // statement, so SQLite keeps no statement journal; the count
+                // check after the inserts fails the unit instead.
+                DbConnection::Sqlite(c) => diesel::insert_or_ignore_into($table).values(*full).execute(c),
+                DbConnection::Postgresql(c) => diesel::insert_into($table).values(*full).execute(c),
+            }?;
         }
         affected
     }};
@@ -40,10 +52,10 @@ macro_rules! insert_fixed {
 /// full chunks of 64 rows, then the rest in statements of 32, 16, 8, 4, 2
 /// and 1 rows — every statement of a fixed size, so none is prepared anew
 /// per flush (a unit flushed once per forked row would otherwise prepare a
-/// statement of a new size every time). Fails unless every item was
-/// inserted (`$what` names them in the error).
+/// statement of a new size every time). Fails with `$refused(refused,
+/// expected)` unless every item was inserted.
 macro_rules! insert_all {
-    ($conn:expr, $table:path, $items:expr, $what:expr, |$item:pat_param| $values:expr) => {{
+    ($conn:expr, $table:path, $items:expr, $refused:expr, |$item:pat_param| $values:expr) => {{
         let insert = || -> Result<()> {
             let items = $items;
             let expected = items.len();
@@ -55,7 +67,11 @@ macro_rules! insert_all {
             affected += insert_fixed!($conn, $table, values, 4);
             affected += insert_fixed!($conn, $table, values, 2);
             affected += insert_fixed!($conn, $table, values, 1);
-            expect_all(affected, expected, $what)
+            match expected.checked_sub(affected) {
+                Some(0) => Ok(()),
+                Some(refused) => Err($refused(refused, expected)),
+                None => Err(LandscapeError::integrity(format!("a batch insert of {expected} records affected {affected} rows"))),
+            }
         };
         insert()
     }};
@@ -265,7 +281,7 @@ impl WriteBuffer {
 fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
     let WriteBuffer { rows, tokens, parents, batches, members, states, events, outcomes, statements } = records;
     debug_assert!(statements.is_empty(), "statements run after the records");
-    insert_all!(conn, rows::table, rows, "rows", |r| (
+    insert_all!(conn, rows::table, rows, refused("rows"), |r| (
         rows::row_id.eq(r.row_id),
         rows::run_id.eq(r.run_id),
         rows::source_node_id.eq(r.source_node_id),
@@ -275,7 +291,7 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         rows::created_at.eq(r.created_at),
     ))?;
 
-    insert_all!(conn, tokens::table, tokens, "tokens", |t| (
+    insert_all!(conn, tokens::table, tokens, refused("tokens"), |t| (
         tokens::token_id.eq(t.token_id),
         tokens::row_id.eq(t.row_id),
         tokens::run_id.eq(t.run_id),
@@ -287,7 +303,7 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         tokens::created_at.eq(t.created_at),
     ))?;
 
-    insert_all!(conn, token_parents::table, parents, "token parents", |p| (
+    insert_all!(conn, token_parents::table, parents, refused("token parents"), |p| (
         token_parents::token_id.eq(p.token_id),
         token_parents::parent_token_id.eq(p.parent_token_id),
         token_parents::ordinal.eq(p.ordinal),
@@ -295,7 +311,7 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
 
     write_batches(conn, batches, members)?;
 
-    insert_all!(conn, node_states::table, states, "node states", |s| (
+    insert_all!(conn, node_states::table, states, refused("node states"), |s| (
         (
             node_states::state_id.eq(s.state_id),
             node_states::token_id.eq(s.token_id),
@@ -318,7 +334,7 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         ),
     ))?;
 
-    insert_all!(conn, routing_events::table, events, "routing events", |e| (
+    insert_all!(conn, routing_events::table, events, refused("routing events"), |e| (
         routing_events::event_id.eq(e.event_id),
         routing_events::state_id.eq(e.state_id),
         routing_events::edge_id.eq(e.edge_id),
@@ -330,7 +346,7 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         routing_events::created_at.eq(e.created_at),
     ))?;
 
-    let result = insert_all!(conn, token_outcomes::table, outcomes, "token outcomes", |o| (
+    let result = insert_all!(conn, token_outcomes::table, outcomes, terminal_twice, |o| (
         token_outcomes::outcome_id.eq(o.outcome_id),
         token_outcomes::run_id.eq(o.run_id),
         token_outcomes::token_id.eq(o.token_id),
@@ -347,16 +363,14 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         token_outcomes::expected_branches_json.eq(o.expected_branches_json),
     ));
     match result {
-        Err(LandscapeError::Database(error)) if is_unique_violation(&error) => Err(LandscapeError::IllegalTransition(
-            "a token already has a terminal outcome; the unit's outcomes were refused".into(),
-        )),
+        Err(LandscapeError::Database(error)) if is_unique_violation(&error) => Err(terminal_twice(1, 1)),
         other => other,
     }
 }
 
 /// Batches, then their members.
 fn write_batches(conn: &mut DbConnection, batches: Vec<BatchInsert>, members: Vec<MemberInsert>) -> Result<()> {
-    insert_all!(conn, batches::table, batches, "batches", |b| (
+    insert_all!(conn, batches::table, batches, refused("batches"), |b| (
         batches::batch_id.eq(b.batch_id),
         batches::run_id.eq(b.run_id),
         batches::aggregation_node_id.eq(b.aggregation_node_id),
@@ -366,7 +380,7 @@ fn write_batches(conn: &mut DbConnection, batches: Vec<BatchInsert>, members: Ve
         batches::retry_of_batch_id.eq(b.retry_of_batch_id),
     ))?;
 
-    insert_all!(conn, batch_members::table, members, "batch members", |m| (
+    insert_all!(conn, batch_members::table, members, refused("batch members"), |m| (
         batch_members::batch_id.eq(m.batch_id),
         batch_members::run_id.eq(m.run_id),
         batch_members::token_id.eq(m.token_id),
@@ -375,10 +389,16 @@ fn write_batches(conn: &mut DbConnection, batches: Vec<BatchInsert>, members: Ve
     Ok(())
 }
 
-fn expect_all(affected: usize, expected: usize, what: &str) -> Result<()> {
-    if affected == expected {
-        Ok(())
-    } else {
-        Err(LandscapeError::integrity(format!("batch insert of {expected} {what} affected {affected} rows")))
+/// The error for records of a kind that SQLite skipped (`INSERT OR
+/// IGNORE`: a duplicate key or a failed CHECK).
+fn refused(what: &'static str) -> impl Fn(usize, usize) -> LandscapeError {
+    move |refused, expected| {
+        LandscapeError::integrity(format!("{refused} of {expected} {what} were refused by the Landscape's constraints"))
     }
+}
+
+/// The error for token outcomes refused: the only constraint a well-formed
+/// outcome can break is one terminal outcome per token.
+fn terminal_twice(_refused: usize, _expected: usize) -> LandscapeError {
+    LandscapeError::IllegalTransition("a token already has a terminal outcome; the unit's outcomes were refused".into())
 }

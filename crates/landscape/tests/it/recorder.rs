@@ -44,6 +44,7 @@ suite!(
     unit_of_work_rolls_back_completely,
     large_units_flush_in_the_background,
     units_commit_in_the_background,
+    a_broken_foreign_key_fails_the_unit_at_commit,
 );
 
 #[test]
@@ -631,4 +632,27 @@ fn sqlite_file_uses_wal_and_foreign_keys() {
     );
     assert!(orphan.is_err(), "foreign keys are enforced");
     let _ = sqlite_recorder();
+}
+
+/// Foreign keys are deferred (checked at commit, so SQLite keeps no
+/// statement journal): a unit naming a row that does not exist fails when it
+/// commits, leaves nothing behind, and the recorder goes on.
+fn a_broken_foreign_key_fails_the_unit_at_commit(recorder: &mut Recorder) {
+    let f = fixture(recorder);
+    let run = &f.run.run_id;
+    let tokens_before = count(recorder, "SELECT count(*) AS n FROM tokens");
+    recorder.begin_unit().expect("begin");
+    let row = recorder.create_row(run, &f.source, 7, &row_value(7)).expect("row");
+    recorder.create_token(&row).expect("token");
+    let missing = contracts::records::Row { row_id: contracts::RowId::new(), ..row };
+    recorder.create_token(&missing).expect("buffered, refused when committed");
+    let committed = recorder.commit_unit();
+    assert!(committed.as_ref().is_err_and(|e| e.to_string().to_lowercase().contains("foreign key")), "{committed:?}");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM tokens"), tokens_before, "nothing of the failed unit stays");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM rows WHERE row_index = 7"), 0);
+    recorder.begin_unit().expect("the recorder goes on after a failed commit");
+    let row = recorder.create_row(run, &f.source, 8, &row_value(8)).expect("row");
+    recorder.create_token(&row).expect("token");
+    recorder.commit_unit().expect("commit");
+    assert_eq!(count(recorder, "SELECT count(*) AS n FROM tokens"), tokens_before + 1);
 }

@@ -72,3 +72,56 @@ fn schema_rs_matches_the_postgresql_migrations() {
     let rendered = introspect::render_schema(&introspect::tables(&mut connection).expect("introspection"));
     assert_eq!(committed_schema(), rendered, "PostgreSQL migrations disagree with schema.rs");
 }
+
+/// The tables every unit of a run inserts into, in bulk.
+const HOT_PATH_TABLES: &[&str] =
+    &["rows", "tokens", "token_parents", "batches", "batch_members", "node_states", "routing_events", "token_outcomes"];
+
+/// The opcodes of `EXPLAIN sql` that make SQLite keep a statement journal
+/// for a multi-row insert: a constraint that aborts the statement half-way
+/// (`Halt`/`HaltIfNull` with OE_Abort = 2) or an immediate foreign-key
+/// counter (`FkCounter` with P1 = 0).
+fn aborting_opcodes(connection: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    let mut explain = connection.prepare(&format!("EXPLAIN {sql}")).expect("explain prepares");
+    let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+    let opcodes = explain
+        .query_map(rusqlite::params_from_iter(nulls), |row| {
+            Ok((row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+        })
+        .expect("explain runs")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("explain rows");
+    opcodes
+        .into_iter()
+        .filter(|(opcode, p1, p2)| match opcode.as_str() {
+            "Halt" => *p1 != 0 && *p2 == 2,
+            "HaltIfNull" => *p2 == 2,
+            "FkCounter" => *p1 == 0,
+            _ => false,
+        })
+        .map(|(opcode, p1, p2)| format!("{opcode} {p1} {p2}"))
+        .collect()
+}
+
+/// Issue #20: no statement-journal writes on the hot path. The recorder
+/// writes each hot-path table with multi-row `INSERT OR IGNORE`; with the
+/// schema's deferred foreign keys such a statement can never abort half-way,
+/// so SQLite keeps no statement journal for it. A plain `INSERT` (the
+/// control) still could, which shows the check can fail.
+#[test]
+fn hot_path_inserts_keep_no_statement_journal_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("audit.db");
+    drop(open(&format!("sqlite:///{}", path.display())).expect("a new Landscape"));
+    let connection = rusqlite::Connection::open(&path).expect("opens with rusqlite");
+    connection.execute_batch("PRAGMA foreign_keys = ON").expect("foreign keys on, as the recorder runs");
+    for table in HOT_PATH_TABLES {
+        let mut columns = connection.prepare(&format!("SELECT name FROM pragma_table_info('{table}')")).expect("columns");
+        let columns: Vec<String> =
+            columns.query_map([], |row| row.get(0)).expect("columns").collect::<Result<_, _>>().expect("names");
+        let row = format!("({})", vec!["?"; columns.len()].join(", "));
+        let values = format!("INTO {table} ({}) VALUES {row}, {row}", columns.join(", "));
+        assert_eq!(aborting_opcodes(&connection, &format!("INSERT OR IGNORE {values}")), Vec::<String>::new(), "{table}");
+        assert!(!aborting_opcodes(&connection, &format!("INSERT {values}")).is_empty(), "control: a plain insert into {table}");
+    }
+}
