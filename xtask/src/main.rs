@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!("  ci    format check, clippy -D warnings, tidy, all tests");
             eprintln!("  test  all tests of the workspace");
             eprintln!("  tidy  layering and source hygiene checks");
-            eprintln!("  bench [--quick]  throughput, memory and size figures as ratios against same-run baselines");
+            eprintln!("  bench [--quick|--full|--pg-only|--llm-only|--help]  throughput, memory and size figures as ratios against same-run baselines");
             eprintln!("  schema  check landscape/src/schema.rs against the migrations on SQLite and PostgreSQL");
             eprintln!("          (--write regenerates it)");
             std::process::exit(2);

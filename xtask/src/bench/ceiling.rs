@@ -1,6 +1,7 @@
 //! The ceiling of a pipeline run: the records its Landscape holds, written
 //! again into a fresh Landscape (same DDL, pragmas, indexes and foreign keys)
-//! as plain multi-row `INSERT` text, one transaction per 1000 source rows,
+//! as plain multi-row `INSERT` text (`OR IGNORE` on SQLite, as the recorder
+//! writes), one transaction per 1000 source rows,
 //! no engine and no payloads. Only the statements' execution is timed; the
 //! run's rate divided by this one is what the engine reaches of its store.
 //!
@@ -101,7 +102,7 @@ pub(crate) fn rows_per_second(source: &Path, target_url: &str) -> anyhow::Result
         .map(|l| l.values)
         .collect();
         if !values.is_empty() {
-            execute(target, &inserts(table, &columns, &values))?;
+            execute(target, &inserts(target, table, &columns, &values))?;
         }
     }
 
@@ -134,7 +135,7 @@ pub(crate) fn rows_per_second(source: &Path, target_url: &str) -> anyhow::Result
         let mut sql = String::from("BEGIN;");
         for (k, values) in pending.iter_mut().enumerate() {
             if !values.is_empty() {
-                sql.push_str(&inserts(TIMED_TABLES[k].0, &columns[k], values));
+                sql.push_str(&inserts(target, TIMED_TABLES[k].0, &columns[k], values));
                 values.clear();
             }
         }
@@ -180,11 +181,17 @@ fn execute(target: &mut DbConnection, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Multi-row `INSERT` statements of `values` (each a parenthesised list).
-fn inserts(table: &str, columns: &[String], values: &[String]) -> String {
+/// Multi-row `INSERT` statements of `values` (each a parenthesised list),
+/// in the form the recorder uses: `INSERT OR IGNORE` on SQLite (no statement
+/// journal; `check_same_counts` finds a refused record), plain on PostgreSQL.
+fn inserts(target: &DbConnection, table: &str, columns: &[String], values: &[String]) -> String {
+    let verb = match target {
+        DbConnection::Sqlite(_) => "INSERT OR IGNORE",
+        DbConnection::Postgresql(_) => "INSERT",
+    };
     let mut sql = String::new();
     for part in values.chunks(VALUES_PER_STATEMENT) {
-        let _ = write!(sql, "INSERT INTO {table} ({}) VALUES {};", columns.join(", "), part.join(","));
+        let _ = write!(sql, "{verb} INTO {table} ({}) VALUES {};", columns.join(", "), part.join(","));
     }
     sql
 }

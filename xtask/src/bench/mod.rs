@@ -42,7 +42,22 @@ use landscape::recorder::NewNode;
 use landscape::{DbConnection, Recorder};
 
 /// Builds the release binaries, then measures in a release build of xtask.
+/// The flags `cargo xtask bench` takes, with what each does.
+const FLAGS: &[(&str, &str)] = &[
+    ("--quick", "10k rows only, a short LLM pool run"),
+    ("--full", "10k, 100k and 1M rows"),
+    ("--pg-only", "gate and fork on a PostgreSQL server the bench starts, 20k rows"),
+    ("--llm-only", "the LLM pool pipeline against elspeth-chaosllm"),
+];
+
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    if let Some(unknown) = args.iter().find(|a| !FLAGS.iter().any(|(flag, _)| flag == a)) {
+        let flags: Vec<String> = FLAGS.iter().map(|(flag, what)| format!("  {flag:<11} {what}")).collect();
+        let usage = format!("usage: cargo xtask bench [FLAG]  (default: 10k and 100k rows)\n{}", flags.join("\n"));
+        anyhow::ensure!(unknown == "--help" || unknown == "-h", "unknown flag {unknown}\n{usage}");
+        println!("{usage}");
+        return Ok(());
+    }
     let status = crate::cargo().args(["build", "--quiet", "--release", "-p", "cli"]).status()?;
     anyhow::ensure!(status.success(), "building the release elspeth binary failed");
     let mut command = crate::cargo();
