@@ -1,9 +1,12 @@
 //! The ceiling of a pipeline run: the records its Landscape holds, written
 //! again into a fresh Landscape (same DDL, pragmas, indexes and foreign keys)
 //! as plain multi-row `INSERT` text (`OR IGNORE` on SQLite, as the recorder
-//! writes), one transaction per 1000 source rows,
-//! no engine and no payloads. Only the statements' execution is timed; the
-//! run's rate divided by this one is what the engine reaches of its store.
+//! writes), one transaction per 1000 source rows, no engine and no payloads.
+//! Each transaction is a unit of the recorder, so its log is checkpointed
+//! on the recorder's own thread after each commit, as in a run (before,
+//! nothing asked for a checkpoint and the log grew to the database's size).
+//! Only the statements and their commit are timed; the run's rate divided
+//! by this one is what the engine reaches of its store.
 //!
 //! Records go into the transaction of the 1000-row window their time falls
 //! in (a row's `created_at`, a state's `started_at`, a link's token's time),
@@ -131,31 +134,35 @@ pub(crate) fn rows_per_second(source: &Path, target_url: &str) -> anyhow::Result
     let mut timed = Duration::ZERO;
     let mut window = None;
     let mut pending: Vec<Vec<String>> = vec![Vec::new(); TIMED_TABLES.len()];
-    let mut flush = |pending: &mut Vec<Vec<String>>, target: &mut DbConnection| -> anyhow::Result<()> {
-        let mut sql = String::from("BEGIN;");
+    // Each window is a unit of the recorder (its BEGIN, the statements on
+    // its connection, its commit): the log is checkpointed on the
+    // recorder's own thread after each commit, as in a run.
+    let mut flush = |pending: &mut Vec<Vec<String>>, recorder: &mut Recorder| -> anyhow::Result<()> {
+        let mut sql = String::new();
         for (k, values) in pending.iter_mut().enumerate() {
             if !values.is_empty() {
-                sql.push_str(&inserts(target, TIMED_TABLES[k].0, &columns[k], values));
+                sql.push_str(&inserts(recorder.connection()?, TIMED_TABLES[k].0, &columns[k], values));
                 values.clear();
             }
         }
-        sql.push_str("COMMIT;");
         let started = Instant::now();
-        execute(target, &sql)?;
+        recorder.begin_unit()?;
+        execute(recorder.connection()?, &sql)?;
+        recorder.commit_unit()?;
         timed += started.elapsed();
         Ok(())
     };
     for literal in diesel::sql_query(query).load_iter::<Literal, diesel::connection::DefaultLoadingMode>(&mut source)? {
         let literal = literal?;
         if window.is_some_and(|w| w != literal.window) {
-            flush(&mut pending, target)?;
+            flush(&mut pending, &mut recorder)?;
         }
         window = Some(literal.window);
         let k = usize::try_from(literal.table)?;
         pending[k].push(literal.values);
     }
-    flush(&mut pending, target)?;
-    check_same_counts(&mut source, target)?;
+    flush(&mut pending, &mut recorder)?;
+    check_same_counts(&mut source, recorder.connection()?)?;
     Ok(rows as f64 / timed.as_secs_f64())
 }
 

@@ -218,7 +218,8 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
     println!("  reference (Python, 10k rows, same machine class): 49-59 rows/s, 190 MB peak RSS");
     println!(
         "  ceiling: the records of the run's own Landscape written again into a fresh one as plain multi-row SQL, \
-         one transaction per 1000 source rows, no engine, no payloads (only the statements are timed)"
+         one transaction per 1000 source rows (a recorder unit: the log checkpointed as in a run), no engine, \
+         no payloads (only the statements and commits are timed)"
     );
     println!("other pipeline shapes, same input, against the gate run of the same size");
     for line in shapes {
