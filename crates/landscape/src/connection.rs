@@ -124,6 +124,14 @@ pub(crate) fn begin_unit_transaction(conn: &mut DbConnection) -> Result<()> {
     <DbConnection as diesel::Connection>::TransactionManager::begin_transaction(conn)?;
     if let DbConnection::Postgresql(pg) = conn {
         pg.batch_execute("DISCARD PLANS;")?;
+        // The schema's foreign keys are deferred to the commit, which is
+        // only fast on SQLite while no statement leaves a child before its
+        // parent (a pending violation makes every later parent insert look
+        // for its children). Debug builds (every test) hold PostgreSQL to
+        // that order by checking each key when its statement ends.
+        if cfg!(debug_assertions) {
+            pg.batch_execute("SET CONSTRAINTS ALL IMMEDIATE;")?;
+        }
     }
     Ok(())
 }
