@@ -41,7 +41,6 @@ use diesel::connection::SimpleConnection;
 use landscape::recorder::NewNode;
 use landscape::{DbConnection, Recorder};
 
-/// Builds the release binaries, then measures in a release build of xtask.
 /// The flags `cargo xtask bench` takes, with what each does.
 const FLAGS: &[(&str, &str)] = &[
     ("--quick", "10k rows only, a short LLM pool run"),
@@ -50,6 +49,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("--llm-only", "the LLM pool pipeline against elspeth-chaosllm"),
 ];
 
+/// Builds the release binaries, then measures in a release build of xtask.
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     if let Some(unknown) = args.iter().find(|a| !FLAGS.iter().any(|(flag, _)| flag == a)) {
         let flags: Vec<String> = FLAGS.iter().map(|(flag, what)| format!("  {flag:<11} {what}")).collect();

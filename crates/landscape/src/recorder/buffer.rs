@@ -390,7 +390,7 @@ fn write_batches(conn: &mut DbConnection, batches: Vec<BatchInsert>, members: Ve
 }
 
 /// The error for records of a kind that SQLite skipped (`INSERT OR
-/// IGNORE`: a duplicate key or a failed CHECK).
+/// IGNORE`: a duplicate key, a NULL where none may be, a failed CHECK).
 fn refused(what: &'static str) -> impl Fn(usize, usize) -> LandscapeError {
     move |refused, expected| {
         LandscapeError::integrity(format!("{refused} of {expected} {what} were refused by the Landscape's constraints"))
