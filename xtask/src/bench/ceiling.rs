@@ -94,6 +94,7 @@ pub(crate) fn rows_per_second(source: &Path, target_url: &str) -> anyhow::Result
 
     let mut recorder = Recorder::open(target_url, None)?;
     let target = recorder.connection()?;
+    let verb = insert_verb(target);
     for table in SETUP_TABLES {
         let columns = column_list(&mut source, table)?;
         let values: Vec<String> = diesel::sql_query(format!(
@@ -105,7 +106,7 @@ pub(crate) fn rows_per_second(source: &Path, target_url: &str) -> anyhow::Result
         .map(|l| l.values)
         .collect();
         if !values.is_empty() {
-            execute(target, &inserts(target, table, &columns, &values))?;
+            execute(target, &inserts(verb, table, &columns, &values))?;
         }
     }
 
@@ -141,7 +142,7 @@ pub(crate) fn rows_per_second(source: &Path, target_url: &str) -> anyhow::Result
         let mut sql = String::new();
         for (k, values) in pending.iter_mut().enumerate() {
             if !values.is_empty() {
-                sql.push_str(&inserts(recorder.connection()?, TIMED_TABLES[k].0, &columns[k], values));
+                sql.push_str(&inserts(verb, TIMED_TABLES[k].0, &columns[k], values));
                 values.clear();
             }
         }
@@ -188,14 +189,17 @@ fn execute(target: &mut DbConnection, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Multi-row `INSERT` statements of `values` (each a parenthesised list),
-/// in the form the recorder uses: `INSERT OR IGNORE` on SQLite (no statement
+/// The insert the recorder uses: `INSERT OR IGNORE` on SQLite (no statement
 /// journal; `check_same_counts` finds a refused record), plain on PostgreSQL.
-fn inserts(target: &DbConnection, table: &str, columns: &[String], values: &[String]) -> String {
-    let verb = match target {
+fn insert_verb(target: &DbConnection) -> &'static str {
+    match target {
         DbConnection::Sqlite(_) => "INSERT OR IGNORE",
         DbConnection::Postgresql(_) => "INSERT",
-    };
+    }
+}
+
+/// Multi-row `verb` statements of `values` (each a parenthesised list).
+fn inserts(verb: &str, table: &str, columns: &[String], values: &[String]) -> String {
     let mut sql = String::new();
     for part in values.chunks(VALUES_PER_STATEMENT) {
         let _ = write!(sql, "{verb} INTO {table} ({}) VALUES {};", columns.join(", "), part.join(","));

@@ -346,7 +346,7 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         routing_events::created_at.eq(e.created_at),
     ))?;
 
-    let result = insert_all!(conn, token_outcomes::table, outcomes, terminal_twice, |o| (
+    let result = insert_all!(conn, token_outcomes::table, outcomes, |_, _| terminal_twice(), |o| (
         token_outcomes::outcome_id.eq(o.outcome_id),
         token_outcomes::run_id.eq(o.run_id),
         token_outcomes::token_id.eq(o.token_id),
@@ -363,7 +363,7 @@ fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
         token_outcomes::expected_branches_json.eq(o.expected_branches_json),
     ));
     match result {
-        Err(LandscapeError::Database(error)) if is_unique_violation(&error) => Err(terminal_twice(1, 1)),
+        Err(LandscapeError::Database(error)) if is_unique_violation(&error) => Err(terminal_twice()),
         other => other,
     }
 }
@@ -399,6 +399,6 @@ fn refused(what: &'static str) -> impl Fn(usize, usize) -> LandscapeError {
 
 /// The error for token outcomes refused: the only constraint a well-formed
 /// outcome can break is one terminal outcome per token.
-fn terminal_twice(_refused: usize, _expected: usize) -> LandscapeError {
+fn terminal_twice() -> LandscapeError {
     LandscapeError::IllegalTransition("a token already has a terminal outcome; the unit's outcomes were refused".into())
 }
