@@ -150,7 +150,8 @@ pub fn open_read_only(url: &str) -> Result<DbConnection> {
             }
             let uri = sqlite_read_only_uri(&path).map_err(refuse)?;
             let mut sqlite = SqliteConnection::establish(&uri).map_err(|e| refuse(e.to_string()))?;
-            sqlite.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA query_only = ON;")?;
+            wait_when_busy(&mut sqlite)?;
+            sqlite.batch_execute("PRAGMA query_only = ON;")?;
             DbConnection::Sqlite(sqlite)
         }
         DatabaseUrl::SqliteMemory => return Err(refuse("an in-memory database holds no earlier run".to_owned())),
@@ -164,7 +165,7 @@ pub fn open_read_only(url: &str) -> Result<DbConnection> {
     if !tables.iter().any(|t| t == "__diesel_schema_migrations") {
         return Err(refuse("the database holds no Landscape (no schema version of this implementation)".to_owned()));
     }
-    if unapplied_migrations(&mut connection)? > 0 {
+    if migration_state(&mut connection)?.0 > 0 {
         return Err(refuse(
             "the Landscape was written by an older ELSPETH; open it once with a command that writes (`elspeth runs`) to upgrade it"
                 .to_owned(),
@@ -180,17 +181,20 @@ struct Version {
     version: String,
 }
 
-/// How many of this build's migrations the database lacks, read with a plain
-/// SELECT (diesel's own check creates its table if absent, which a
+/// How many of this build's migrations the database lacks, and one it has
+/// that this build does not know (a newer ELSPETH wrote it), read with a
+/// plain SELECT (diesel's own check creates its table if absent, which a
 /// read-only connection must not try).
-fn unapplied_migrations(connection: &mut DbConnection) -> Result<usize> {
+fn migration_state(connection: &mut DbConnection) -> Result<(usize, Option<String>)> {
     let known: Vec<String> = diesel::migration::MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
         .map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?
         .iter()
         .map(|migration| migration.name().version().to_string())
         .collect();
     let applied: Vec<Version> = diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(connection)?;
-    Ok(known.iter().filter(|k| !applied.iter().any(|a| &a.version == *k)).count())
+    let unapplied = known.iter().filter(|k| !applied.iter().any(|a| &a.version == *k)).count();
+    let unknown = applied.into_iter().map(|a| a.version).find(|a| !known.contains(a));
+    Ok((unapplied, unknown))
 }
 
 /// A `file:` URI that opens `path` read-only (SQLite URI filenames: `?` and
@@ -251,10 +255,8 @@ fn open_parsed(url: &str, parsed: &DatabaseUrl, create: Create) -> Result<DbConn
         DatabaseUrl::SqliteMemory => DbConnection::Sqlite(SqliteConnection::establish(":memory:").map_err(open_error)?),
         DatabaseUrl::Postgresql(pg_url) => DbConnection::Postgresql(PgConnection::establish(pg_url).map_err(open_error)?),
     };
-    // Wait for another process's transaction rather than fail (a setting of
-    // this connection only: the file is not touched).
     if let DbConnection::Sqlite(sqlite) = &mut connection {
-        sqlite.batch_execute("PRAGMA busy_timeout = 30000;")?;
+        wait_when_busy(sqlite)?;
     }
     // Read before anything is set or created: a database that is not ours is
     // left exactly as it was.
@@ -267,7 +269,7 @@ fn open_parsed(url: &str, parsed: &DatabaseUrl, create: Create) -> Result<DbConn
         refuse_foreign_tables(&tables)?;
     }
     configure(&mut connection, parsed)?;
-    migrate(&mut connection)?;
+    migrate(&mut connection, ours)?;
     check_columns(&mut connection)?;
     Ok(connection)
 }
@@ -306,7 +308,7 @@ fn expected_columns() -> Result<&'static std::collections::BTreeMap<&'static str
     let mut fresh = DbConnection::Sqlite(
         SqliteConnection::establish(":memory:").map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?,
     );
-    migrate(&mut fresh)?;
+    migrate(&mut fresh, false)?;
     let columns = columns_of(&mut fresh)?;
     Ok(EXPECTED.get_or_init(|| columns))
 }
@@ -385,10 +387,6 @@ pub(crate) fn with_sorts_on_disk<T>(
 fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
     match connection {
         DbConnection::Sqlite(sqlite) => {
-            let journal = match url {
-                DatabaseUrl::SqliteMemory => "",
-                DatabaseUrl::SqliteFile(_) | DatabaseUrl::Postgresql(_) => "PRAGMA journal_mode = WAL;",
-            };
             // 8 KiB pages: a run writes a few KB of audit records per row,
             // appended at the right edge of each index; larger pages mean
             // fewer WAL frames and system calls per row (measured: about 6%
@@ -396,9 +394,13 @@ fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
             // a new database. A 32 MB page cache: twice that grew the
             // process by 64 MB for no measurable gain; half of it cost the
             // gate pipeline ≈ 10% (docs/ARCHITECTURE.md).
+            sqlite.batch_execute("PRAGMA page_size = 8192;")?;
+            match url {
+                DatabaseUrl::SqliteMemory => {}
+                DatabaseUrl::SqliteFile(_) | DatabaseUrl::Postgresql(_) => use_wal(sqlite)?,
+            }
             sqlite.batch_execute(&format!(
-                "PRAGMA page_size = 8192; {journal} PRAGMA foreign_keys = ON; \
-                 PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; {TEMP_IN_MEMORY}"
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; {TEMP_IN_MEMORY}"
             ))?;
         }
         DbConnection::Postgresql(pg) => {
@@ -406,6 +408,37 @@ fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Switches a SQLite file to write-ahead logging (a no-op when it is
+/// already). Two processes opening a new file at once both try the switch,
+/// and SQLite refuses the second at once with "database is locked": its busy
+/// timeout does not cover that lock upgrade. So the switch is retried, for
+/// as long as the busy timeout would wait.
+pub(crate) fn use_wal(sqlite: &mut SqliteConnection) -> diesel::QueryResult<()> {
+    let give_up = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match sqlite.batch_execute("PRAGMA journal_mode = WAL;") {
+            Err(error) if is_busy(&error) && std::time::Instant::now() < give_up => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// How long a SQLite connection waits for another process's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Makes `sqlite` wait for another process's transaction rather than fail (a
+/// setting of this connection only: the file is not touched).
+pub(crate) fn wait_when_busy(sqlite: &mut SqliteConnection) -> diesel::QueryResult<()> {
+    sqlite.batch_execute(&format!("PRAGMA busy_timeout = {};", BUSY_TIMEOUT.as_millis()))
+}
+
+/// SQLite's SQLITE_BUSY, which diesel reports by its message only.
+fn is_busy(error: &diesel::result::Error) -> bool {
+    matches!(error, diesel::result::Error::DatabaseError(_, info) if info.message() == "database is locked")
 }
 
 #[derive(diesel::QueryableByName)]
@@ -427,46 +460,46 @@ fn table_names(connection: &mut DbConnection) -> Result<Vec<String>> {
     Ok(rows.into_iter().map(|row| row.name).collect())
 }
 
-fn migrate(connection: &mut DbConnection) -> Result<()> {
-    let known: Vec<String> = diesel::migration::MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
-        .map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?
-        .iter()
-        .map(|migration| migration.name().version().to_string())
-        .collect();
-    let applied = match connection {
-        DbConnection::Sqlite(sqlite) => sqlite.applied_migrations(),
-        DbConnection::Postgresql(pg) => pg.applied_migrations(),
-    }
-    .map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?;
-    for version in &applied {
-        let version = version.to_string();
-        if !known.contains(&version) {
+/// Applies this build's pending migrations, one opener at a time: on SQLite
+/// inside an immediate transaction (it waits for the write lock, then sees
+/// what another opener applied), on PostgreSQL under a transaction-scoped
+/// advisory lock. Two runs starting on a new database both open it; neither
+/// sees the other's half-applied schema. An up-to-date Landscape (`ours`,
+/// nothing pending: every open but the first) takes no lock.
+fn migrate(connection: &mut DbConnection, ours: bool) -> Result<()> {
+    if ours {
+        let (unapplied, unknown) = migration_state(connection)?;
+        if let Some(version) = unknown {
             return Err(LandscapeError::IncompatibleSchema(format!(
                 "the database has schema migration {version}, which this build does not know; \
                  it was written by a newer ELSPETH"
             )));
         }
+        if unapplied == 0 {
+            return Ok(());
+        }
     }
-    let result = match connection {
-        DbConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(MIGRATIONS).map(|_| ()),
-        DbConnection::Postgresql(pg) => pg.run_pending_migrations(MIGRATIONS).map(|_| ()),
-    };
-    match result {
-        Ok(()) => Ok(()),
-        // Another process created the Landscape at the same moment (two runs
-        // starting on a new database): its migrations are ours, applied.
-        Err(_) if pending_migrations(connection)? == 0 => Ok(()),
-        Err(e) => Err(LandscapeError::IncompatibleSchema(format!("applying migrations failed: {e}"))),
+    match connection {
+        DbConnection::Sqlite(sqlite) => sqlite.immediate_transaction(run_pending_migrations),
+        DbConnection::Postgresql(pg) => pg.transaction(|pg| {
+            diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).execute(pg)?;
+            run_pending_migrations(pg)
+        }),
     }
 }
 
-/// How many of this build's migrations the database has not applied.
-fn pending_migrations(connection: &mut DbConnection) -> Result<usize> {
-    let pending = match connection {
-        DbConnection::Sqlite(sqlite) => sqlite.pending_migrations(MIGRATIONS).map(|p| p.len()),
-        DbConnection::Postgresql(pg) => pg.pending_migrations(MIGRATIONS).map(|p| p.len()),
-    };
-    pending.map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))
+/// The PostgreSQL advisory lock key that serialises migrations (any fixed
+/// number; "ELSPETH" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0045_4c53_5045_5448;
+
+fn run_pending_migrations<C>(connection: &mut C) -> Result<()>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    connection
+        .run_pending_migrations(MIGRATIONS)
+        .map(drop)
+        .map_err(|e| LandscapeError::IncompatibleSchema(format!("applying migrations failed: {e}")))
 }
 
 /// Where the payload store of a SQLite Landscape file lives by default:

@@ -98,10 +98,11 @@ fn connect(base: &Path) -> Result<SqliteConnection, String> {
     let path = base.join("payloads.sqlite");
     let path_text = path.to_str().ok_or("path is not UTF-8")?;
     let mut connection = SqliteConnection::establish(path_text).map_err(|e| e.to_string())?;
+    crate::connection::wait_when_busy(&mut connection).map_err(|e| e.to_string())?;
+    crate::connection::use_wal(&mut connection).map_err(|e| e.to_string())?;
     connection
         .batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 30000; \
-             PRAGMA cache_size = -12288; \
+            "PRAGMA synchronous = FULL; PRAGMA cache_size = -12288; \
              CREATE TABLE IF NOT EXISTS payloads (key BLOB NOT NULL UNIQUE, data BLOB NOT NULL);",
         )
         .map_err(|e| e.to_string())?;

@@ -74,7 +74,8 @@ impl WalCheckpointer {
         }
         let DbConnection::Sqlite(sqlite) = writer else { return None };
         let mut own = SqliteConnection::establish(path.to_str()?).ok()?;
-        own.batch_execute("PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA cache_size = -1024;").ok()?;
+        crate::connection::wait_when_busy(&mut own).ok()?;
+        own.batch_execute("PRAGMA synchronous = FULL; PRAGMA cache_size = -1024;").ok()?;
         let mode: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(&mut own).ok()?;
         if !mode.journal_mode.eq_ignore_ascii_case("wal") {
             return None;

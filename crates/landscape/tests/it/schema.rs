@@ -125,3 +125,71 @@ fn hot_path_inserts_keep_no_statement_journal_on_sqlite() {
         assert!(!aborting_opcodes(&connection, &format!("INSERT {values}")).is_empty(), "control: a plain insert into {table}");
     }
 }
+
+/// Opens `url` from `n` threads released at the same instant (each its own
+/// connection, as two `elspeth run`s are) and returns what each got.
+fn open_at_once(url: &str, n: usize) -> Vec<Result<(), String>> {
+    let start = std::sync::Barrier::new(n);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    open(url).map(drop).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("opener ends")).collect()
+    })
+}
+
+/// Holds the write lock of the new SQLite file at `path` (as the first of two
+/// runs starting together does while it switches the file to WAL) and lets
+/// go of it after a moment, while `open` runs on this thread.
+fn while_another_run_holds_the_new_file<T>(path: &std::path::Path, open: impl FnOnce() -> T) -> T {
+    let holder = rusqlite::Connection::open(path).expect("sqlite");
+    holder.execute_batch("BEGIN IMMEDIATE").expect("the write lock");
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            holder.execute_batch("COMMIT").expect("lets go");
+        });
+        open()
+    })
+}
+
+#[test]
+fn a_new_sqlite_landscape_and_payload_store_open_while_another_run_holds_the_file() {
+    // Before: SQLite refused the switch to WAL at once with "database is
+    // locked" (its busy timeout does not cover that lock upgrade), so of two
+    // runs starting together on a new Landscape one failed.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("shared.db");
+    while_another_run_holds_the_new_file(&path, || open(&format!("sqlite:///{}", path.display())))
+        .expect("waits for the other run, then opens");
+    let reader = rusqlite::Connection::open(&path).expect("sqlite");
+    let mode: String = reader.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal mode");
+    assert_eq!(mode, "wal");
+    let payloads = dir.path().join("shared.payloads");
+    std::fs::create_dir_all(&payloads).expect("store dir");
+    let store = landscape::PayloadStore::new(&payloads);
+    let key = while_another_run_holds_the_new_file(&payloads.join("payloads.sqlite"), || store.store(b"row"))
+        .expect("waits for the other run, then stores");
+    assert_eq!(store.retrieve(&key).expect("stored"), b"row");
+}
+
+#[test]
+fn a_new_postgresql_landscape_opened_by_several_runs_at_once_opens_for_all() {
+    let Some(server) = test_support::pg_server_or_skip("a_new_postgresql_landscape_opened_by_several_runs_at_once_opens_for_all")
+    else {
+        return;
+    };
+    // Before: all but one failed, their migrations meeting the first's
+    // ("duplicate key value violates unique constraint pg_type_typname_nsp_index").
+    for round in 0..4 {
+        let url = server.fresh_database();
+        for result in open_at_once(&url, 4) {
+            assert_eq!(result, Ok(()), "round {round}");
+        }
+    }
+}
