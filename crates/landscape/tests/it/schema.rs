@@ -145,7 +145,9 @@ fn open_at_once(url: &str, n: usize) -> Vec<Result<(), String>> {
 
 /// Holds the write lock of the new SQLite file at `path` (as the first of two
 /// runs starting together does while it switches the file to WAL) and lets
-/// go of it after a moment, while `open` runs on this thread.
+/// go of it after 300 ms, while `open` runs on this thread. The pause is the
+/// scenario, not synchronisation: `open` must succeed however long the lock
+/// is held (up to the busy timeout); before the fix it failed at once.
 fn while_another_run_holds_the_new_file<T>(path: &std::path::Path, open: impl FnOnce() -> T) -> T {
     let holder = rusqlite::Connection::open(path).expect("sqlite");
     holder.execute_batch("BEGIN IMMEDIATE").expect("the write lock");
