@@ -165,7 +165,7 @@ pub fn open_read_only(url: &str) -> Result<DbConnection> {
     if !tables.iter().any(|t| t == "__diesel_schema_migrations") {
         return Err(refuse("the database holds no Landscape (no schema version of this implementation)".to_owned()));
     }
-    if migration_state(&mut connection)?.0 > 0 {
+    if migration_state(&mut connection)?.unapplied > 0 {
         return Err(refuse(
             "the Landscape was written by an older ELSPETH; open it once with a command that writes (`elspeth runs`) to upgrade it"
                 .to_owned(),
@@ -181,11 +181,17 @@ struct Version {
     version: String,
 }
 
-/// How many of this build's migrations the database lacks, and one it has
-/// that this build does not know (a newer ELSPETH wrote it), read with a
-/// plain SELECT (diesel's own check creates its table if absent, which a
-/// read-only connection must not try).
-fn migration_state(connection: &mut DbConnection) -> Result<(usize, Option<String>)> {
+/// Where a Landscape's schema stands against this build's migrations.
+struct MigrationState {
+    /// This build's migrations the database lacks.
+    unapplied: usize,
+    /// One the database has that this build does not know (a newer ELSPETH wrote it).
+    unknown: Option<String>,
+}
+
+/// Reads the [`MigrationState`] with a plain SELECT (diesel's own check
+/// creates its table if absent, which a read-only connection must not try).
+fn migration_state(connection: &mut DbConnection) -> Result<MigrationState> {
     let known: Vec<String> = diesel::migration::MigrationSource::<diesel::sqlite::Sqlite>::migrations(&MIGRATIONS)
         .map_err(|e| LandscapeError::IncompatibleSchema(e.to_string()))?
         .iter()
@@ -194,7 +200,7 @@ fn migration_state(connection: &mut DbConnection) -> Result<(usize, Option<Strin
     let applied: Vec<Version> = diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(connection)?;
     let unapplied = known.iter().filter(|k| !applied.iter().any(|a| &a.version == *k)).count();
     let unknown = applied.into_iter().map(|a| a.version).find(|a| !known.contains(a));
-    Ok((unapplied, unknown))
+    Ok(MigrationState { unapplied, unknown })
 }
 
 /// A `file:` URI that opens `path` read-only (SQLite URI filenames: `?` and
@@ -391,14 +397,15 @@ fn configure(connection: &mut DbConnection, url: &DatabaseUrl) -> Result<()> {
             // appended at the right edge of each index; larger pages mean
             // fewer WAL frames and system calls per row (measured: about 6%
             // faster than 4 KiB on the gate pipeline). Takes effect only on
-            // a new database. A 32 MB page cache: twice that grew the
-            // process by 64 MB for no measurable gain; half of it cost the
-            // gate pipeline ≈ 10% (docs/ARCHITECTURE.md).
+            // a new database, before its switch to WAL.
             sqlite.batch_execute("PRAGMA page_size = 8192;")?;
             match url {
                 DatabaseUrl::SqliteMemory => {}
                 DatabaseUrl::SqliteFile(_) | DatabaseUrl::Postgresql(_) => use_wal(sqlite)?,
             }
+            // A 32 MB page cache: twice that grew the process by 64 MB for
+            // no measurable gain; half of it cost the gate pipeline ≈ 10%
+            // (docs/ARCHITECTURE.md).
             sqlite.batch_execute(&format!(
                 "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; {TEMP_IN_MEMORY}"
             ))?;
@@ -468,7 +475,7 @@ fn table_names(connection: &mut DbConnection) -> Result<Vec<String>> {
 /// nothing pending: every open but the first) takes no lock.
 fn migrate(connection: &mut DbConnection, ours: bool) -> Result<()> {
     if ours {
-        let (unapplied, unknown) = migration_state(connection)?;
+        let MigrationState { unapplied, unknown } = migration_state(connection)?;
         if let Some(version) = unknown {
             return Err(LandscapeError::IncompatibleSchema(format!(
                 "the database has schema migration {version}, which this build does not know; \
