@@ -3,13 +3,15 @@
 //! every source row, every durable sink write and just before and after every
 //! commit, then resumed; each time the final sink files and the set of
 //! (row, outcome, sink) must equal an uninterrupted run's, with every
-//! Landscape invariant intact. Kill points are enumerated in a fixed order
+//! Landscape invariant intact and every blob the Landscape refers to in the
+//! payload store, sealed (no blob left in its unindexed tail). Kill points are enumerated in a fixed order
 //! (`ELSPETH_CRASH_POINTS=row:3,commit:2:before` reruns chosen ones).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use landscape::connection::query_pairs;
+use diesel::Connection;
+use landscape::connection::{query_i64, query_pairs};
 use tests::{audit_violations, elspeth_in, landscape_at};
 
 const SETTINGS: &str = r#"
@@ -99,6 +101,8 @@ fn result(dir: &Path) -> (String, String, Vec<(String, String)>) {
     let mut db = landscape_at(dir, "audit.db");
     let violations = audit_violations(&mut db);
     assert!(violations.is_empty(), "{violations:?}");
+    let missing = missing_payloads(&mut db, &dir.join("payloads"));
+    assert!(missing.is_empty(), "{missing:?}");
     let mut outcomes = query_pairs(
         &mut db,
         "SELECT CAST(r.row_index AS TEXT) AS a, o.outcome || ':' || coalesce(o.sink_name, '') AS b FROM token_outcomes o \
@@ -108,6 +112,32 @@ fn result(dir: &Path) -> (String, String, Vec<(String, String)>) {
     outcomes.sort();
     let read = |name: &str| std::fs::read_to_string(dir.join("out").join(name)).unwrap_or_default();
     (read("low.csv"), read("merged.jsonl"), outcomes)
+}
+
+/// Payload references the store does not return, and blobs the store left
+/// unsealed: a completed run (resumed or not) seals them.
+fn missing_payloads(db: &mut landscape::DbConnection, payloads: &Path) -> Vec<String> {
+    let refs = query_pairs(
+        db,
+        "SELECT 'rows' AS a, source_data_ref AS b FROM rows WHERE source_data_ref IS NOT NULL \
+         UNION ALL SELECT 'routing_events', reason_ref FROM routing_events WHERE reason_ref IS NOT NULL \
+         UNION ALL SELECT 'operations', input_data_ref FROM operations WHERE input_data_ref IS NOT NULL \
+         UNION ALL SELECT 'operations', output_data_ref FROM operations WHERE output_data_ref IS NOT NULL",
+    )
+    .expect("payload references");
+    assert!(refs.iter().any(|(table, _)| table == "rows"), "the run stored its source rows");
+    let store = landscape::PayloadStore::new(payloads);
+    let mut missing: Vec<String> =
+        refs.iter().filter_map(|(table, key)| store.retrieve(key).err().map(|e| format!("{table}: {e}"))).collect();
+    let file = payloads.join("payloads.sqlite");
+    let mut own = landscape::DbConnection::Sqlite(
+        diesel::SqliteConnection::establish(file.to_str().expect("utf-8")).expect("the payload store opens"),
+    );
+    let unsealed = query_i64(&mut own, "SELECT count(*) AS n FROM payload_tail").expect("tail");
+    if unsealed != 0 {
+        missing.push(format!("{unsealed} blobs left in the unindexed tail"));
+    }
+    missing
 }
 
 fn kill_points() -> Vec<String> {

@@ -1,17 +1,16 @@
 //! Content-addressed payload store: blobs keyed by the SHA-256 of their bytes.
 //!
-//! The blobs live in one SQLite file, `<base>/payloads.sqlite` (table
-//! `payloads(key, data)`), not one file per blob: a run of a million rows
-//! would otherwise create a million files, and the file system, not the
-//! engine, would set the pace. Writes are atomic and deduplicated; every read
-//! re-hashes the bytes, so a tampered blob is an integrity error, never data.
-//! Purging deletes blobs; the hashes in the Landscape stay.
+//! The blobs live in one SQLite file, `<base>/payloads.sqlite`, not one file
+//! per blob: a run of a million rows would otherwise create a million files,
+//! and the file system, not the engine, would set the pace. Writes are atomic
+//! and deduplicated; every read re-hashes the bytes, so a tampered blob is an
+//! integrity error, never data. Purging deletes blobs; the hashes in the
+//! Landscape stay.
 //!
-//! Layout: blobs are appended in insertion order (a rowid table) and found
-//! through a unique index on the key, stored as its 32 bytes (the API speaks
-//! hex). Keyed by the hash itself, every insert would land on a random page
-//! of the blobs, and a commit would rewrite pages all over a file that grows
-//! with the input; the key index is random by nature, so it is kept small.
+//! Layout ([`segments`]): blobs stored inside a unit of work are appended to
+//! an unindexed tail, sealed into indexed segments; others go to a table with
+//! a unique index on the key. Keys are stored as their 32 bytes (the API
+//! speaks hex).
 //!
 //! Durability: inside a recorder unit of work, blobs are written in the
 //! store's own transaction, which [`PayloadStore::sync`] commits before the
@@ -24,6 +23,8 @@ use contracts::sha256_hex;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, ExpressionMethods, RunQueryDsl};
+
+use segments::Limits;
 use sha2::{Digest, Sha256};
 
 /// Failures of the payload store.
@@ -47,6 +48,7 @@ pub struct PayloadStore {
     open: RefCell<Option<SqliteConnection>>,
     /// The thread that writes deferred blobs, once there were any.
     writer: RefCell<Option<writer::Writer>>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for PayloadStore {
@@ -57,7 +59,7 @@ impl std::fmt::Debug for PayloadStore {
 
 impl Clone for PayloadStore {
     fn clone(&self) -> PayloadStore {
-        PayloadStore::new(self.base.clone())
+        PayloadStore { limits: self.limits, ..PayloadStore::new(self.base.clone()) }
     }
 }
 
@@ -68,10 +70,12 @@ diesel::table! {
     }
 }
 
-#[derive(diesel::QueryableByName)]
-struct Blob {
-    #[diesel(sql_type = diesel::sql_types::Binary)]
-    data: Vec<u8>,
+diesel::table! {
+    payload_tail (rowid) {
+        rowid -> BigInt,
+        key -> Binary,
+        data -> Binary,
+    }
 }
 
 /// The stored form of a key: its 32 bytes (half the index of the hex text).
@@ -89,10 +93,9 @@ fn valid_key(key: &str) -> Result<(), PayloadStoreError> {
 }
 
 /// Opens (creating it if needed) the store's file under `base`. Its page
-/// cache is 12 MiB: blobs are keyed by their random hash, so every insert
-/// touches a random page of the key index, and the writer keeps up with the
-/// engine at 1M rows with 16 MiB (8 MiB cost the gate pipeline 15-20%); 12
-/// MiB keeps every bench pipeline's peak RSS under 150 MB with jemalloc.
+/// cache is 2 MiB: appends and point reads need little, and the cache also
+/// bounds what a seal sorts in memory before it spills to a temporary file
+/// (with 12 MiB a 1M-row gate run peaked at 185 MB instead of 114 MB).
 fn connect(base: &Path) -> Result<SqliteConnection, String> {
     std::fs::create_dir_all(base).map_err(|e| e.to_string())?;
     let path = base.join("payloads.sqlite");
@@ -101,17 +104,14 @@ fn connect(base: &Path) -> Result<SqliteConnection, String> {
     crate::connection::wait_when_busy(&mut connection).map_err(|e| e.to_string())?;
     crate::connection::use_wal(&mut connection).map_err(|e| e.to_string())?;
     connection
-        .batch_execute(
-            "PRAGMA synchronous = FULL; PRAGMA cache_size = -12288; \
-             CREATE TABLE IF NOT EXISTS payloads (key BLOB NOT NULL UNIQUE, data BLOB NOT NULL);",
-        )
+        .batch_execute(&format!("PRAGMA synchronous = FULL; PRAGMA cache_size = -2048; {}", segments::SCHEMA))
         .map_err(|e| e.to_string())?;
     Ok(connection)
 }
 
 impl PayloadStore {
     pub fn new(base: impl Into<PathBuf>) -> PayloadStore {
-        PayloadStore { base: base.into(), open: RefCell::new(None), writer: RefCell::new(None) }
+        PayloadStore { base: base.into(), open: RefCell::new(None), writer: RefCell::new(None), limits: Limits::DEFAULT }
     }
 
     pub fn base(&self) -> &Path {
@@ -159,7 +159,7 @@ impl PayloadStore {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let key = contracts::hex_lower(&digest);
         let mut writer = self.writer.borrow_mut();
-        writer.get_or_insert_with(|| writer::Writer::spawn(self.base.clone())).write(digest, bytes)?;
+        writer.get_or_insert_with(|| writer::Writer::spawn(self.base.clone(), self.limits)).write(digest, bytes)?;
         Ok(key)
     }
 
@@ -177,17 +177,24 @@ impl PayloadStore {
         }
     }
 
+    /// Commits deferred blobs, then indexes the ones not yet indexed (and
+    /// merges the indexed segments when there are many): when a run
+    /// completes, so that reading its blobs needs no scan.
+    pub fn seal(&self) -> Result<(), PayloadStoreError> {
+        let sealing = self.writer.borrow_mut().as_mut().map(writer::Writer::seal).transpose()?;
+        if let Some(sealing) = sealing {
+            return sealing.wait();
+        }
+        let error = |e: diesel::result::Error| self.error(e);
+        self.with(|connection| segments::seal(connection, self.limits).map_err(error))
+    }
+
     /// Reads a blob and verifies that it still hashes to its key.
     pub fn retrieve(&self, key: &str) -> Result<Vec<u8>, PayloadStoreError> {
-        valid_key(key)?;
+        let stored = key_bytes(key)?;
         let error = |e: diesel::result::Error| self.error(e);
-        let found: Vec<Blob> = self.with(|connection| {
-            diesel::sql_query("SELECT data FROM payloads WHERE key = ?")
-                .bind::<diesel::sql_types::Binary, _>(key_bytes(key)?)
-                .load(connection)
-                .map_err(error)
-        })?;
-        let bytes = found.into_iter().next().ok_or_else(|| PayloadStoreError::NotFound(key.to_owned()))?.data;
+        let found = self.with(|connection| segments::read(connection, &stored).map_err(error))?;
+        let bytes = found.ok_or_else(|| PayloadStoreError::NotFound(key.to_owned()))?;
         let actual = sha256_hex(&bytes);
         if actual != key {
             return Err(PayloadStoreError::Integrity { key: key.to_owned(), actual });
@@ -205,31 +212,21 @@ impl PayloadStore {
 
     /// Deletes a blob; `false` if it was not there.
     pub fn delete(&self, key: &str) -> Result<bool, PayloadStoreError> {
-        valid_key(key)?;
+        let stored = key_bytes(key)?;
         let error = |e: diesel::result::Error| self.error(e);
-        let deleted = self.with(|connection| {
-            diesel::sql_query("DELETE FROM payloads WHERE key = ?")
-                .bind::<diesel::sql_types::Binary, _>(key_bytes(key)?)
-                .execute(connection)
-                .map_err(error)
-        })?;
+        let deleted = self.with(|connection| segments::delete(connection, &stored).map_err(error))?;
         Ok(deleted > 0)
     }
 
     /// Test support: overwrites a blob's bytes, as an attacker or a disk fault would.
     pub fn tamper(&self, key: &str, bytes: &[u8]) -> Result<(), PayloadStoreError> {
+        let stored = key_bytes(key)?;
         let error = |e: diesel::result::Error| self.error(e);
-        self.with(|connection| {
-            diesel::sql_query("UPDATE payloads SET data = ? WHERE key = ?")
-                .bind::<diesel::sql_types::Binary, _>(bytes)
-                .bind::<diesel::sql_types::Binary, _>(key_bytes(key)?)
-                .execute(connection)
-                .map_err(error)?;
-            Ok(())
-        })
+        self.with(|connection| segments::tamper(connection, &stored, bytes).map_err(error))
     }
 }
 
+mod segments;
 #[cfg(test)]
 mod tests;
 mod writer;

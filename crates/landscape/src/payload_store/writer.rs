@@ -13,7 +13,16 @@
 //! write lock while it waits: runs in other processes share the store, and a
 //! lock held by an idle writer could close a cycle with their Landscape's.
 //! A failed write is kept and reported by the next commit request.
+//!
+//! Blobs are appended to the store's unindexed tail (see [`super::segments`]),
+//! each key once per transaction (a routing reason is the same blob on every
+//! row); no other connection can delete a blob while the transaction holds
+//! the write lock, so skipping a key appended in it never skips a blob that
+//! is gone. The thread seals the tail once it has appended
+//! [`Limits::seal_at_blobs`] to it, after replying to the commit that reached
+//! the threshold.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
@@ -22,7 +31,8 @@ use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{ExpressionMethods, RunQueryDsl};
 
-use super::{payloads, PayloadStoreError};
+use super::segments::{self, Limits};
+use super::{payload_tail, PayloadStoreError};
 
 /// A batch is sent once it holds this many blobs or bytes.
 const BATCH_BLOBS: usize = 256;
@@ -52,6 +62,8 @@ enum Message {
     Write(Batch),
     /// Commit what was written; the result goes to the sender.
     Commit(Sender<Result<(), PayloadStoreError>>),
+    /// Commit, then seal the tail; the result goes to the sender.
+    Seal(Sender<Result<(), PayloadStoreError>>),
 }
 
 /// A commit asked of the writer thread, to be waited for.
@@ -85,10 +97,10 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts the thread, which opens its own connection to the store at `base`.
-    pub(super) fn spawn(base: PathBuf) -> Writer {
+    pub(super) fn spawn(base: PathBuf, limits: Limits) -> Writer {
         let (messages, inbox) = sync_channel(IN_FLIGHT);
         let (written_sender, written) = channel();
-        let thread = std::thread::spawn(move || run(&base, &inbox, &written_sender));
+        let thread = std::thread::spawn(move || Thread::new(base, limits).run(&inbox, &written_sender));
         Writer { messages: Some(messages), written, filling: Batch::default(), uncommitted: false, thread: Some(thread) }
     }
 
@@ -113,11 +125,23 @@ impl Writer {
         if !self.has_uncommitted() {
             return Ok(PendingCommit::done());
         }
+        self.request(Message::Commit)
+    }
+
+    /// Asks for what is queued to be committed and for the tail to be sealed.
+    pub(super) fn seal(&mut self) -> Result<PendingCommit, PayloadStoreError> {
+        self.request(Message::Seal)
+    }
+
+    fn request(
+        &mut self,
+        message: fn(Sender<Result<(), PayloadStoreError>>) -> Message,
+    ) -> Result<PendingCommit, PayloadStoreError> {
         if !self.filling.blobs.is_empty() {
             self.send_filling()?;
         }
         let (sender, result) = channel();
-        self.send(Message::Commit(sender))?;
+        self.send(message(sender))?;
         self.uncommitted = false;
         Ok(PendingCommit(Some(result)))
     }
@@ -150,100 +174,145 @@ fn gone() -> PayloadStoreError {
     PayloadStoreError::Storage { path: "payload writer".into(), message: "the writer thread ended".into() }
 }
 
-/// The thread: writes batches in one open transaction, commits on request.
-fn run(base: &Path, inbox: &Receiver<Message>, written: &Sender<Batch>) {
-    let mut connection = super::connect(base);
-    let mut in_transaction = false;
-    let mut failure: Option<PayloadStoreError> = None;
-    let mut queued: Option<Message> = None;
-    loop {
-        let message = match queued.take() {
-            Some(message) => message,
-            None => match inbox.recv() {
-                Ok(message) => message,
-                Err(_) => return,
-            },
-        };
-        match message {
-            Message::Write(mut batch) => {
-                if failure.is_none() {
-                    let result = match &mut connection {
-                        Ok(connection) => write_batch(base, connection, &mut in_transaction, &batch),
-                        Err(error) => Err(storage(base, error)),
-                    };
-                    failure = result.err();
-                }
-                batch.clear();
-                let _ = written.send(batch);
-                // Caught up: commit, so the store's write lock is never held
-                // while this thread waits. Another process on the same store
-                // may hold its Landscape's write lock and wait for this one
-                // (and this process's unit for that one).
-                match inbox.try_recv() {
-                    Ok(next) => queued = Some(next),
-                    Err(TryRecvError::Empty) => {
-                        if let (None, Ok(connection)) = (&failure, &mut connection) {
-                            failure = commit(base, connection, &mut in_transaction).err();
+/// The writer thread's state.
+struct Thread {
+    base: PathBuf,
+    limits: Limits,
+    connection: Result<SqliteConnection, String>,
+    in_transaction: bool,
+    /// The first write that failed since the last commit request.
+    failure: Option<PayloadStoreError>,
+    /// The keys appended in the open transaction.
+    appended: HashSet<[u8; 32]>,
+    /// Blobs this thread appended to the tail since it last sealed it.
+    tail_blobs: usize,
+}
+
+impl Thread {
+    fn new(base: PathBuf, limits: Limits) -> Thread {
+        let connection = super::connect(&base);
+        Thread { base, limits, connection, in_transaction: false, failure: None, appended: HashSet::new(), tail_blobs: 0 }
+    }
+
+    /// Writes batches in one open transaction, commits on request.
+    fn run(mut self, inbox: &Receiver<Message>, written: &Sender<Batch>) {
+        let mut queued: Option<Message> = None;
+        loop {
+            let message = match queued.take() {
+                Some(message) => message,
+                None => match inbox.recv() {
+                    Ok(message) => message,
+                    Err(_) => return self.rollback(),
+                },
+            };
+            match message {
+                Message::Write(mut batch) => {
+                    if self.failure.is_none() {
+                        self.failure = self.write_batch(&batch).err();
+                    }
+                    batch.clear();
+                    let _ = written.send(batch);
+                    // Caught up: commit, so the store's write lock is never held
+                    // while this thread waits. Another process on the same store
+                    // may hold its Landscape's write lock and wait for this one
+                    // (and this process's unit for that one).
+                    match inbox.try_recv() {
+                        Ok(next) => queued = Some(next),
+                        Err(TryRecvError::Empty) => {
+                            if self.failure.is_none() {
+                                self.failure = self.commit().err();
+                            }
+                            self.seal_when_full();
                         }
+                        Err(TryRecvError::Disconnected) => return self.rollback(),
                     }
-                    Err(TryRecvError::Disconnected) => return,
                 }
-            }
-            Message::Commit(committed) => {
-                let result = match (failure.take(), &mut connection) {
-                    (Some(error), Ok(connection)) => {
-                        rollback(connection, &mut in_transaction);
-                        Err(error)
-                    }
-                    (Some(error), Err(_)) => Err(error),
-                    (None, Ok(connection)) => commit(base, connection, &mut in_transaction),
-                    (None, Err(error)) => Err(storage(base, error)),
-                };
-                let _ = committed.send(result);
+                Message::Commit(committed) => {
+                    let _ = committed.send(self.commit_requested());
+                    self.seal_when_full();
+                }
+                Message::Seal(sealed) => {
+                    let result = self.commit_requested().and_then(|()| self.seal());
+                    let _ = sealed.send(result);
+                }
             }
         }
     }
-}
 
-fn write_batch(
-    base: &Path,
-    connection: &mut SqliteConnection,
-    in_transaction: &mut bool,
-    batch: &Batch,
-) -> Result<(), PayloadStoreError> {
-    if !*in_transaction {
-        connection.batch_execute("BEGIN").map_err(|e| storage(base, &e))?;
-        *in_transaction = true;
+    fn connection(&mut self) -> Result<&mut SqliteConnection, PayloadStoreError> {
+        let base = &self.base;
+        self.connection.as_mut().map_err(|error| storage(base, error))
     }
-    let mut start = 0;
-    for (key, end) in &batch.blobs {
-        let bytes = batch.bytes.get(start..*end).ok_or_else(|| storage(base, &"a batch's blob ends out of order"))?;
-        // A typed statement, so diesel caches it prepared.
-        diesel::insert_or_ignore_into(payloads::table)
-            .values((payloads::key.eq(key.as_slice()), payloads::data.eq(bytes)))
-            .execute(connection)
-            .map_err(|e| storage(base, &e))?;
-        start = *end;
-    }
-    Ok(())
-}
 
-fn commit(base: &Path, connection: &mut SqliteConnection, in_transaction: &mut bool) -> Result<(), PayloadStoreError> {
-    if !*in_transaction {
-        return Ok(());
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), PayloadStoreError> {
+        if !self.in_transaction {
+            self.connection()?.batch_execute("BEGIN").map_err(|e| storage(&self.base, &e))?;
+            self.in_transaction = true;
+        }
+        let mut start = 0;
+        for (key, end) in &batch.blobs {
+            let bytes = batch.bytes.get(start..*end).ok_or_else(|| storage(&self.base, &"a batch's blob ends out of order"))?;
+            start = *end;
+            if !self.appended.insert(*key) {
+                continue;
+            }
+            self.tail_blobs += 1;
+            // A typed statement, so diesel caches it prepared.
+            diesel::insert_into(payload_tail::table)
+                .values((payload_tail::key.eq(key.as_slice()), payload_tail::data.eq(bytes)))
+                .execute(self.connection()?)
+                .map_err(|e| storage(&self.base, &e))?;
+        }
+        Ok(())
     }
-    let result = connection.batch_execute("COMMIT").map_err(|e| storage(base, &e));
-    if result.is_err() {
-        rollback(connection, in_transaction);
-    }
-    *in_transaction = false;
-    result
-}
 
-fn rollback(connection: &mut SqliteConnection, in_transaction: &mut bool) {
-    if *in_transaction {
-        let _ = connection.batch_execute("ROLLBACK");
-        *in_transaction = false;
+    /// Commits, or reports (and rolls back) the write that failed.
+    fn commit_requested(&mut self) -> Result<(), PayloadStoreError> {
+        match self.failure.take() {
+            Some(error) => {
+                self.rollback();
+                Err(error)
+            }
+            None => self.commit(),
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), PayloadStoreError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        let result = self.connection()?.batch_execute("COMMIT").map_err(|e| storage(&self.base, &e));
+        if result.is_err() {
+            self.rollback();
+        }
+        self.in_transaction = false;
+        self.appended.clear();
+        result
+    }
+
+    fn rollback(&mut self) {
+        if self.in_transaction {
+            if let Ok(connection) = self.connection() {
+                let _ = connection.batch_execute("ROLLBACK");
+            }
+            self.in_transaction = false;
+            self.appended.clear();
+        }
+    }
+
+    /// Seals the tail once this thread has appended enough to it, between
+    /// transactions; a failure is reported by the next commit request.
+    fn seal_when_full(&mut self) {
+        if self.tail_blobs >= self.limits.seal_at_blobs && !self.in_transaction && self.failure.is_none() {
+            self.failure = self.seal().err();
+        }
+    }
+
+    fn seal(&mut self) -> Result<(), PayloadStoreError> {
+        let limits = self.limits;
+        segments::seal(self.connection()?, limits).map_err(|e| storage(&self.base, &e))?;
+        self.tail_blobs = 0;
+        Ok(())
     }
 }
 

@@ -51,7 +51,9 @@ impl Recorder {
         })
     }
 
-    /// Ends a running run. Completing an ended run is an illegal transition.
+    /// Ends a running run, then seals the payload store (see
+    /// [`crate::PayloadStore::seal`]). Completing an ended run is an illegal
+    /// transition.
     pub fn complete_run(&mut self, run_id: &RunId, status: RunStatus, grade: Option<ReproducibilityGrade>) -> Result<Run> {
         if !status.is_terminal() {
             return Err(LandscapeError::InvalidWrite(format!("complete_run needs a terminal status, not {status}")));
@@ -81,6 +83,10 @@ impl Recorder {
             )));
         }
         ensure_one(affected, || format!("completion of run {run_id}"))?;
+        // The run's blobs are durable already; sealing indexes them for reads.
+        if let Some(store) = &self.payloads {
+            store.seal()?;
+        }
         self.get_run(run_id)
     }
 
