@@ -40,11 +40,10 @@ impl Limits {
     pub(super) const DEFAULT: Limits = Limits { seal_at_blobs: 262_144, max_segments: 16 };
 }
 
-/// The tables' definitions, created when a connection opens the store.
+/// The tables' definitions, created when a connection opens the store (and
+/// the tail's again when a seal has renamed it).
 pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS payloads (key BLOB NOT NULL UNIQUE, data BLOB NOT NULL); \
      CREATE TABLE IF NOT EXISTS payload_tail (key BLOB NOT NULL, data BLOB NOT NULL);";
-
-const TAIL_DEFINITION: &str = "CREATE TABLE payload_tail (key BLOB NOT NULL, data BLOB NOT NULL);";
 
 #[derive(diesel::QueryableByName)]
 struct Name {
@@ -156,6 +155,6 @@ fn seal_in_transaction(connection: &mut SqliteConnection) -> diesel::QueryResult
     }
     let table = segment(segments(connection)?.last().map_or(1, |last| last + 1));
     connection.batch_execute(&format!(
-        "ALTER TABLE payload_tail RENAME TO {table}; CREATE INDEX {table}_key ON {table} (key); {TAIL_DEFINITION}"
+        "ALTER TABLE payload_tail RENAME TO {table}; CREATE INDEX {table}_key ON {table} (key); {SCHEMA}"
     ))
 }
