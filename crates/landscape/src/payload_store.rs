@@ -2,9 +2,10 @@
 //!
 //! The blobs live in one SQLite file, `<base>/payloads.sqlite`, not one file
 //! per blob: a run of a million rows would otherwise create a million files,
-//! and the file system, not the engine, would set the pace. Writes are atomic
-//! and deduplicated; every read re-hashes the bytes, so a tampered blob is an
-//! integrity error, never data. Purging deletes blobs; the hashes in the
+//! and the file system, not the engine, would set the pace. Writes are
+//! atomic; the same bytes may be stored more than once (any copy is the blob);
+//! every read re-hashes the bytes, so a tampered blob is an integrity error,
+//! never data. Purging deletes every copy of a blob; the hashes in the
 //! Landscape stay.
 //!
 //! Layout ([`segments`]): blobs stored inside a unit of work are appended to
@@ -23,9 +24,9 @@ use contracts::sha256_hex;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, ExpressionMethods, RunQueryDsl};
+use sha2::{Digest, Sha256};
 
 use segments::Limits;
-use sha2::{Digest, Sha256};
 
 /// Failures of the payload store.
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +211,7 @@ impl PayloadStore {
         }
     }
 
-    /// Deletes a blob; `false` if it was not there.
+    /// Deletes every copy of a blob; `false` if there was none.
     pub fn delete(&self, key: &str) -> Result<bool, PayloadStoreError> {
         let stored = key_bytes(key)?;
         let error = |e: diesel::result::Error| self.error(e);

@@ -34,9 +34,10 @@ pub(super) struct Limits {
 }
 
 impl Limits {
-    /// Sealing 256k blobs takes ≈ 0.15 s on the bench machine; a 1M-row
+    /// Sealing 256k blobs takes ≈ 0.15–0.2 s on the bench machine; a 1M-row
     /// gate run makes four segments, so the merge comes every fourth such
-    /// run and costs ≈ 3 µs a blob (a key-ordered insert into the index).
+    /// run on one store and costs ≈ 5–7 µs a blob (a key-ordered insert into
+    /// the keyed table, checkpoint included).
     pub(super) const DEFAULT: Limits = Limits { seal_at_blobs: 262_144, max_segments: 16 };
 }
 
