@@ -449,9 +449,9 @@ fn is_busy(error: &diesel::result::Error) -> bool {
 }
 
 #[derive(diesel::QueryableByName)]
-struct NameRow {
+pub(crate) struct NameRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
-    name: String,
+    pub(crate) name: String,
 }
 
 fn table_names(connection: &mut DbConnection) -> Result<Vec<String>> {

@@ -72,8 +72,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    payload_tail (rowid) {
-        rowid -> BigInt,
+    payload_tail (key) {
         key -> Binary,
         data -> Binary,
     }

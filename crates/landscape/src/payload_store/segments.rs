@@ -22,7 +22,10 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
-use diesel::{Connection, RunQueryDsl};
+use diesel::{Connection, QueryDsl, RunQueryDsl};
+
+use super::payload_tail;
+use crate::connection::NameRow;
 
 /// When the store seals its tail and merges its segments.
 #[derive(Debug, Clone, Copy)]
@@ -47,27 +50,15 @@ pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS payloads (key BLOB N
      CREATE TABLE IF NOT EXISTS payload_tail (key BLOB NOT NULL, data BLOB NOT NULL);";
 
 #[derive(diesel::QueryableByName)]
-struct Name {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    name: String,
-}
-
-#[derive(diesel::QueryableByName)]
 struct Blob {
     #[diesel(sql_type = diesel::sql_types::Binary)]
     data: Vec<u8>,
 }
 
-#[derive(diesel::QueryableByName)]
-struct Flag {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    flag: bool,
-}
-
 /// The sealed segments' numbers, oldest first. Names are rebuilt from the
 /// numbers, so nothing read from the file is spliced into SQL.
 fn segments(connection: &mut SqliteConnection) -> diesel::QueryResult<Vec<u64>> {
-    let names: Vec<Name> =
+    let names: Vec<NameRow> =
         diesel::sql_query("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'payload_segment_*'")
             .load(connection)?;
     let mut numbers: Vec<u64> =
@@ -80,18 +71,19 @@ fn segment(number: u64) -> String {
     format!("payload_segment_{number}")
 }
 
-/// Every table that holds blobs, in the order reads try them.
-fn tables(connection: &mut SqliteConnection) -> diesel::QueryResult<Vec<String>> {
+/// Every table that holds blobs, given the segments' numbers, in the order
+/// reads try them.
+fn tables(segments: &[u64]) -> Vec<String> {
     let mut tables = vec!["payloads".to_owned()];
-    tables.extend(segments(connection)?.into_iter().rev().map(segment));
+    tables.extend(segments.iter().rev().copied().map(segment));
     tables.push("payload_tail".to_owned());
-    Ok(tables)
+    tables
 }
 
 /// The bytes of one copy of `key`, if any table holds one.
 pub(super) fn read(connection: &mut SqliteConnection, key: &[u8]) -> diesel::QueryResult<Option<Vec<u8>>> {
     connection.transaction(|connection| {
-        let query = tables(connection)?
+        let query = tables(&segments(connection)?)
             .iter()
             .map(|table| format!("SELECT data FROM {table} WHERE key = ?1"))
             .collect::<Vec<_>>()
@@ -106,9 +98,9 @@ pub(super) fn read(connection: &mut SqliteConnection, key: &[u8]) -> diesel::Que
 /// non-empty tail first, so a purge does not scan it once per key.
 pub(super) fn delete(connection: &mut SqliteConnection, key: &[u8]) -> diesel::QueryResult<usize> {
     connection.immediate_transaction(|connection| {
-        seal_in_transaction(connection)?;
+        let segments = seal_in_transaction(connection)?;
         let mut deleted = 0;
-        for table in tables(connection)? {
+        for table in tables(&segments) {
             deleted += diesel::sql_query(format!("DELETE FROM {table} WHERE key = ?"))
                 .bind::<diesel::sql_types::Binary, _>(key)
                 .execute(connection)?;
@@ -120,7 +112,7 @@ pub(super) fn delete(connection: &mut SqliteConnection, key: &[u8]) -> diesel::Q
 /// Overwrites every copy of `key` (test support: a disk fault or an attacker).
 pub(super) fn tamper(connection: &mut SqliteConnection, key: &[u8], bytes: &[u8]) -> diesel::QueryResult<()> {
     connection.immediate_transaction(|connection| {
-        for table in tables(connection)? {
+        for table in tables(&segments(connection)?) {
             diesel::sql_query(format!("UPDATE {table} SET data = ? WHERE key = ?"))
                 .bind::<diesel::sql_types::Binary, _>(bytes)
                 .bind::<diesel::sql_types::Binary, _>(key)
@@ -134,8 +126,7 @@ pub(super) fn tamper(connection: &mut SqliteConnection, key: &[u8], bytes: &[u8]
 /// `payloads` if there are more than `limits` allows; in one transaction.
 pub(super) fn seal(connection: &mut SqliteConnection, limits: Limits) -> diesel::QueryResult<()> {
     connection.immediate_transaction(|connection| {
-        seal_in_transaction(connection)?;
-        let numbers = segments(connection)?;
+        let numbers = seal_in_transaction(connection)?;
         if numbers.len() > limits.max_segments {
             for number in numbers {
                 let table = segment(number);
@@ -148,14 +139,19 @@ pub(super) fn seal(connection: &mut SqliteConnection, limits: Limits) -> diesel:
     })
 }
 
-/// Renames a non-empty tail to the next segment, indexes it and starts a new tail.
-fn seal_in_transaction(connection: &mut SqliteConnection) -> diesel::QueryResult<()> {
-    let holds_blobs: Vec<Flag> = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM payload_tail) AS flag").load(connection)?;
-    if !holds_blobs.first().is_some_and(|f| f.flag) {
-        return Ok(());
+/// Renames a non-empty tail to the next segment, indexes it and starts a new
+/// tail; returns the segments' numbers after it.
+fn seal_in_transaction(connection: &mut SqliteConnection) -> diesel::QueryResult<Vec<u64>> {
+    let mut numbers = segments(connection)?;
+    let holds_blobs: bool =
+        diesel::select(diesel::dsl::exists(payload_tail::table.select(payload_tail::key))).get_result(connection)?;
+    if holds_blobs {
+        let next = numbers.last().map_or(1, |last| last + 1);
+        let table = segment(next);
+        connection.batch_execute(&format!(
+            "ALTER TABLE payload_tail RENAME TO {table}; CREATE INDEX {table}_key ON {table} (key); {SCHEMA}"
+        ))?;
+        numbers.push(next);
     }
-    let table = segment(segments(connection)?.last().map_or(1, |last| last + 1));
-    connection.batch_execute(&format!(
-        "ALTER TABLE payload_tail RENAME TO {table}; CREATE INDEX {table}_key ON {table} (key); {SCHEMA}"
-    ))
+    Ok(numbers)
 }

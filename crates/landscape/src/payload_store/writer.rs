@@ -282,11 +282,13 @@ impl Thread {
             return Ok(());
         }
         let result = self.connection()?.batch_execute("COMMIT").map_err(|e| storage(&self.base, &e));
-        if result.is_err() {
-            self.rollback();
+        match result {
+            Ok(()) => {
+                self.in_transaction = false;
+                self.appended.clear();
+            }
+            Err(_) => self.rollback(),
         }
-        self.in_transaction = false;
-        self.appended.clear();
         result
     }
 
