@@ -35,7 +35,7 @@ use super::segments::{self, Limits};
 use super::{payload_tail, PayloadStoreError};
 
 /// A batch is sent once it holds this many blobs or bytes.
-const BATCH_BLOBS: usize = 256;
+pub(super) const BATCH_BLOBS: usize = 256;
 const BATCH_BYTES: usize = 256 * 1024;
 /// Batches sent and not yet written; the caller waits beyond this.
 const IN_FLIGHT: usize = 8;
