@@ -16,74 +16,63 @@
 //! statement journal for them (`schema::hot_path_inserts_keep_no_statement_journal_on_sqlite`
 //! in the crate's tests holds both to it).
 
-use crate::models::DbTime;
-use diesel::prelude::*;
-
 use contracts::records::{RoutingEvent, Token};
 
+use super::insert::{insert_all, Record};
 use super::{i32_of, is_unique_violation};
 use crate::connection::DbConnection;
 use crate::error::{LandscapeError, Result};
+use crate::models::DbTime;
 use crate::schema::{batch_members, batches, node_states, routing_events, rows, token_outcomes, token_parents, tokens};
 
-/// Inserts the values in `$values` (a `VecDeque`) that fill whole
-/// statements of `$n` rows, through the cached statement of that size.
-macro_rules! insert_fixed {
-    ($conn:expr, $table:path, $values:expr, $n:literal) => {{
-        let mut affected = 0_usize;
-        while $values.len() >= $n {
-            let chunk: Vec<_> = $values.drain(..$n).collect();
-            let Ok(full) = <Box<[_; $n]>>::try_from(chunk.into_boxed_slice()) else {
-                return Err(LandscapeError::integrity("an insert chunk of the wrong size"));
-            };
-            affected += match &mut *$conn {
-                // OR IGNORE: a refused row is skipped instead of aborting the
-                // statement, so SQLite keeps no statement journal; the count
-                // check after the inserts fails the unit instead.
-                DbConnection::Sqlite(c) => diesel::insert_or_ignore_into($table).values(*full).execute(c),
-                DbConnection::Postgresql(c) => diesel::insert_into($table).values(*full).execute(c),
-            }?;
+/// Makes a record type a [`Record`] of `$table`: each listed column is the
+/// field of the same name, bound as the schema's SQL type for it.
+macro_rules! record {
+    ($record:ty => $table:ident { $($column:ident),+ $(,)? }) => {
+        impl Record for $record {
+            const TABLE: &'static str = stringify!($table);
+
+            fn columns<'b, C: super::insert::Columns<'b>>(&'b self, out: &mut C) -> diesel::QueryResult<()> {
+                $(
+                    out.column::<<$table::$column as diesel::Expression>::SqlType, _>(
+                        <$table::$column as diesel::Column>::NAME,
+                        &self.$column,
+                    )?;
+                )+
+                Ok(())
+            }
         }
-        affected
-    }};
+    };
 }
 
-/// Inserts `items` (mapped to value tuples by the closure) into `table`:
-/// full chunks of 64 rows, then the rest in statements of 32, 16, 8, 4, 2
-/// and 1 rows — every statement of a fixed size, so none is prepared anew
-/// per flush (a unit flushed once per forked row would otherwise prepare a
-/// statement of a new size every time). Fails with `$refused(refused,
-/// expected)` unless every item was inserted.
-macro_rules! insert_all {
-    ($conn:expr, $table:path, $items:expr, $refused:expr, |$item:pat_param| $values:expr) => {{
-        let insert = || -> Result<()> {
-            let items = $items;
-            let expected = items.len();
-            let mut values: std::collections::VecDeque<_> = items.into_iter().map(|$item| $values).collect();
-            let mut affected = insert_fixed!($conn, $table, values, 64);
-            affected += insert_fixed!($conn, $table, values, 32);
-            affected += insert_fixed!($conn, $table, values, 16);
-            affected += insert_fixed!($conn, $table, values, 8);
-            affected += insert_fixed!($conn, $table, values, 4);
-            affected += insert_fixed!($conn, $table, values, 2);
-            affected += insert_fixed!($conn, $table, values, 1);
-            match expected.checked_sub(affected) {
-                Some(0) => Ok(()),
-                Some(refused) => Err($refused(refused, expected)),
-                None => Err(LandscapeError::integrity(format!("a batch insert of {expected} records affected {affected} rows"))),
-            }
-        };
-        insert()
-    }};
-}
+record!(RowInsert => rows { row_id, run_id, source_node_id, row_index, source_data_hash, source_data_ref, created_at });
+record!(TokenInsert => tokens {
+    token_id, row_id, run_id, fork_group_id, join_group_id, expand_group_id, branch_name, step_in_pipeline, created_at,
+});
+record!(ParentInsert => token_parents { token_id, parent_token_id, ordinal });
+record!(BatchInsert => batches {
+    batch_id, run_id, aggregation_node_id, attempt, status, created_at, retry_of_batch_id,
+});
+record!(MemberInsert => batch_members { batch_id, run_id, token_id, ordinal });
+record!(StateInsert => node_states {
+    state_id, token_id, run_id, node_id, step_index, attempt, status, input_hash, output_hash, context_before_json,
+    context_after_json, duration_ms, error_json, success_reason_json, started_at, completed_at,
+});
+record!(EventInsert => routing_events {
+    event_id, state_id, edge_id, routing_group_id, ordinal, mode, reason_hash, reason_ref, created_at,
+});
+record!(OutcomeInsert => token_outcomes {
+    outcome_id, run_id, token_id, outcome, is_terminal, recorded_at, sink_name, batch_id, fork_group_id,
+    join_group_id, expand_group_id, error_hash, context_json, expected_branches_json,
+});
 
 pub(crate) struct RowInsert {
     pub(crate) row_id: String,
     pub(crate) run_id: String,
     pub(crate) source_node_id: String,
     pub(crate) row_index: i64,
-    pub(crate) hash: String,
-    pub(crate) data_ref: Option<String>,
+    pub(crate) source_data_hash: String,
+    pub(crate) source_data_ref: Option<String>,
     pub(crate) created_at: DbTime,
 }
 
@@ -281,112 +270,33 @@ impl WriteBuffer {
 fn write_records(conn: &mut DbConnection, records: WriteBuffer) -> Result<()> {
     let WriteBuffer { rows, tokens, parents, batches, members, states, events, outcomes, statements } = records;
     debug_assert!(statements.is_empty(), "statements run after the records");
-    insert_all!(conn, rows::table, rows, refused("rows"), |r| (
-        rows::row_id.eq(r.row_id),
-        rows::run_id.eq(r.run_id),
-        rows::source_node_id.eq(r.source_node_id),
-        rows::row_index.eq(r.row_index),
-        rows::source_data_hash.eq(r.hash),
-        rows::source_data_ref.eq(r.data_ref),
-        rows::created_at.eq(r.created_at),
-    ))?;
-
-    insert_all!(conn, tokens::table, tokens, refused("tokens"), |t| (
-        tokens::token_id.eq(t.token_id),
-        tokens::row_id.eq(t.row_id),
-        tokens::run_id.eq(t.run_id),
-        tokens::fork_group_id.eq(t.fork_group_id),
-        tokens::join_group_id.eq(t.join_group_id),
-        tokens::expand_group_id.eq(t.expand_group_id),
-        tokens::branch_name.eq(t.branch_name),
-        tokens::step_in_pipeline.eq(t.step_in_pipeline),
-        tokens::created_at.eq(t.created_at),
-    ))?;
-
-    insert_all!(conn, token_parents::table, parents, refused("token parents"), |p| (
-        token_parents::token_id.eq(p.token_id),
-        token_parents::parent_token_id.eq(p.parent_token_id),
-        token_parents::ordinal.eq(p.ordinal),
-    ))?;
-
-    write_batches(conn, batches, members)?;
-
-    insert_all!(conn, node_states::table, states, refused("node states"), |s| (
-        (
-            node_states::state_id.eq(s.state_id),
-            node_states::token_id.eq(s.token_id),
-            node_states::run_id.eq(s.run_id),
-            node_states::node_id.eq(s.node_id),
-            node_states::step_index.eq(s.step_index),
-            node_states::attempt.eq(s.attempt),
-            node_states::status.eq(s.status),
-            node_states::input_hash.eq(s.input_hash),
-        ),
-        (
-            node_states::output_hash.eq(s.output_hash),
-            node_states::context_before_json.eq(s.context_before_json),
-            node_states::context_after_json.eq(s.context_after_json),
-            node_states::duration_ms.eq(s.duration_ms),
-            node_states::error_json.eq(s.error_json),
-            node_states::success_reason_json.eq(s.success_reason_json),
-            node_states::started_at.eq(s.started_at),
-            node_states::completed_at.eq(s.completed_at),
-        ),
-    ))?;
-
-    insert_all!(conn, routing_events::table, events, refused("routing events"), |e| (
-        routing_events::event_id.eq(e.event_id),
-        routing_events::state_id.eq(e.state_id),
-        routing_events::edge_id.eq(e.edge_id),
-        routing_events::routing_group_id.eq(e.routing_group_id),
-        routing_events::ordinal.eq(e.ordinal),
-        routing_events::mode.eq(e.mode),
-        routing_events::reason_hash.eq(e.reason_hash),
-        routing_events::reason_ref.eq(e.reason_ref),
-        routing_events::created_at.eq(e.created_at),
-    ))?;
-
-    let result = insert_all!(conn, token_outcomes::table, outcomes, |_, _| terminal_twice(), |o| (
-        token_outcomes::outcome_id.eq(o.outcome_id),
-        token_outcomes::run_id.eq(o.run_id),
-        token_outcomes::token_id.eq(o.token_id),
-        token_outcomes::outcome.eq(o.outcome),
-        token_outcomes::is_terminal.eq(o.is_terminal),
-        token_outcomes::recorded_at.eq(o.recorded_at),
-        token_outcomes::sink_name.eq(o.sink_name),
-        token_outcomes::batch_id.eq(o.batch_id),
-        token_outcomes::fork_group_id.eq(o.fork_group_id),
-        token_outcomes::join_group_id.eq(o.join_group_id),
-        token_outcomes::expand_group_id.eq(o.expand_group_id),
-        token_outcomes::error_hash.eq(o.error_hash),
-        token_outcomes::context_json.eq(o.context_json),
-        token_outcomes::expected_branches_json.eq(o.expected_branches_json),
-    ));
-    match result {
+    insert_every(conn, &rows, refused("rows"))?;
+    insert_every(conn, &tokens, refused("tokens"))?;
+    insert_every(conn, &parents, refused("token parents"))?;
+    insert_every(conn, &batches, refused("batches"))?;
+    insert_every(conn, &members, refused("batch members"))?;
+    insert_every(conn, &states, refused("node states"))?;
+    insert_every(conn, &events, refused("routing events"))?;
+    match insert_every(conn, &outcomes, |_, _| terminal_twice()) {
         Err(LandscapeError::Database(error)) if is_unique_violation(&error) => Err(terminal_twice()),
         other => other,
     }
 }
 
-/// Batches, then their members.
-fn write_batches(conn: &mut DbConnection, batches: Vec<BatchInsert>, members: Vec<MemberInsert>) -> Result<()> {
-    insert_all!(conn, batches::table, batches, refused("batches"), |b| (
-        batches::batch_id.eq(b.batch_id),
-        batches::run_id.eq(b.run_id),
-        batches::aggregation_node_id.eq(b.aggregation_node_id),
-        batches::attempt.eq(b.attempt),
-        batches::status.eq(b.status),
-        batches::created_at.eq(b.created_at),
-        batches::retry_of_batch_id.eq(b.retry_of_batch_id),
-    ))?;
-
-    insert_all!(conn, batch_members::table, members, refused("batch members"), |m| (
-        batch_members::batch_id.eq(m.batch_id),
-        batch_members::run_id.eq(m.run_id),
-        batch_members::token_id.eq(m.token_id),
-        batch_members::ordinal.eq(m.ordinal),
-    ))?;
-    Ok(())
+/// Inserts `records`; fails with `refused(refused, expected)` unless the
+/// database took every one.
+fn insert_every<R: Record>(
+    conn: &mut DbConnection,
+    records: &[R],
+    refused: impl Fn(usize, usize) -> LandscapeError,
+) -> Result<()> {
+    let expected = records.len();
+    let inserted = insert_all(conn, records)?;
+    match expected.checked_sub(inserted) {
+        Some(0) => Ok(()),
+        Some(count) => Err(refused(count, expected)),
+        None => Err(LandscapeError::integrity(format!("a batch insert of {expected} records affected {inserted} rows"))),
+    }
 }
 
 /// The error for records of a kind that SQLite skipped (`INSERT OR

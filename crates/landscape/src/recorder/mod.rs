@@ -17,6 +17,7 @@ mod calls;
 mod checkpoints;
 mod flusher;
 mod graph;
+mod insert;
 mod outcomes;
 mod queries;
 mod recordings;

@@ -67,8 +67,8 @@ impl Recorder {
             run_id: run_id.as_str().to_owned(),
             source_node_id: source_node_id.as_str().to_owned(),
             row_index: i64_of("row_index", row_index)?,
-            hash: hash.as_str().to_owned(),
-            data_ref: data_ref.clone(),
+            source_data_hash: hash.as_str().to_owned(),
+            source_data_ref: data_ref.clone(),
             created_at: crate::models::DbTime(naive),
         });
         if self.in_unit {
