@@ -1,9 +1,10 @@
 //! The multi-row `INSERT` of the write buffer's records, written by hand
 //! for the flush thread, which is a run's critical path.
 //!
-//! Each record type lists its table's columns and values once
-//! ([`Record::columns`]); one flat walk over that list makes the statement's
-//! SQL (once per table and size, then cached) and its binds. Diesel's own
+//! Each record type lists its table's columns once (`buffer.rs`'s
+//! `record!`: [`Record::COLUMNS`] and [`Record::bind_values`] come from the
+//! same list); one flat walk makes the statement's SQL (once per table and
+//! size, then cached) and its binds. Diesel's own
 //! batch insert walked nested tuples of column values, asking each whether
 //! it was a no-op, and spent ≈ 19% of the flush thread's time at 100k rows
 //! collecting binds; this walk spends ≈ 11% (mostly diesel's per-value bind
@@ -31,14 +32,16 @@ use crate::error::{LandscapeError, Result};
 /// A record of one table, as the columns it writes.
 pub(crate) trait Record: Send + 'static {
     const TABLE: &'static str;
+    /// The columns written, in the order [`Record::bind_values`] hands them.
+    const COLUMNS: &'static [&'static str];
 
-    /// Hands each column's name and value to `out`, in one fixed order.
-    fn columns<'b, C: Columns<'b>>(&'b self, out: &mut C) -> QueryResult<()>;
+    /// Hands the value of each of [`Record::COLUMNS`] to `out`, in order.
+    fn bind_values<'b, B: Binds<'b>>(&'b self, out: &mut B) -> QueryResult<()>;
 }
 
-/// What a record's columns are handed to: the SQL of a statement, or its binds.
-pub(crate) trait Columns<'b> {
-    fn column<T, U>(&mut self, name: &'static str, value: &'b U) -> QueryResult<()>
+/// What a record's values are handed to: each as the SQL type `T`.
+pub(crate) trait Binds<'b> {
+    fn bind<T, U>(&mut self, value: &'b U) -> QueryResult<()>
     where
         Sqlite: HasSqlType<T>,
         Pg: HasSqlType<T>,
@@ -109,39 +112,20 @@ impl<R: Record, const N: usize> QueryFragment<Pg> for Insert<'_, R, N> {
 fn write_sql<'b, R: Record, DB>(records: &'b [R], out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>
 where
     DB: Backend,
-    for<'p, 'a> Values<'p, 'a, 'b, DB>: Columns<'b>,
+    for<'p, 'a> Values<'p, 'a, 'b, DB>: Binds<'b>,
 {
     out.push_identifier(R::TABLE)?;
-    let mut separator = " (";
-    if let Some(first) = records.first() {
-        first.columns(&mut Names { out: &mut *out, separator: &mut separator })?;
+    for (index, column) in R::COLUMNS.iter().enumerate() {
+        out.push_sql(if index == 0 { " (" } else { ", " });
+        out.push_identifier(column)?;
     }
     out.push_sql(") VALUES ");
     for (index, record) in records.iter().enumerate() {
         out.push_sql(if index == 0 { "(" } else { ", (" });
-        record.columns(&mut Values { out: &mut *out, first: true })?;
+        record.bind_values(&mut Values { out: &mut *out, first: true })?;
         out.push_sql(")");
     }
     Ok(())
-}
-
-/// Writes the column names.
-struct Names<'p, 'a, 'b, DB: Backend> {
-    out: &'p mut AstPass<'a, 'b, DB>,
-    separator: &'p mut &'static str,
-}
-
-impl<'b, DB: Backend> Columns<'b> for Names<'_, '_, 'b, DB> {
-    fn column<T, U>(&mut self, name: &'static str, _value: &'b U) -> QueryResult<()>
-    where
-        Sqlite: HasSqlType<T>,
-        Pg: HasSqlType<T>,
-        U: ToSql<T, Sqlite> + ToSql<T, Pg> + ?Sized,
-    {
-        self.out.push_sql(self.separator);
-        *self.separator = ", ";
-        self.out.push_identifier(name)
-    }
 }
 
 /// Writes one record's placeholders (and hands its binds to the pass).
@@ -152,8 +136,8 @@ struct Values<'p, 'a, 'b, DB: Backend> {
 
 macro_rules! values_for {
     ($backend:ty) => {
-        impl<'b> Columns<'b> for Values<'_, '_, 'b, $backend> {
-            fn column<T, U>(&mut self, _name: &'static str, value: &'b U) -> QueryResult<()>
+        impl<'b> Binds<'b> for Values<'_, '_, 'b, $backend> {
+            fn bind<T, U>(&mut self, value: &'b U) -> QueryResult<()>
             where
                 Sqlite: HasSqlType<T>,
                 Pg: HasSqlType<T>,
