@@ -8,7 +8,9 @@
 //!   against its ceiling: the run's own audit records replayed as plain SQL,
 //!   no engine (`ceiling.rs`; the ratio shows what the engine adds); the aggregation and
 //!   fork/coalesce pipelines on the same input, as ratios to the gate's rate
-//!   and to their own ceilings;
+//!   and to their own ceilings. Up to 100k rows each pipeline runs three
+//!   times, each run followed by its ceiling: the medians are reported, with
+//!   the range of the run/ceiling ratios (this machine's runs vary by ±10–20%);
 //! - export, verify and explain: records/s and peak RSS of a signed export of each
 //!   gate run, and the time `elspeth explain` takes for its middle row;
 //! - explorer: `elspeth serve` on each gate run: the p95 of 20 requests to
@@ -198,21 +200,21 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
     let mut explain_baseline: Option<f64> = None;
     for size in sizes {
         let input = data.join(format!("input_{size}.csv"));
-        let file = run_once("gate", &input, false)?;
-        shapes.push(other_shapes(*size, &input, file.rows_per_second)?);
+        let gate = Repeated::measure("gate", &input, repeats(*size))?;
+        shapes.push(other_shapes(*size, &input, gate.rows_per_second())?);
         after_runs.push(export_and_explain(*size, &mut explain_baseline)?);
         let memory = run_once("gate", &input, true)?;
-        let ceiling = ceiling_of("gate-file", None)?;
         println!(
-            "  {:>9} {:>10.0} {:>13.1} {:>10.1} {:>22.0} {:>16.2} {:>16.0} {:>18.2}",
+            "  {:>9} {:>10.0} {:>13.1} {:>10.1} {:>22.0} {:>16.2} {:>16.0} {:>18.2}{}",
             size,
-            file.rows_per_second,
-            file.peak_rss_mb,
-            file.audit_db_mb,
+            gate.rows_per_second(),
+            gate.peak_rss_mb(),
+            gate.audit_db_mb(),
             memory.rows_per_second,
-            file.rows_per_second / memory.rows_per_second,
-            ceiling,
-            file.rows_per_second / ceiling
+            gate.rows_per_second() / memory.rows_per_second,
+            gate.ceiling(),
+            gate.ratio(),
+            gate.spread()
         );
     }
     println!("  reference (Python, 10k rows, same machine class): 49-59 rows/s, 190 MB peak RSS");
@@ -235,21 +237,97 @@ fn pipelines(sizes: &[u64]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs of a pipeline on a Landscape file per input size: three up to 100k
+/// rows (this machine's runs vary by ±10–20%), one beyond.
+fn repeats(size: u64) -> usize {
+    if size <= 100_000 {
+        3
+    } else {
+        1
+    }
+}
+
+/// Runs of one pipeline on a Landscape file, each followed by its ceiling
+/// (so a run and its ceiling see the same machine): the figures reported
+/// are medians, the peak RSS the largest.
+struct Repeated {
+    runs: Vec<Measurement>,
+    ceilings: Vec<f64>,
+}
+
+impl Repeated {
+    fn measure(pipeline: &str, input: &Path, repeats: usize) -> anyhow::Result<Repeated> {
+        let mut repeated = Repeated { runs: Vec::new(), ceilings: Vec::new() };
+        for _ in 0..repeats.max(1) {
+            repeated.runs.push(run_once(pipeline, input, false)?);
+            repeated.ceilings.push(ceiling_of(&format!("{pipeline}-file"), None)?);
+        }
+        Ok(repeated)
+    }
+
+    fn ratios(&self) -> Vec<f64> {
+        self.runs.iter().zip(&self.ceilings).map(|(run, ceiling)| run.rows_per_second / ceiling).collect()
+    }
+
+    fn rows_per_second(&self) -> f64 {
+        median(self.runs.iter().map(|run| run.rows_per_second).collect())
+    }
+
+    fn ceiling(&self) -> f64 {
+        median(self.ceilings.clone())
+    }
+
+    /// The median of the runs' ratios to their own ceilings.
+    fn ratio(&self) -> f64 {
+        median(self.ratios())
+    }
+
+    /// ` [min-max over N]` of the ratios, when there was more than one run.
+    fn spread(&self) -> String {
+        let ratios = self.ratios();
+        let (min, max) = ratios.iter().fold((f64::MAX, f64::MIN), |(min, max), r| (min.min(*r), max.max(*r)));
+        if ratios.len() > 1 {
+            format!(" [{min:.2}-{max:.2} over {}]", ratios.len())
+        } else {
+            String::new()
+        }
+    }
+
+    fn peak_rss_mb(&self) -> f64 {
+        self.runs.iter().map(|run| run.peak_rss_mb).fold(0.0, f64::max)
+    }
+
+    fn audit_db_mb(&self) -> f64 {
+        self.runs.last().map_or(0.0, |run| run.audit_db_mb)
+    }
+}
+
+/// The middle value (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
+    }
+}
+
 /// The aggregation and fork/coalesce pipelines on the same input: rows/s,
 /// peak RSS and the ratio to the gate pipeline's rate measured just before.
 fn other_shapes(size: u64, input: &Path, gate_rows_per_second: f64) -> anyhow::Result<String> {
     let mut line = format!("  {size:>9} rows:");
     for pipeline in ["agg", "fork"] {
-        let run = run_once(pipeline, input, false)?;
-        let ceiling = ceiling_of(&format!("{pipeline}-file"), None)?;
+        let run = Repeated::measure(pipeline, input, repeats(size))?;
         let _ = write!(
             line,
-            "  {pipeline} {:>7.0} rows/s ({:.2}x gate, {:.2} of its ceiling {ceiling:.0}), peak RSS {:.1} MB, audit {:.1} MB;",
-            run.rows_per_second,
-            run.rows_per_second / gate_rows_per_second,
-            run.rows_per_second / ceiling,
-            run.peak_rss_mb,
-            run.audit_db_mb
+            "  {pipeline} {:>7.0} rows/s ({:.2}x gate, {:.2} of its ceiling {:.0}{}), peak RSS {:.1} MB, audit {:.1} MB;",
+            run.rows_per_second(),
+            run.rows_per_second() / gate_rows_per_second,
+            run.ratio(),
+            run.ceiling(),
+            run.spread(),
+            run.peak_rss_mb(),
+            run.audit_db_mb()
         );
     }
     Ok(line)
