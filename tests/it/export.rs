@@ -1,7 +1,7 @@
 //! `elspeth export` / `elspeth verify` and the export at the end of a run.
 
 use landscape::connection::query_pairs;
-use tests::{elspeth_in, landscape_at, run_example};
+use tests::{elspeth_in, landscape_at, output_text, run_example};
 
 #[test]
 fn the_configured_export_is_written_verified_and_recorded() {
@@ -23,6 +23,60 @@ fn the_configured_export_is_written_verified_and_recorded() {
     let mut db = landscape_at(dir.path(), "examples/audit_export/runs/audit.db");
     let status = query_pairs(&mut db, "SELECT export_status AS a, export_format AS b FROM runs").expect("query");
     assert_eq!(status, vec![("completed".to_owned(), "json".to_owned())]);
+    let summary = output_text(&output);
+    assert!(summary.contains("audit export: 70 records to examples/audit_export/output/audit_trail.json in "), "{summary}");
+}
+
+/// The export is part of the run's summary: a script reading `--format json`
+/// learns whether it was written, and a failed export fails the command
+/// with the run itself recorded as completed.
+#[test]
+fn the_summary_reports_the_export_and_a_failed_export_exits_1() {
+    let (dir, output) = run_example("audit_export", &["--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json summary");
+    assert_eq!(summary["export"]["status"], "completed");
+    assert_eq!(summary["export"]["records"], 70);
+    assert_eq!(summary["export"]["path"], "examples/audit_export/output/audit_trail.json");
+
+    // A signed export with no signing key in the environment cannot be written.
+    let settings = dir.path().join("examples/audit_export/settings.yaml");
+    let text = std::fs::read_to_string(&settings).expect("settings");
+    std::fs::write(&settings, text.replace("sign: false", "sign: true")).expect("write");
+    let failed =
+        elspeth_in(dir.path(), &["run", "--settings", "examples/audit_export/settings.yaml", "--execute", "--format", "json"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", output_text(&failed));
+    let summary: serde_json::Value = serde_json::from_slice(&failed.stdout).expect("json summary");
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["export"]["status"], "failed");
+    assert!(summary["export"]["records"].is_null());
+    assert!(summary["export"]["error"].as_str().is_some_and(|e| e.contains("ELSPETH_SIGNING_KEY")), "{summary}");
+    let mut db = landscape_at(dir.path(), "examples/audit_export/runs/audit.db");
+    let runs = query_pairs(&mut db, "SELECT status AS a, export_status AS b FROM runs ORDER BY started_at").expect("query");
+    assert_eq!(runs, [("completed".to_owned(), "completed".to_owned()), ("completed".to_owned(), "failed".to_owned())]);
+}
+
+/// A sink that cannot complete (here: its file would lie under a file)
+/// fails the run, and the Landscape says so: the unit the sinks complete
+/// in is closed on every path, so the failure and the run's end are
+/// committed (they were lost, and the run left `running`, while the
+/// summary said `completed`).
+#[test]
+fn a_sink_that_cannot_complete_fails_the_run_in_the_summary_and_the_landscape() {
+    let dir = tests::example_dir("audit_export");
+    let settings = dir.path().join("examples/audit_export/settings.yaml");
+    let text = std::fs::read_to_string(&settings).expect("settings");
+    std::fs::write(&settings, text.replace("output/audit_trail.json", "input.csv/audit_trail.json")).expect("write");
+    let output =
+        elspeth_in(dir.path(), &["run", "--settings", "examples/audit_export/settings.yaml", "--execute", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json summary");
+    assert_eq!(summary["status"], "failed");
+    assert!(summary["error"].as_str().is_some_and(|e| e.contains("sink audit_export")), "{summary}");
+    assert!(summary["export"].is_null(), "a failed run is not exported: {summary}");
+    let mut db = landscape_at(dir.path(), "examples/audit_export/runs/audit.db");
+    let runs = query_pairs(&mut db, "SELECT status AS a, coalesce(export_status, 'none') AS b FROM runs").expect("query");
+    assert_eq!(runs, [("failed".to_owned(), "none".to_owned())]);
 }
 
 const KEY: &str = "an-export-signing-key-for-the-tests";

@@ -1,8 +1,9 @@
 //! `elspeth export` and `elspeth verify`, and the export at the end of a run
 //! when `landscape.export` is enabled.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use contracts::{ExportStatus, RunId};
 use landscape::export::{check_signing_key, verify_reader, CsvFiles, JsonLines, UnsignedExports, MIN_KEY_BYTES};
@@ -53,6 +54,96 @@ pub(crate) fn write_export(
         }
     };
     Ok(summary.record_count)
+}
+
+/// The export configured in `landscape.export`, written when a run
+/// completed, and what became of it; its status is recorded on the run.
+pub(crate) struct AfterRun {
+    path: Option<PathBuf>,
+    seconds: f64,
+    outcome: AfterRunOutcome,
+}
+
+enum AfterRunOutcome {
+    /// Written, and its status recorded on the run.
+    Completed { records: u64 },
+    /// Written, but recording its status failed (exit 4).
+    Unrecorded { records: u64, error: String },
+    /// Not written; its status recorded as failed where that worked (exit 1).
+    Failed { error: String },
+}
+
+pub(crate) fn after_run(
+    recorder: &mut Recorder,
+    run_id: &RunId,
+    export: &engine::settings::ExportSettings,
+    path: Option<&Path>,
+) -> AfterRun {
+    let started = Instant::now();
+    let (format, label) = match export.format {
+        engine::settings::ExportFormat::Json => (ExportFormat::Jsonl, "json"),
+        engine::settings::ExportFormat::Csv => (ExportFormat::Csv, "csv"),
+    };
+    let sink = export.sink.as_deref();
+    let target = path.map(|path| match format {
+        ExportFormat::Jsonl => path.to_path_buf(),
+        ExportFormat::Csv => path.with_extension(""),
+    });
+    let written = (|| -> anyhow::Result<u64> {
+        recorder.set_export_status(run_id, ExportStatus::Pending, None, Some(label), sink)?;
+        let target = target.as_deref().ok_or_else(|| anyhow::format_err!("the export sink has no path option"))?;
+        write_export(recorder, run_id, format, target, export.sign)
+    })();
+    let outcome = match written {
+        Ok(records) => match recorder.set_export_status(run_id, ExportStatus::Completed, None, Some(label), sink) {
+            Ok(()) => AfterRunOutcome::Completed { records },
+            Err(error) => AfterRunOutcome::Unrecorded { records, error: error.to_string() },
+        },
+        Err(error) => {
+            let error = format!("{error:#}");
+            let _ = recorder.set_export_status(run_id, ExportStatus::Failed, Some(&error), Some(label), sink);
+            AfterRunOutcome::Failed { error }
+        }
+    };
+    AfterRun { path: target, seconds: started.elapsed().as_secs_f64(), outcome }
+}
+
+impl AfterRun {
+    /// The `export` member of `elspeth run --format json`'s summary.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let (status, records, error) = match &self.outcome {
+            AfterRunOutcome::Completed { records } => ("completed", Some(records), None),
+            AfterRunOutcome::Unrecorded { records, error } => ("unrecorded", Some(records), Some(error)),
+            AfterRunOutcome::Failed { error } => ("failed", None, Some(error)),
+        };
+        serde_json::json!({
+            "status": status, "records": records, "path": self.path, "seconds": self.seconds, "error": error,
+        })
+    }
+
+    /// The export's line of the text summary.
+    pub(crate) fn print(&self) {
+        let path = self.path.as_deref().map_or_else(String::new, |p| format!(" to {}", p.display()));
+        match &self.outcome {
+            AfterRunOutcome::Completed { records } => {
+                println!("  audit export: {records} records{path} in {:.2} s", self.seconds);
+            }
+            AfterRunOutcome::Unrecorded { records, error } => {
+                println!("  audit export: {records} records{path} in {:.2} s", self.seconds);
+                eprintln!("error: recording the export status failed: {error}");
+            }
+            AfterRunOutcome::Failed { error } => eprintln!("error: the run completed but its audit export failed: {error}"),
+        }
+    }
+
+    /// The exit code when the export did not complete.
+    pub(crate) fn exit_code(&self) -> Option<ExitCode> {
+        match self.outcome {
+            AfterRunOutcome::Completed { .. } => None,
+            AfterRunOutcome::Unrecorded { .. } => Some(ExitCode::from(4)),
+            AfterRunOutcome::Failed { .. } => Some(ExitCode::from(1)),
+        }
+    }
 }
 
 pub(crate) fn export(run: &str, database: &str, format: ExportFormat, output: &Path, sign: bool) -> anyhow::Result<ExitCode> {

@@ -92,8 +92,11 @@ enum Command {
     /// outputs are those of the recorded run) or --verify-against makes them
     /// live and compares each answer with its recording.
     ///
-    /// Exit codes: 0 completed, 1 invalid settings or failed run, 3
-    /// interrupted (Ctrl-C / SIGTERM; resumable, the resume command is
+    /// When `landscape.export` is enabled, a completed run's audit trail is
+    /// exported before the summary, which reports it (`export` in JSON).
+    ///
+    /// Exit codes: 0 completed, 1 invalid settings, failed run or failed
+    /// export, 3 interrupted (Ctrl-C / SIGTERM; resumable, the resume command is
     /// printed), 4 the audit trail itself could not be opened or written, 5
     /// completed but every row failed (none reached a sink), 6 with
     /// --fail-on-mismatch: a verified answer differed from its recording.

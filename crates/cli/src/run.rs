@@ -137,15 +137,18 @@ pub(crate) fn run(
     }
     match result {
         Ok(summary) => {
-            let code = out.summary(&summary, &described, &notes);
+            // The export is part of the run's last word: the summary reports
+            // it (and the process's peak RSS includes it).
+            let exported = (export.enabled && summary.status == RunStatus::Completed).then(|| {
+                if format == Format::Text {
+                    eprintln!("exporting the audit trail of run {} …", summary.run_id);
+                }
+                crate::export::after_run(&mut recorder, &summary.run_id, &export, export_path.as_deref())
+            });
+            let code = out.summary(&summary, &described, &notes, exported.as_ref());
             let unverified = summary.verification.as_ref().is_some_and(|v| v.mismatches + v.missing_recordings > 0);
             let code = if calls.fail_on_mismatch && unverified && code == ExitCode::SUCCESS { ExitCode::from(6) } else { code };
-            if export.enabled && summary.status == RunStatus::Completed {
-                if let Some(code) = export_after_run(&mut recorder, &summary, &export, export_path.as_deref()) {
-                    return Ok(code);
-                }
-            }
-            Ok(code)
+            Ok(exported.and_then(|e| e.exit_code()).unwrap_or(code))
         }
         Err(error) => {
             let code = match error {
@@ -236,7 +239,13 @@ impl Report<'_> {
     }
 
     /// The run ended: its summary, what to do next, and the exit code.
-    fn summary(&self, summary: &RunSummary, described: &Described, notes: &[String]) -> ExitCode {
+    fn summary(
+        &self,
+        summary: &RunSummary,
+        described: &Described,
+        notes: &[String],
+        exported: Option<&crate::export::AfterRun>,
+    ) -> ExitCode {
         let delivered: u64 = summary.per_sink.values().flat_map(|c| c.values()).sum();
         let failed = summary.outcomes.get("failed").copied().unwrap_or(0);
         let mut warnings = Vec::new();
@@ -270,10 +279,16 @@ impl Report<'_> {
                     "notes": notes,
                     "resume_command": resume,
                     "verification": summary.verification.as_ref().map(verification_json),
+                    "export": exported.map(crate::export::AfterRun::json),
                 });
                 println!("{document}");
             }
-            Format::Text => print_summary(summary, described, &warnings, resume.as_deref()),
+            Format::Text => {
+                print_summary(summary, described, &warnings, resume.as_deref());
+                if let Some(exported) = exported {
+                    exported.print();
+                }
+            }
         }
         ExitCode::from(match summary.status {
             RunStatus::Completed if all_failed => 5,
@@ -380,46 +395,4 @@ fn run_options(chunk_size: usize, format: Format) -> anyhow::Result<(RunOptions,
         ..RunOptions::default()
     };
     Ok((options, bar))
-}
-
-/// The export configured in `landscape.export`, written when the run
-/// completed; its status is recorded on the run. `Some(code)` when it failed.
-fn export_after_run(
-    recorder: &mut Recorder,
-    summary: &RunSummary,
-    export: &engine::settings::ExportSettings,
-    path: Option<&Path>,
-) -> Option<ExitCode> {
-    let (format, label) = match export.format {
-        engine::settings::ExportFormat::Json => (crate::ExportFormat::Jsonl, "json"),
-        engine::settings::ExportFormat::Csv => (crate::ExportFormat::Csv, "csv"),
-    };
-    let sink = export.sink.as_deref();
-    let outcome = (|| -> anyhow::Result<u64> {
-        recorder.set_export_status(&summary.run_id, contracts::ExportStatus::Pending, None, Some(label), sink)?;
-        let path = path.ok_or_else(|| anyhow::format_err!("the export sink has no path option"))?;
-        let target = match format {
-            crate::ExportFormat::Jsonl => path.to_path_buf(),
-            crate::ExportFormat::Csv => path.with_extension(""),
-        };
-        crate::export::write_export(recorder, &summary.run_id, format, &target, export.sign)
-    })();
-    match outcome {
-        Ok(records) => {
-            let recorded =
-                recorder.set_export_status(&summary.run_id, contracts::ExportStatus::Completed, None, Some(label), sink);
-            eprintln!("audit export: {records} records");
-            recorded.err().map(|error| {
-                eprintln!("error: recording the export status failed: {error}");
-                ExitCode::from(4)
-            })
-        }
-        Err(error) => {
-            let message = error.to_string();
-            let _ =
-                recorder.set_export_status(&summary.run_id, contracts::ExportStatus::Failed, Some(&message), Some(label), sink);
-            eprintln!("error: the run completed but its audit export failed: {message}");
-            Some(ExitCode::from(1))
-        }
-    }
 }

@@ -148,10 +148,25 @@ impl SinkExecutor {
     }
 
     /// Completes every sink and records the final artifact when completing
-    /// changed the file.
+    /// changed the file. The unit is closed on every path: committed when a
+    /// sink failed (what the sinks before it recorded stands, and the run's
+    /// failure is recorded next), rolled back when the audit write failed.
     pub(crate) fn finish(&mut self, ctx: &mut RunContext<'_>) -> Result<(), EngineError> {
-        let sink_nodes: Vec<NodeIdx> = ctx.graph.sinks.values().copied().collect();
         ctx.recorder.begin_unit()?;
+        match self.finish_each(ctx) {
+            Err(error @ EngineError::Landscape(_)) => {
+                let _ = ctx.recorder.rollback_unit();
+                Err(error)
+            }
+            finished => {
+                ctx.recorder.commit_unit()?;
+                finished
+            }
+        }
+    }
+
+    fn finish_each(&mut self, ctx: &mut RunContext<'_>) -> Result<(), EngineError> {
+        let sink_nodes: Vec<NodeIdx> = ctx.graph.sinks.values().copied().collect();
         for sink in sink_nodes {
             let name = ctx.graph.nodes[sink].name.clone();
             let plugin_error = |source| EngineError::Plugin { node: format!("sink {name}"), source };
@@ -165,7 +180,6 @@ impl SinkExecutor {
                 }
             }
         }
-        ctx.recorder.commit_unit()?;
         Ok(())
     }
 }

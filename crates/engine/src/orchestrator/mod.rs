@@ -59,7 +59,7 @@ fn conclude(processor: Processor<'_>, options: &mut RunOptions, started: Instant
         Err(_) => RunStatus::Failed,
     };
     let error = result.as_ref().err().map(ToString::to_string);
-    run.finish(status, error.as_deref())?;
+    let (status, error) = run.finish(status, error)?;
     let ctx = &run.processor.ctx;
     Ok(RunSummary {
         run_id: ctx.run_id.clone(),
@@ -275,10 +275,11 @@ impl Orchestrator<'_> {
     }
 
     /// Ends the run: completes sinks (when the run completed), the source
-    /// operation and the run itself.
-    fn finish(&mut self, status: RunStatus, error: Option<&str>) -> Result<(), EngineError> {
+    /// operation and the run itself. Returns the status and error recorded:
+    /// a sink that fails to complete fails a run that had completed.
+    fn finish(&mut self, status: RunStatus, error: Option<String>) -> Result<(RunStatus, Option<String>), EngineError> {
         let mut status = status;
-        let mut message = error.map(str::to_owned);
+        let mut message = error;
         if status == RunStatus::Completed {
             if let Err(error) = self.processor.finish_sinks() {
                 status = RunStatus::Failed;
@@ -295,6 +296,6 @@ impl Orchestrator<'_> {
             ctx.recorder.complete_operation(&operation, &completion, 0.0)?;
         }
         ctx.recorder.finalize_run(&ctx.run_id, status)?;
-        Ok(())
+        Ok((status, message))
     }
 }
