@@ -6,9 +6,10 @@
 //!   DB size per input size, and rows/s against the same pipeline with its
 //!   Landscape in memory (the ratio shows what durable auditing costs), and
 //!   against its ceiling: the run's own audit records replayed as plain SQL,
-//!   no engine (`ceiling.rs`; the ratio shows what the engine adds); the aggregation and
-//!   fork/coalesce pipelines on the same input, as ratios to the gate's rate
-//!   and to their own ceilings. Up to 100k rows each pipeline runs three
+//!   no engine (`ceiling.rs`; the ratio shows what the engine adds); the aggregation,
+//!   fork/coalesce and gate + export pipelines on the same input, as ratios to
+//!   the gate's rate and to their own ceilings (gate + export's adds the time
+//!   of a standalone `elspeth export` of the same run). Up to 100k rows each pipeline runs three
 //!   times, each run followed by its ceiling: the medians are reported, with
 //!   the range of the run/ceiling ratios (this machine's runs vary by ±10–20%);
 //! - export, verify and explain: records/s and peak RSS of a signed export of each
@@ -107,6 +108,7 @@ fn generate_inputs(sizes: &[u64]) -> anyhow::Result<PathBuf> {
 }
 
 struct Measurement {
+    rows: f64,
     rows_per_second: f64,
     peak_rss_mb: f64,
     audit_db_mb: f64,
@@ -157,6 +159,7 @@ fn run_on(pipeline: &str, input: &Path, store: Store) -> anyhow::Result<Measurem
             + dir_size(&dir.join("audit.payloads"))
             + dir_size(&dir.join(".elspeth"));
     Ok(Measurement {
+        rows,
         rows_per_second: rows / elapsed,
         peak_rss_mb: summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0,
         audit_db_mb: audit_db_bytes as f64 / 1_048_576.0,
@@ -259,8 +262,9 @@ impl Repeated {
     fn measure(pipeline: &str, input: &Path, repeats: usize) -> anyhow::Result<Repeated> {
         let mut repeated = Repeated { runs: Vec::new(), ceilings: Vec::new() };
         for _ in 0..repeats.max(1) {
-            repeated.runs.push(run_once(pipeline, input, false)?);
-            repeated.ceilings.push(ceiling_of(&format!("{pipeline}-file"), None)?);
+            let run = run_once(pipeline, input, false)?;
+            repeated.ceilings.push(ceiling_of_run(pipeline, run.rows)?);
+            repeated.runs.push(run);
         }
         Ok(repeated)
     }
@@ -312,15 +316,37 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// The aggregation and fork/coalesce pipelines on the same input: rows/s,
-/// peak RSS and the ratio to the gate pipeline's rate measured just before.
+/// The ceiling of the run of `pipeline` just made, in rows/s: its records
+/// as plain SQL (`ceiling.rs`). For `gate_export`, which exports its trail
+/// when the run completes, the time of `elspeth export` on the same
+/// Landscape is added: the export's own cost has no cheaper baseline than
+/// the exporter (its rate is reported on its own below), so this ratio shows
+/// what exporting at the end of a run adds to the run and a later export.
+fn ceiling_of_run(pipeline: &str, rows: f64) -> anyhow::Result<f64> {
+    let records_as_sql = ceiling_of(&format!("{pipeline}-file"), None)?;
+    if pipeline != "gate_export" {
+        return Ok(records_as_sql);
+    }
+    let dir = bench_root().join("runs").join("gate_export-file");
+    let started = Instant::now();
+    let output = Command::new(crate::workspace_root().join("target/release/elspeth"))
+        .current_dir(&dir)
+        .args(["export", "--run", "latest", "--database", "sqlite:///audit.db", "--output", "ceiling_export.jsonl"])
+        .output()?;
+    let export_seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(output.status.success(), "export failed: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(rows / (rows / records_as_sql + export_seconds))
+}
+
+/// The aggregation, fork/coalesce and gate + export pipelines on the same
+/// input: rows/s, peak RSS and the ratio to the gate pipeline's rate
+/// measured just before.
 fn other_shapes(size: u64, input: &Path, gate_rows_per_second: f64) -> anyhow::Result<String> {
-    let mut line = format!("  {size:>9} rows:");
-    for pipeline in ["agg", "fork"] {
+    let mut lines = Vec::new();
+    for pipeline in ["agg", "fork", "gate_export"] {
         let run = Repeated::measure(pipeline, input, repeats(size))?;
-        let _ = write!(
-            line,
-            "  {pipeline} {:>7.0} rows/s ({:.2}x gate, {:.2} of its ceiling {:.0}{}), peak RSS {:.1} MB, audit {:.1} MB;",
+        lines.push(format!(
+            "  {size:>9} rows  {pipeline:<11} {:>7.0} rows/s ({:.2}x gate), {:.2} of its ceiling {:.0}{}, peak RSS {:.1} MB, audit {:.1} MB",
             run.rows_per_second(),
             run.rows_per_second() / gate_rows_per_second,
             run.ratio(),
@@ -328,9 +354,9 @@ fn other_shapes(size: u64, input: &Path, gate_rows_per_second: f64) -> anyhow::R
             run.spread(),
             run.peak_rss_mb(),
             run.audit_db_mb()
-        );
+        ));
     }
-    Ok(line)
+    Ok(lines.join("\n"))
 }
 
 /// The gate and fork pipelines with their Landscape on a PostgreSQL server
@@ -605,9 +631,11 @@ fn run_llm(pool: usize, rows: usize, overrides: serde_json::Value) -> anyhow::Re
     std::fs::write(dir.join("settings.yaml"), settings)?;
     let (summary, elapsed) = run_settings(&dir, &format!("llm pool {pool}"))?;
     let answered = std::fs::read_to_string(dir.join("output/answers.jsonl"))?.lines().count() as u64;
+    let rows_read = summary["rows_read"].as_f64().unwrap_or(0.0);
     Ok((
         Measurement {
-            rows_per_second: summary["rows_read"].as_f64().unwrap_or(0.0) / elapsed,
+            rows: rows_read,
+            rows_per_second: rows_read / elapsed,
             peak_rss_mb: summary["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1_048_576.0,
             audit_db_mb: dir_size(&dir) as f64 / 1_048_576.0,
         },
