@@ -40,13 +40,8 @@ fn the_summary_reports_the_export_and_a_failed_export_exits_1() {
     assert_eq!(summary["export"]["path"], "examples/audit_export/output/audit_trail.json");
 
     // A signed export with no signing key in the environment cannot be written.
-    let settings = dir.path().join("examples/audit_export/settings.yaml");
-    let text = std::fs::read_to_string(&settings).expect("settings");
-    std::fs::write(&settings, text.replace("sign: false", "sign: true")).expect("write");
-    let failed =
-        elspeth_in(dir.path(), &["run", "--settings", "examples/audit_export/settings.yaml", "--execute", "--format", "json"]);
+    let (failed, summary) = rerun_audit_export_with(dir.path(), "sign: false", "sign: true");
     assert_eq!(failed.status.code(), Some(1), "{}", output_text(&failed));
-    let summary: serde_json::Value = serde_json::from_slice(&failed.stdout).expect("json summary");
     assert_eq!(summary["status"], "completed");
     assert_eq!(summary["export"]["status"], "failed");
     assert!(summary["export"]["records"].is_null());
@@ -54,6 +49,17 @@ fn the_summary_reports_the_export_and_a_failed_export_exits_1() {
     let mut db = landscape_at(dir.path(), "examples/audit_export/runs/audit.db");
     let runs = query_pairs(&mut db, "SELECT status AS a, export_status AS b FROM runs ORDER BY started_at").expect("query");
     assert_eq!(runs, [("completed".to_owned(), "completed".to_owned()), ("completed".to_owned(), "failed".to_owned())]);
+}
+
+/// Runs the `audit_export` example in `dir` with `from` replaced by `to` in
+/// its settings: the output and its JSON summary.
+fn rerun_audit_export_with(dir: &std::path::Path, from: &str, to: &str) -> (std::process::Output, serde_json::Value) {
+    let settings = dir.join("examples/audit_export/settings.yaml");
+    let text = std::fs::read_to_string(&settings).expect("settings");
+    std::fs::write(&settings, text.replace(from, to)).expect("write");
+    let output = elspeth_in(dir, &["run", "--settings", "examples/audit_export/settings.yaml", "--execute", "--format", "json"]);
+    let summary = serde_json::from_slice(&output.stdout).expect("json summary");
+    (output, summary)
 }
 
 /// A sink that cannot complete (here: its file would lie under a file)
@@ -64,13 +70,8 @@ fn the_summary_reports_the_export_and_a_failed_export_exits_1() {
 #[test]
 fn a_sink_that_cannot_complete_fails_the_run_in_the_summary_and_the_landscape() {
     let dir = tests::example_dir("audit_export");
-    let settings = dir.path().join("examples/audit_export/settings.yaml");
-    let text = std::fs::read_to_string(&settings).expect("settings");
-    std::fs::write(&settings, text.replace("output/audit_trail.json", "input.csv/audit_trail.json")).expect("write");
-    let output =
-        elspeth_in(dir.path(), &["run", "--settings", "examples/audit_export/settings.yaml", "--execute", "--format", "json"]);
+    let (output, summary) = rerun_audit_export_with(dir.path(), "output/audit_trail.json", "input.csv/audit_trail.json");
     assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json summary");
     assert_eq!(summary["status"], "failed");
     assert!(summary["error"].as_str().is_some_and(|e| e.contains("sink audit_export")), "{summary}");
     assert!(summary["export"].is_null(), "a failed run is not exported: {summary}");

@@ -125,14 +125,13 @@ impl AfterRun {
     pub(crate) fn print(&self) {
         let path = self.path.as_deref().map_or_else(String::new, |p| format!(" to {}", p.display()));
         match &self.outcome {
-            AfterRunOutcome::Completed { records } => {
+            AfterRunOutcome::Completed { records } | AfterRunOutcome::Unrecorded { records, .. } => {
                 println!("  audit export: {records} records{path} in {:.2} s", self.seconds);
-            }
-            AfterRunOutcome::Unrecorded { records, error } => {
-                println!("  audit export: {records} records{path} in {:.2} s", self.seconds);
-                eprintln!("error: recording the export status failed: {error}");
             }
             AfterRunOutcome::Failed { error } => eprintln!("error: the run completed but its audit export failed: {error}"),
+        }
+        if let AfterRunOutcome::Unrecorded { error, .. } = &self.outcome {
+            eprintln!("error: recording the export status failed: {error}");
         }
     }
 
